@@ -1,0 +1,3 @@
+from mlchaos.cli import main
+
+main()
