@@ -1,0 +1,109 @@
+"""The ``mlchaos`` command line.
+
+Subcommands are loaded lazily: ``mlchaos --help`` lists them from the table
+below without importing any of them, so help and version answer in the time
+it takes to start Python and click.  Each subcommand lives in its own module
+(``mlchaos.cli.<name>``) and exposes either a typer app (a command group) or a
+plain function (a single command).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from mlchaos import __version__
+
+# name -> (module, attribute, one-line help shown by --help without importing the module)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("mlchaos.cli.run", "run", "Run an experiment and print its verdict."),
+    "validate": ("mlchaos.cli.validate", "validate", "Check experiment files; print FILE:LINE:COL errors."),
+    "schema": ("mlchaos.cli.validate", "schema", "Print the experiment JSON Schema (for editor completion)."),
+    "journal": ("mlchaos.cli.journal", "journal", "Summarise a run journal (also an unfinished one)."),
+    "stop": ("mlchaos.cli.stop", "stop", "Remove every active fault on this machine and refuse new runs."),
+    "demo": ("mlchaos.cli.demo", "demo", "Run the built-in demo experiments and write a report."),
+    "plugins": ("mlchaos.cli.plugins", "plugins", "List the registered faults, probes and targets."),
+    "proxy": ("mlchaos.cli.proxy", "proxy", "Run the fault proxy in front of a TCP/HTTP upstream."),
+    "load": ("mlchaos.cli.load", "load", "Drive open-loop HTTP load and report trustworthy latency."),
+    "lab": ("mlchaos.cli.lab", "app", "Start, inspect and stop the built-in ML lab systems."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """A click group that imports a subcommand's module only when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if ctx.resilient_parsing is False and _listing_help(ctx):
+            return _stub(cmd_name)
+        module, attr, _ = COMMANDS[cmd_name]
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("mlchaos.cli"):
+                return _unavailable(cmd_name)
+            raise
+        if isinstance(obj, typer.Typer):
+            cmd = typer.main.get_command(obj)
+        else:
+            sub = typer.Typer(add_completion=False)
+            sub.command(name=cmd_name)(obj)
+            cmd = typer.main.get_command(sub)
+        cmd.name = cmd_name
+        return cmd
+
+
+def _listing_help(ctx: click.Context) -> bool:
+    # click asks for every command object to format the top-level help: answer with stubs.
+    return "--help" in sys.argv[1:2] or "-h" in sys.argv[1:2] or len(sys.argv) <= 1
+
+
+def _stub(name: str) -> click.Command:
+    return click.Command(name, help=COMMANDS[name][2], short_help=COMMANDS[name][2])
+
+
+def _unavailable(name: str) -> click.Command:
+    def cb() -> None:
+        click.echo(f"mlchaos {name}: not available in this build", err=True)
+        raise SystemExit(2)
+
+    return click.Command(name, callback=cb, help=COMMANDS[name][2] + " (not available)")
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Chaos engineering for ML systems: steady-state hypothesis, controlled fault, honest verdict.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mlchaos {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Chaos engineering for ML systems."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return app(args=argv, prog_name="mlchaos")

@@ -1,0 +1,217 @@
+"""The contract between the engine and its plugins (faults, probes, targets).
+
+The engine knows a plugin only by the name it is registered under (entry
+point groups ``mlchaos.faults``, ``mlchaos.probes``, ``mlchaos.targets``) and
+by the small base classes below.  A plugin module must stay cheap to import:
+heavy libraries go inside methods, so ``mlchaos validate`` can load the spec
+model of a plugin without paying for what the plugin drives.
+
+Why these shapes:
+
+* A fault has exactly one obvious job per method (Toxiproxy's toxics are the
+  model): ``preflight`` proves it *can* be injected before anything is
+  touched, ``inject`` does it and returns what it actually hit, ``remove``
+  undoes it, and ``revert`` undoes it again from a lease record alone, with
+  no runner state, which is what lets a watchdog or ``mlchaos stop`` clean up
+  after a runner that died by ``kill -9``.
+* A probe only measures.  Tolerances are common fields evaluated by the
+  engine, so every probe gets ``max``/``min``/``between``/``equals`` and the
+  same "insufficient data" rule for free.
+* A target is where faults and probes point: it resolves names to PIDs or
+  URLs, and proves it is reachable during preflight.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlchaos.spec.types import Duration, Quantity
+
+if TYPE_CHECKING:
+    from mlchaos.engine.lease import Lease
+
+
+class PluginError(Exception):
+    """A plugin could not do its job; the message is shown to the user as is."""
+
+
+class FaultError(PluginError):
+    """A fault could not be injected, removed or checked (the run becomes ``errored``)."""
+
+
+class ProbeError(PluginError):
+    """A probe could not measure (treated as a failed observation, never as a pass)."""
+
+
+class TargetError(PluginError):
+    """A target is unreachable or misconfigured (the run becomes ``errored``)."""
+
+
+class StrictModel(BaseModel):
+    """Base of every spec model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+
+
+class FaultSpec(StrictModel):
+    """Fields common to every fault step in ``method``."""
+
+    fault: str = Field(description="Registered fault name, e.g. 'process-pause'.")
+    name: str | None = Field(None, description="Label used in the journal and report.")
+    target: str = Field("default", description="Name of the target this fault acts on.")
+    at: Duration = Field(0.0, description="Offset from the start of the fault phase, e.g. '5s'.")
+    duration: Duration | None = Field(
+        None, description="How long the fault stays; default: until the end of the fault phase."
+    )
+
+
+class ProbeSpec(StrictModel):
+    """Fields common to every probe, with the tolerance the engine evaluates."""
+
+    probe: str = Field(description="Registered probe name, e.g. 'http'.")
+    name: str | None = Field(None, description="Label used in the journal and report.")
+    target: str = Field("default", description="Name of the target this probe observes.")
+    window: Duration | None = Field(None, description="Observation window for windowed probes, e.g. '10s'.")
+    max: Quantity | None = Field(None, description="Upper bound (inclusive); units allowed: '100ms', '1%'.")
+    min: Quantity | None = Field(None, description="Lower bound (inclusive).")
+    between: tuple[Quantity, Quantity] | None = Field(None, description="Inclusive band [low, high].")
+    equals: Any = Field(None, description="Exact value expected (numbers, strings, booleans).")
+    above: Quantity | None = Field(None, description="Abort conditions: trips when the value is above.")
+    below: Quantity | None = Field(None, description="Abort conditions: trips when the value is below.")
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One observation.  ``value`` None with ``insufficient`` set means 'cannot tell'."""
+
+    value: Any
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+    samples: int | None = None
+    insufficient: str | None = None
+
+
+@dataclasses.dataclass
+class Applied:
+    """What an injection really did: the only evidence a run may be judged on."""
+
+    targets: list[str]
+    planned: dict[str, Any] = dataclasses.field(default_factory=dict)
+    actual: dict[str, Any] = dataclasses.field(default_factory=dict)
+    undo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """JSON-able record sufficient for :meth:`Fault.revert` with no runner state."""
+
+
+class Context(abc.ABC):
+    """What the engine lends a plugin during a run."""
+
+    run_id: str
+    state_dir: Any
+    lease_ttl: float
+
+    @abc.abstractmethod
+    def target(self, name: str) -> Target: ...
+
+    @abc.abstractmethod
+    def log(self, event: str, **fields: Any) -> None:
+        """Append an event to the run's journal."""
+
+    @property
+    @abc.abstractmethod
+    def services(self) -> Mapping[str, Any]:
+        """Shared run services (e.g. the running load generator under 'load')."""
+
+
+class Fault(abc.ABC):
+    """A controlled failure.  Subclasses set ``Spec`` and implement inject/remove/revert."""
+
+    Spec: ClassVar[type[FaultSpec]] = FaultSpec
+
+    def __init__(self, spec: FaultSpec, ctx: Context) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+    async def preflight(self) -> dict[str, Any]:
+        """Prove the fault can be injected (targets exist, permissions hold); touch nothing.
+
+        Return the planned blast radius for the journal and the dry run.
+        """
+        return {}
+
+    @abc.abstractmethod
+    async def inject(self, lease: Lease) -> Applied:
+        """Inject the fault and return what was actually hit."""
+
+    @abc.abstractmethod
+    async def remove(self) -> None:
+        """Undo the fault.  Must be idempotent: it may run after a lease already expired."""
+
+    async def renew(self, lease: Lease) -> None:  # noqa: B027 - optional hook
+        """Extend a lease held by an external holder (e.g. a fault proxy).  Local leases need nothing."""
+
+    async def observed(self) -> dict[str, Any]:
+        """Counts the holder saw (requests seen/affected) for the report; optional."""
+        return {}
+
+    @classmethod
+    def revert(cls, undo: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Undo from a lease record alone (watchdog, ``mlchaos stop``).  Synchronous and idempotent."""
+
+
+class Probe(abc.ABC):
+    """Something measured.  Subclasses set ``Spec`` and implement ``measure``."""
+
+    Spec: ClassVar[type[ProbeSpec]] = ProbeSpec
+    unit: ClassVar[str] = ""
+    """Unit of the value for display ('s', 'ratio', ...)."""
+
+    def __init__(self, spec: ProbeSpec, ctx: Context) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Begin background collection if the probe needs it."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop background collection."""
+
+    @abc.abstractmethod
+    async def measure(self) -> Measurement:
+        """Return the current value (over ``spec.window`` where it applies)."""
+
+
+class TargetSpec(StrictModel):
+    platform: str = Field(description="Registered target platform, e.g. 'http', 'process', 'lab'.")
+
+
+class Target(abc.ABC):
+    """A system under test.  Resolves what faults and probes point at."""
+
+    Spec: ClassVar[type[TargetSpec]] = TargetSpec
+
+    def __init__(self, spec: TargetSpec, ctx: Context) -> None:
+        self.spec = spec
+        self.ctx = ctx
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Start what the experiment owns (e.g. a command); default: nothing."""
+
+    @abc.abstractmethod
+    async def preflight(self) -> dict[str, Any]:
+        """Raise TargetError when unreachable; return facts for the journal."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop what ``start`` started."""
+
+    def url(self, path: str = "") -> str:
+        raise TargetError(f"target platform {self.spec.platform!r} has no URL")
+
+    def pids(self, selector: str | None = None) -> list[int]:
+        raise TargetError(f"target platform {self.spec.platform!r} has no processes")
+
+
+Hook = Callable[[], Awaitable[None]]
