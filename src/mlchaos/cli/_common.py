@@ -1,0 +1,50 @@
+"""Shared CLI helpers: error output and ``--set`` overrides."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+INVALID = 2
+
+
+def fail(msg: str, code: int = INVALID) -> typer.Exit:
+    print(f"mlchaos: {msg}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (value parsed as YAML) to raw experiment data."""
+    import yaml
+
+    for item in sets:
+        if "=" not in item:
+            raise fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set phases.baseline=2s")
+        key, _, raw = item.partition("=")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        cur: Any = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if isinstance(cur, list):
+                try:
+                    cur = cur[int(part)]
+                except (ValueError, IndexError):
+                    raise fail(f"--set {key}: no list index {part!r}") from None
+            else:
+                cur = cur.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(cur, list):
+            try:
+                cur[int(last)] = value
+            except (ValueError, IndexError):
+                raise fail(f"--set {key}: no list index {last!r}") from None
+        elif isinstance(cur, dict):
+            cur[last] = value
+        else:
+            raise fail(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
+    return data

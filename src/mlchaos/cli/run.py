@@ -1,0 +1,169 @@
+"""``mlchaos run``: one experiment, live progress, an honest exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from mlchaos.cli._common import apply_overrides
+
+
+def _default_journal(title: str) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40] or "run"
+    return Path("mlchaos-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}.jsonl"
+
+
+def load_validated(experiment: Path, sets: list[str]) -> Any:
+    """Load, override and validate; print FILE:LINE:COL errors and exit 2 on failure."""
+    from mlchaos.spec.loader import SpecErrors, load_dict, load_file
+
+    try:
+        if sets:
+            import yaml
+
+            v0 = load_file(experiment)  # positions for errors in the file itself
+            data = apply_overrides(json.loads(json.dumps(v0.raw, default=str)), sets)
+            try:
+                return load_dict(data, source=f"{experiment} (with --set)")
+            except SpecErrors:
+                raise
+            finally:
+                del yaml
+        return load_file(experiment)
+    except SpecErrors as exc:
+        for e in exc.errors:
+            print(e, file=sys.stderr)
+        raise typer.Exit(2) from None
+
+
+def print_plan(v: Any) -> None:
+    """The dry run: what would be done, to what, when, with which blast radius."""
+    exp = v.experiment
+    print(f"Experiment: {exp.title}")
+    print(f"  phases: baseline {exp.phases.baseline:g}s, fault {v.fault_phase_length():g}s, "
+          f"recovery {exp.phases.recovery:g}s (max_duration {exp.max_duration:g}s)")
+    print(f"  interval {exp.interval:g}s, lease TTL {exp.lease_ttl:g}s")
+    for name, t in v.targets.items():
+        print(f"  target {name}: {t.model_dump(mode='json', exclude_none=True)}")
+    if v.load is not None:
+        print(f"  load: {v.load.model_dump(mode='json', exclude_none=True)}")
+    print("  steady state:")
+    for p in v.steady_state:
+        print(f"    - {p.name or p.probe}: {p.model_dump(mode='json', exclude_none=True)}")
+    print("  faults:")
+    base = exp.phases.baseline
+    for (start, end), f in zip(v.fault_windows(), v.faults, strict=True):
+        radius = {k: getattr(f, k) for k in ("count", "percent", "probability", "keep_healthy", "fraction")
+                  if getattr(f, k, None) is not None}
+        print(f"    - {f.name or f.fault} on target {f.target!r}: from +{base + start:g}s to +{base + end:g}s,"
+              f" blast radius {radius or 'plugin default'}")
+        print(f"      {f.model_dump(mode='json', exclude_none=True)}")
+    print("  abort when:")
+    for p in v.abort:
+        print(f"    - {p.name or p.probe}: {p.model_dump(mode='json', exclude_none=True)}")
+    print("dry run: nothing was touched")
+
+
+class _Progress:
+    """Live view: a progress bar over the planned length plus the events that matter."""
+
+    def __init__(self, planned: float, quiet: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.planned = planned
+        self._progress: Any = None
+        self._task: Any = None
+        self._breached: set[str] = set()
+
+    def __enter__(self) -> _Progress:
+        if not self.quiet:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                      console=self.console, transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("preflight", total=self.planned)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        ev = e["event"]
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=min(e.get("rel", 0.0), self.planned))
+        line = None
+        if ev == "phase":
+            if self._progress is not None:
+                self._progress.update(self._task, description=e["phase"])
+            line = f"[bold]{e['phase']}[/bold]"
+        elif ev == "fault-inject":
+            line = f"[red]inject[/red] {e['fault']} → {', '.join(map(str, e.get('targets', [])))}"
+        elif ev == "fault-remove":
+            line = f"[green]remove[/green] {e['fault']} (active {e.get('active_s', 0):.2f}s)"
+        elif ev == "probe" and e.get("ok") is False and e["probe"] not in self._breached:
+            self._breached.add(e["probe"])
+            line = f"[yellow]deviation[/yellow] {e['probe']}: {e.get('reason')}"
+        elif ev == "probe" and e.get("checkpoint"):
+            mark = "✓" if e.get("ok") else "✗"
+            line = f"  {mark} {e['probe']} ({e['checkpoint']}): {e.get('value')!r} {e.get('reason') or ''}"
+        elif ev in ("stop-requested", "error", "signal-ignored", "fault-inject-failed", "fault-remove-failed"):
+            line = f"[magenta]{ev}[/magenta] {e.get('reason') or e.get('message') or e.get('error') or ''}"
+        if line:
+            self.console.print(f"{e.get('rel', 0):7.2f}s {line}")
+
+
+def run(
+    experiment: Path = typer.Argument(..., help="Experiment file (YAML).", show_default=False),
+    journal: Path | None = typer.Option(None, "--journal", "-j", help="Journal path (JSON Lines)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and touch nothing."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field: --set phases.baseline=2s (repeatable)."),
+    report: Path | None = typer.Option(None, "--report", help="Write a report directory for this run."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the verdict."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Run an experiment and exit with its verdict.
+
+    Exit codes: 0 passed, 1 failed, 2 invalid, 3 aborted, 4 not-run (baseline not met),
+    5 errored (a fault could not be injected or removed, a target was unreachable).
+    """
+    v = load_validated(experiment, set_)
+    if dry_run:
+        print_plan(v)
+        raise typer.Exit(0)
+    from mlchaos.engine.runner import run_experiment
+
+    jpath = journal or _default_journal(v.experiment.title)
+    with _Progress(v.planned_length(), quiet or json_out) as progress:
+        result = run_experiment(v, journal_path=jpath, on_event=progress)
+    if report is not None:
+        from mlchaos.report import write_report
+
+        write_report([result.summary], report, journals=[jpath])
+    if json_out:
+        print(json.dumps(result.summary, default=str))
+    else:
+        _print_verdict(result.summary, jpath)
+    raise typer.Exit(result.exit_code)
+
+
+def _print_verdict(s: dict[str, Any], jpath: Path) -> None:
+    from rich.console import Console
+
+    colour = {"passed": "green", "failed": "red", "aborted": "yellow", "not-run": "yellow"}.get(s["status"], "magenta")
+    c = Console(highlight=False)
+    c.print(f"[bold {colour}]{s['status'].upper()}[/bold {colour}] (exit {s['exit_code']}): {s['reason']}")
+    if s.get("removal_latency_s") is not None:
+        c.print(f"faults removed {s['removal_latency_s'] * 1000:.0f} ms after the abort")
+    c.print(f"journal: {jpath}")

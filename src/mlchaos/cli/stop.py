@@ -1,0 +1,53 @@
+"""``mlchaos stop``: the big red button."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import typer
+
+
+def stop(
+    release: bool = typer.Option(False, "--release", help="Lift a previous stop so runs may start again."),
+) -> None:
+    """Remove every active fault this machine's runners hold, stop the runners, and refuse new runs.
+
+    Runs stay refused until ``mlchaos stop --release``.
+    """
+    from mlchaos.engine.lease import LeaseStore, revert_record
+    from mlchaos.engine.state import pid_alive, read_json, state_dir, stop_flag
+
+    base = state_dir()
+    flag = stop_flag(base)
+    if release:
+        flag.unlink(missing_ok=True)
+        print("released: new runs may start")
+        return
+    flag.write_text(f"stopped at {time.strftime('%Y-%m-%dT%H:%M:%S')} by pid {os.getpid()}\n")
+    runners = 0
+    for p in (base / "runs").glob("*.json"):
+        data = read_json(p)
+        pid = int(data.get("pid", 0)) if data else 0
+        if pid and pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                runners += 1
+            except ProcessLookupError:
+                pass
+    reverted, failed = 0, 0
+    for path, data in LeaseStore(base).all():
+        try:
+            revert_record(data)
+        except Exception as exc:
+            failed += 1
+            print(f"could not revert {data.get('plugin')} lease {data.get('lease_id')}: {exc}")
+            continue
+        path.unlink(missing_ok=True)
+        reverted += 1
+    print(f"stopped: {reverted} fault(s) removed, {runners} runner(s) signalled"
+          + (f", {failed} fault(s) could not be removed" if failed else ""))
+    print("new runs are refused until 'mlchaos stop --release'")
+    if failed:
+        raise typer.Exit(5)

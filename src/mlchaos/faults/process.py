@@ -1,0 +1,128 @@
+"""Process faults on local PIDs: pause (SIGSTOP/SIGCONT) and kill.
+
+A paused process is the cheapest faithful model of a hung replica or a GC
+storm: its sockets stay open, connections queue, nothing answers.  Each
+paused PID is recorded with its start time, so a revert after a crash never
+sends SIGCONT to an unrelated process that reused the PID.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mlchaos.engine.blast import BlastRadiusError, select_count
+from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
+from mlchaos.spec.types import Percent
+
+
+class _Selection(FaultSpec):
+    pids: list[int] | None = Field(None, description="PIDs to choose from; default: the target's processes.")
+    count: int | None = Field(None, ge=1, description="Hit exactly this many processes.")
+    percent: Percent | None = Field(None, description="Hit this share of the processes (rounded up).")
+    keep_healthy: int = Field(0, ge=0, description="Leave at least this many processes untouched.")
+    seed: int | None = Field(None, description="Seed for choosing which processes (default: random).")
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return None
+
+
+class _ProcessFault(Fault):
+    spec: _Selection
+
+    def _candidates(self) -> list[int]:
+        if self.spec.pids:
+            return list(self.spec.pids)
+        return self.ctx.target(self.spec.target).pids()
+
+    def _choose(self) -> tuple[list[int], dict[str, Any]]:
+        pids = [p for p in self._candidates() if _start_time(p) is not None]
+        try:
+            n = select_count(len(pids), count=self.spec.count, percent=self.spec.percent,
+                             keep_healthy=self.spec.keep_healthy)
+        except BlastRadiusError as exc:
+            raise FaultError(str(exc)) from None
+        chosen = random.Random(self.spec.seed).sample(pids, n)
+        return chosen, {"of": len(pids), "count": n, "pids": chosen}
+
+    async def preflight(self) -> dict[str, Any]:
+        chosen, planned = self._choose()
+        for pid in chosen:
+            try:
+                os.kill(pid, 0)
+            except PermissionError:
+                raise FaultError(f"no permission to signal pid {pid}") from None
+        return planned
+
+
+class ProcessPause(_ProcessFault):
+    """SIGSTOP the chosen processes; SIGCONT on removal or lease expiry."""
+
+    class Spec(_Selection):
+        fault: Literal["process-pause"] = "process-pause"
+
+    async def inject(self, lease: Any) -> Applied:
+        chosen, planned = self._choose()
+        paused: list[list[float]] = []
+        for pid in chosen:
+            st = _start_time(pid)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            paused.append([pid, st or 0.0])
+        if not paused:
+            raise FaultError(f"none of the chosen processes {chosen} could be paused")
+        self._paused = paused
+        return Applied(targets=[f"pid:{p}" for p, _ in paused], planned=planned,
+                       actual={"count": len(paused)}, undo={"pids": paused})
+
+    async def remove(self) -> None:
+        self.revert({"pids": getattr(self, "_paused", [])})
+
+    @classmethod
+    def revert(cls, undo: dict[str, Any]) -> None:
+        for pid, st in undo.get("pids", []):
+            now = _start_time(int(pid))
+            if now is None or (st and abs(now - float(st)) > 0.05):
+                continue  # gone, or the PID now belongs to someone else
+            try:
+                os.kill(int(pid), signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+class ProcessKill(_ProcessFault):
+    """Kill the chosen processes.  Not reversible: whatever supervises them brings them back."""
+
+    class Spec(_Selection):
+        fault: Literal["process-kill"] = "process-kill"
+        signal: Literal["KILL", "TERM", "INT"] = Field("KILL", description="Signal to send.")
+
+    async def inject(self, lease: Any) -> Applied:
+        chosen, planned = self._choose()
+        sig = getattr(signal, "SIG" + self.spec.signal)  # type: ignore[attr-defined]
+        killed = []
+        for pid in chosen:
+            try:
+                os.kill(pid, sig)
+                killed.append(pid)
+            except ProcessLookupError:
+                continue
+        if not killed:
+            raise FaultError(f"none of the chosen processes {chosen} could be killed")
+        return Applied(targets=[f"pid:{p}" for p in killed], planned=planned,
+                       actual={"count": len(killed), "signal": self.spec.signal}, undo={})
+
+    async def remove(self) -> None:
+        return None

@@ -1,0 +1,67 @@
+"""User-embedding service: the real-time dependency of the recommender.
+
+``GET /embedding/{user_id}`` answers the user's vector from the factorisation
+trained at set-up (``recs-v1``).  Kill it or slow it down to see whether the
+recommender degrades to popular items or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse, Response
+
+from mlchaos.lab import observability as obs
+from mlchaos.lab.models import RECS_VERSION
+
+
+def create_app(name: str, models_dir: Path) -> FastAPI:
+    d = models_dir / "recs" / RECS_VERSION
+    users = np.load(d / "user_embeddings.npy")
+    meta = json.loads((d / "meta.json").read_text())
+    obs.set_model_version(name, meta["version"])
+    obs.READY.labels(name).set(1)
+    obs.JsonLog(name)("starting", version=meta["version"], users=len(users), pid=os.getpid())
+    app = FastAPI(default_response_class=ORJSONResponse)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"alive": True}
+
+    @app.get("/ready")
+    async def ready() -> dict[str, Any]:
+        return {"ready": True}
+
+    @app.get("/embedding/{user_id}")
+    async def embedding(user_id: int) -> Response:
+        if not 0 <= user_id < len(users):
+            return ORJSONResponse({"error": "unknown user", "user_id": user_id}, status_code=404)
+        return ORJSONResponse(
+            {"user_id": user_id, "embedding": users[user_id].tolist(), "model_version": meta["version"]}
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        payload, ctype = obs.metrics_response()
+        return Response(payload, media_type=ctype)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--name", default="embedding")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--models", type=Path, required=True)
+    a = p.parse_args(argv)
+    obs.serve(obs.MetricsMiddleware(create_app(a.name, a.models), a.name), a.port)
+
+
+if __name__ == "__main__":
+    main()

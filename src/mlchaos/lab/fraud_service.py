@@ -1,0 +1,219 @@
+"""Real-time fraud model service: per request, fetch account features over HTTP, then predict.
+
+Variants (switchable at run time with ``POST /admin/variant``):
+
+- ``naive``: a generous timeout (2 s) and no fallback: a dead feature service
+  is an error, a slow one is a slow answer.
+- ``silent-zeros``: a short timeout, and on any failure the account features
+  become zeros *without saying so* (``fallback: false``) — the silent failure
+  of the lab's scenario 6: latency stays green, predictions are wrong.
+- ``mitigated``: a tight timeout and a circuit breaker
+  (:class:`mlchaos.mitigations.CircuitBreaker`) that fails fast to the
+  account's last known features (bounded staleness) or a default vector, and
+  marks the response ``fallback: true``.
+
+The feature service URL is a start-up argument and can be changed at run time
+with ``POST /admin/dependency`` — the hook the engine uses to put a fault
+proxy between this service and its dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import Body, FastAPI
+from fastapi.responses import ORJSONResponse, Response
+
+from mlchaos.lab import data
+from mlchaos.lab import observability as obs
+from mlchaos.lab.models import FraudModel, load_fraud_model
+from mlchaos.mitigations import CircuitBreaker, FeatureCache, Outcome, ReadinessGate
+
+#: Default account features (typical values of the training data) for the mitigated fallback.
+DEFAULT_FEATURES: dict[str, float] = {
+    "account_age_days": 420.0,
+    "txn_count_1h": 0.0,
+    "txn_count_24h": 3.0,
+    "amount_avg_7d": 37.0,
+}
+ZEROS: dict[str, float] = dict.fromkeys(data.ACCOUNT_FEATURES, 0.0)
+VARIANTS = ("naive", "silent-zeros", "mitigated")
+
+
+@dataclass
+class Settings:
+    variant: str
+    feature_url: str
+    naive_timeout: float = 2.0
+    silent_timeout: float = 0.05
+    mitigated_timeout: float = 0.03
+    breaker_threshold: int = 5
+    breaker_reset: float = 2.0
+    cache_max_age: float = 300.0
+
+
+class FeatureUnavailable(Exception):
+    pass
+
+
+def create_app(name: str, models_dir: Path, version: str, settings: Settings) -> FastAPI:
+    log = obs.JsonLog(name)
+    gate = ReadinessGate()
+    holder: dict[str, FraudModel] = {}
+    cache = FeatureCache(DEFAULT_FEATURES, max_age=settings.cache_max_age)
+
+    def on_state(dep: str, state: str) -> None:
+        obs.BREAKER_OPEN.labels(name, "features").set(1 if state == "opened" else 0)
+        log("circuit", level="warning" if state == "opened" else "info", dependency="features", state=state)
+
+    breaker = CircuitBreaker(
+        "features",
+        threshold=settings.breaker_threshold,
+        reset_after=settings.breaker_reset,
+        timeout=settings.mitigated_timeout,
+        on_state_change=on_state,
+    )
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        m = load_fraud_model(models_dir, version)
+        holder["model"] = m
+        obs.set_model_version(name, m.version)
+        gate.mark_ready()
+        obs.READY.labels(name).set(1)
+        log("starting", version=m.version, variant=settings.variant, feature_url=settings.feature_url, pid=os.getpid())
+        yield
+        await client.aclose()
+
+    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+
+    async def fetch(account_id: int, timeout: float) -> dict[str, Any]:
+        r = await client.get(f"{settings.feature_url}/features/{account_id}", timeout=timeout)
+        if r.status_code != 200:
+            raise FeatureUnavailable(f"feature service answered {r.status_code}")
+        body: dict[str, Any] = r.json()
+        return body
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"alive": True}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        code, body = gate.status()
+        return ORJSONResponse(body, status_code=code)
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        m = holder["model"]
+        return {"service": name, "variant": settings.variant, "feature_url": settings.feature_url,
+                "model": m.metadata, "breaker": breaker.state, "cached_accounts": len(cache)}
+
+    @app.post("/predict")
+    async def predict(body: dict[str, Any] = Body(...)) -> Response:  # noqa: B008
+        m = holder["model"]
+        account_id = int(body["account_id"])
+        fallback, reason, source, age = False, None, "live", None
+        if settings.variant == "mitigated":
+            async def call() -> dict[str, Any]:
+                return await fetch(account_id, settings.mitigated_timeout + 0.05)
+
+            def fb(exc: BaseException) -> dict[str, Any]:
+                feats, src, cache_age = cache.get(account_id)
+                return {"features": feats, "source": src, "cache_age": cache_age}
+
+            out: Outcome[dict[str, Any]] = await breaker.call(call, fb)
+            if out.fallback:
+                feats = out.value["features"]
+                fallback, reason, source = True, out.reason, out.value["source"]
+                obs.FALLBACKS.labels(name, out.reason or "unknown").inc()
+            else:
+                feats = out.value["features"]
+                age = out.value["feature_age_seconds"]
+                cache.put(account_id, feats)
+        elif settings.variant == "silent-zeros":
+            try:
+                got = await fetch(account_id, settings.silent_timeout)
+                feats, age = got["features"], got["feature_age_seconds"]
+            except (httpx.HTTPError, FeatureUnavailable):
+                feats = dict(ZEROS)  # the silent failure: nobody is told
+        else:
+            try:
+                got = await fetch(account_id, settings.naive_timeout)
+            except (httpx.HTTPError, FeatureUnavailable) as exc:
+                log("feature_error", level="error", account_id=account_id, error=f"{type(exc).__name__}: {exc}")
+                return ORJSONResponse(
+                    {"error": "feature service unavailable", "detail": type(exc).__name__,
+                     "model_version": m.version, "fallback": False},
+                    status_code=503,
+                )
+            feats, age = got["features"], got["feature_age_seconds"]
+        if age is not None:
+            obs.FEATURE_AGE.labels(name).observe(age)
+        row = {k: body.get(k) for k in data.REQUEST_FEATURES} | feats
+        proba = float(m.predict_proba([row])[0])
+        label = "fraud" if proba >= m.threshold else "legit"
+        obs.PREDICTIONS.labels(name, label).inc()
+        return ORJSONResponse(
+            {"prediction": label, "score": proba, "model_version": m.version, "fallback": fallback,
+             "fallback_reason": reason, "feature_source": source, "feature_age_seconds": age,
+             "variant": settings.variant}
+        )
+
+    @app.post("/admin/variant")
+    async def set_variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        v = str(body["variant"])
+        if v not in VARIANTS:
+            return {"error": f"unknown variant {v}", "variants": list(VARIANTS)}
+        settings.variant = v
+        log("variant", variant=v)
+        return {"variant": v}
+
+    @app.post("/admin/dependency")
+    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        settings.feature_url = str(body["url"]).rstrip("/")
+        log("dependency", feature_url=settings.feature_url)
+        return {"feature_url": settings.feature_url}
+
+    @app.post("/admin/model")
+    async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        m = load_fraud_model(models_dir, str(body["version"]))
+        holder["model"] = m
+        obs.set_model_version(name, m.version)
+        log("model_switched", version=m.version)
+        return {"model_version": m.version}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        payload, ctype = obs.metrics_response()
+        return Response(payload, media_type=ctype)
+
+    obs.BREAKER_OPEN.labels(name, "features").set(0)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--name", default="fraud")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--version", default="current")
+    p.add_argument("--feature-url", required=True)
+    p.add_argument("--variant", choices=VARIANTS, default="naive")
+    p.add_argument("--naive-timeout", type=float, default=2.0)
+    p.add_argument("--silent-timeout", type=float, default=0.05)
+    p.add_argument("--mitigated-timeout", type=float, default=0.03)
+    a = p.parse_args(argv)
+    s = Settings(a.variant, a.feature_url.rstrip("/"), a.naive_timeout, a.silent_timeout, a.mitigated_timeout)
+    obs.serve(obs.MetricsMiddleware(create_app(a.name, a.models, a.version, s), a.name), a.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Serving replica: the fraud model behind a REST API (one process per replica).
+
+It listens at once but answers ``/ready`` only after the model is loaded (a
+configurable load delay stands for the time a real model takes to load), which
+is what makes the difference between a naive and a readiness-gated load
+balancer observable.  ``/predict`` before that answers 503.
+
+Run: ``python -m mlchaos.lab.model_server --port P --models DIR --version current``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Body, FastAPI
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
+
+from mlchaos.lab import observability as obs
+from mlchaos.lab.models import FraudModel, load_fraud_model
+from mlchaos.mitigations import ReadinessGate
+
+
+def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> FastAPI:
+    gate = ReadinessGate()
+    log = obs.JsonLog(name)
+    holder: dict[str, FraudModel] = {}
+
+    async def load(v: str, delay: float) -> None:
+        gate.mark_not_ready(f"loading model {v}")
+        await asyncio.sleep(delay)
+        model = await asyncio.to_thread(load_fraud_model, models_dir, v)
+        holder["model"] = model
+        obs.set_model_version(name, model.version)
+        gate.mark_ready()
+        obs.READY.labels(name).set(1)
+        log("model_loaded", version=model.version, alias=model.alias, delay_s=delay, pid=os.getpid())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        task = asyncio.create_task(load(version, load_delay))
+        log("starting", version=version, load_delay_s=load_delay, pid=os.getpid())
+        yield
+        task.cancel()
+        log("stopping")
+
+    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"alive": True, "replica": name}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        code, body = gate.status()
+        return ORJSONResponse(body, status_code=code)
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        m = holder.get("model")
+        return {"replica": name, "ready": gate.ready, "model": m.metadata if m else None}
+
+    @app.post("/predict")
+    async def predict(body: dict[str, Any] = Body(...)) -> Response:  # noqa: B008
+        m = holder.get("model")
+        if m is None or not gate.ready:
+            log("not_ready", level="warning", reason=gate.reason)
+            return JSONResponse({"error": "model not loaded", "replica": name}, status_code=503)
+        rows = body["instances"] if "instances" in body else [body]
+        proba = m.predict_proba(rows)
+        labels = m.label(proba)
+        for lab in labels:
+            obs.PREDICTIONS.labels(name, lab).inc()
+        common = {"model_version": m.version, "fallback": False, "replica": name}
+        if "instances" in body:
+            return ORJSONResponse({"predictions": labels, "scores": proba.tolist(), **common})
+        return ORJSONResponse({"prediction": labels[0], "score": float(proba[0]), **common})
+
+    @app.post("/admin/model")
+    async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+        """Swap the served model version in place (a bad deploy, or its rollback)."""
+        v = str(body["version"])
+        model = await asyncio.to_thread(load_fraud_model, models_dir, v)
+        holder["model"] = model
+        obs.set_model_version(name, model.version)
+        log("model_switched", version=model.version, alias=model.alias)
+        return {"replica": name, "model_version": model.version}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        payload, ctype = obs.metrics_response()
+        return Response(payload, media_type=ctype)
+
+    obs.READY.labels(name).set(0)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--name", default="serving-0")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--version", default="current")
+    p.add_argument("--load-delay", type=float, default=1.5)
+    a = p.parse_args(argv)
+    app = create_app(a.name, a.models, a.version, a.load_delay)
+    obs.serve(obs.MetricsMiddleware(app, a.name), a.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Where the lab keeps its state, and how it picks ports.
+
+Everything the lab owns (ports, pids, logs, data, models, batch outputs) lives
+under one directory so that ``lab down`` and the tests can account for all of
+it, and so that two labs in two directories never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+ENV_LAB_DIR = "MLCHAOS_LAB_DIR"
+HOST = "127.0.0.1"
+
+
+def default_lab_dir() -> Path:
+    """``$MLCHAOS_LAB_DIR`` or ``~/.local/state/mlchaos/lab``."""
+    env = os.environ.get(ENV_LAB_DIR)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".local" / "state" / "mlchaos" / "lab"
+
+
+class LabPaths:
+    """Named locations inside one lab directory."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    @property
+    def state(self) -> Path:
+        """The supervisor's view of every process (written atomically)."""
+        return self.root / "state.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def feature_db(self) -> Path:
+        return self.data / "features.sqlite"
+
+    @property
+    def offline(self) -> Path:
+        return self.data / "offline"
+
+    @property
+    def batch(self) -> Path:
+        return self.root / "batch"
+
+    def log_for(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    def ensure(self) -> None:
+        for p in (self.root, self.logs, self.data, self.models, self.batch):
+            p.mkdir(parents=True, exist_ok=True)
+
+
+def free_port(host: str = HOST) -> int:
+    """Ask the kernel for a free TCP port on ``host``.
+
+    There is a window between closing this socket and the service binding it;
+    on loopback with ports handed out by the kernel that race is rare, and the
+    supervisor retries a failed start on a fresh port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True

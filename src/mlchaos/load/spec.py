@@ -1,0 +1,198 @@
+"""The ``load:`` section of an experiment, and of ``mlchaos load``.
+
+One model serves both the engine (embedded in the experiment) and the
+standalone command, so a load that was tried by hand is the load the
+experiment runs.  It stays cheap to import (pydantic only): ``mlchaos
+validate`` loads it without paying for numpy or the event loop.
+
+Example::
+
+    load:
+      rate: 300/s
+      arrivals: poisson
+      duration: 60s
+      request: {path: /predict, method: POST, body_from: data/requests.jsonl}
+      profile: {type: spike, baseline: 100/s, at: 20s, length: 10s}
+
+The request fields may also be written flat (``path:``, ``body_file:`` …
+directly under ``load:``); they are moved into ``request`` before validation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from mlchaos.plugin import StrictModel
+from mlchaos.spec.types import Duration, Percent, Rate
+
+__all__ = [
+    "ConstantProfile",
+    "LoadSpec",
+    "Profile",
+    "RampProfile",
+    "RequestSpec",
+    "SpikeProfile",
+    "Step",
+    "StepProfile",
+]
+
+
+class RequestSpec(StrictModel):
+    """What each request looks like.  Bodies are pre-encoded once; nothing is built per request."""
+
+    url: str | None = Field(None, description="Absolute URL; overrides the target's base URL and 'path'.")
+    path: str = Field("/", description="Path relative to the target's base URL, e.g. '/predict'.")
+    method: str = Field("GET", description="HTTP method; POST is implied when a body is given.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    body: Any = Field(
+        None, description="Request body: a string is sent as is, anything else as JSON."
+    )
+    body_file: str | None = Field(
+        None,
+        alias="body_from",
+        description="JSONL file, one request body per line, cycled in order (alias 'body_from').",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> RequestSpec:
+        if self.body is not None and self.body_file is not None:
+            raise ValueError("give either 'body' or 'body_file', not both")
+        self.method = self.method.upper()
+        if (self.body is not None or self.body_file is not None) and self.method == "GET":
+            self.method = "POST"
+        if not self.path.startswith("/"):
+            self.path = "/" + self.path
+        return self
+
+
+class ConstantProfile(StrictModel):
+    """The rate is ``load.rate`` for the whole run."""
+
+    type: Literal["constant"] = "constant"
+
+
+class RampProfile(StrictModel):
+    """Linear ramp from ``start`` to ``load.rate`` over ``over``, then hold."""
+
+    type: Literal["ramp"] = "ramp"
+    start: Rate = Field(0.0, description="Rate at t=0 (default 0/s).")
+    over: Duration = Field(description="Length of the ramp, e.g. '30s'.")
+
+
+class SpikeProfile(StrictModel):
+    """A baseline with one peak at ``load.rate``: the 'simulated peak load period'."""
+
+    type: Literal["spike"] = "spike"
+    baseline: Rate = Field(description="Rate outside the peak.")
+    at: Duration = Field(description="When the peak starts (after its rise).")
+    length: Duration = Field(description="How long the peak holds at load.rate.")
+    rise: Duration = Field(0.0, description="Linear rise (and fall) time around the peak.")
+
+
+class Step(StrictModel):
+    rate: Rate
+    hold: Duration = Field(alias="for", description="How long this step lasts.")
+
+
+class StepProfile(StrictModel):
+    """A staircase; the last step holds until the end of the run.  ``load.rate`` is ignored."""
+
+    type: Literal["step"] = "step"
+    steps: list[Step] = Field(min_length=1)
+
+
+Profile = Annotated[
+    ConstantProfile | RampProfile | SpikeProfile | StepProfile, Field(discriminator="type")
+]
+
+_REQUEST_KEYS = {"url", "path", "method", "headers", "body", "body_file", "body_from"}
+
+
+class LoadSpec(StrictModel):
+    """Open-loop HTTP load: who to hit, how often, for how long, and how to judge the generator itself."""
+
+    target: str = Field("default", description="Target whose base URL the request path is relative to.")
+    request: RequestSpec = Field(default_factory=lambda: RequestSpec(), description="The request sent.")
+    rate: Rate = Field(description="Target (peak) request rate, e.g. '500/s'.")
+    arrivals: Literal["constant", "poisson"] = Field(
+        "constant", description="Inter-arrival law: evenly spaced or Poisson (exponential gaps)."
+    )
+    profile: Profile = Field(default_factory=ConstantProfile, description="Rate over time.")
+    duration: Duration | None = Field(
+        None, description="Run length; None: until stopped (the engine stops it after its phases)."
+    )
+    timeout: Duration = Field(5.0, gt=0, description="Per-request timeout, counted from the intended send time.")
+    processes: int | Literal["auto"] = Field(
+        "auto", description="Generator processes (rate split evenly); 'auto': one per ~20k req/s, ≤ cores."
+    )
+    connections: int | None = Field(
+        None, ge=1, description="Fixed keep-alive pool size per process; default: grows on demand."
+    )
+    max_connections: int | None = Field(
+        None, ge=1, description="Cap of the on-demand pool per process (default: peak rate × timeout, ≤ 4096)."
+    )
+    sample: Percent = Field(
+        0.0, description="Fraction of responses whose bodies are kept for probes, e.g. '1%'."
+    )
+    max_samples_per_second: int = Field(200, ge=0, description="Bound on kept response bodies per second.")
+    lag_budget: Duration | None = Field(
+        None,
+        description="Schedule lag p99 allowed before the run is INVALID; "
+        "default max(1ms, 1% of the tightest latency tolerance).",
+    )
+    loop: Literal["auto", "uvloop", "asyncio"] = Field("auto", description="Event loop of the generator.")
+    spin: Duration | None = Field(
+        None, description="Pacer busy-wait window before each slot (default 0.5ms uvloop, 1ms asyncio)."
+    )
+    seed: int | None = Field(None, description="Seed of the Poisson schedule (reproducible runs).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_request(cls, data: Any) -> Any:
+        if isinstance(data, dict) and _REQUEST_KEYS & data.keys():
+            data = dict(data)
+            req = dict(data.get("request") or {})
+            for key in list(data):
+                if key in _REQUEST_KEYS:
+                    req[key] = data.pop(key)
+            data["request"] = req
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> LoadSpec:
+        if self.rate <= 0 and not isinstance(self.profile, StepProfile):
+            raise ValueError("rate must be > 0")
+        if isinstance(self.processes, int) and self.processes < 1:
+            raise ValueError("processes must be ≥ 1 or 'auto'")
+        return self
+
+    def peak_rate(self) -> float:
+        """Highest rate the profile reaches (sizes pools and the process count)."""
+        p = self.profile
+        if isinstance(p, StepProfile):
+            return max(s.rate for s in p.steps)
+        if isinstance(p, SpikeProfile):
+            return max(self.rate, p.baseline)
+        if isinstance(p, RampProfile):
+            return max(self.rate, p.start)
+        return self.rate
+
+    def n_processes(self, cpus: int | None = None) -> int:
+        """Resolve ``processes: auto``: one process per 20k req/s of peak, at most one per core."""
+        if isinstance(self.processes, int):
+            return self.processes
+        import os
+
+        cores = cpus or os.cpu_count() or 1
+        return max(1, min(cores, math.ceil(self.peak_rate() / 20_000)))
+
+    def lag_budget_for(self, latency_tolerance: float | None = None) -> float:
+        """The lag p99 budget in seconds (the issue's rule: max(1 ms, 1 % of the tightest latency bound))."""
+        if self.lag_budget is not None:
+            return self.lag_budget
+        if latency_tolerance is None:
+            return 1e-3
+        return max(1e-3, 0.01 * latency_tolerance)

@@ -1,0 +1,327 @@
+"""One generator process: pacer + client pool + interval reports on stdout.
+
+Run as ``python -m mlchaos.load.worker``; it is driven over its standard
+streams so the same process serves a local multi-process run
+(:class:`mlchaos.load.runner.LoadRunner`) and a Locust worker on another
+machine (:mod:`mlchaos.load.locust`):
+
+1. stdin line 1: the JSON config (see :func:`config_for`);
+2. the worker opens its warm connections and prints ``{"type": "ready"}``;
+3. stdin ``go <t0>``: t0 is a ``CLOCK_MONOTONIC`` time (shared by all processes
+   of one machine), or ``go now`` (use the worker's own clock);
+4. every ``interval`` seconds it prints a ``tick`` message: counts, error
+   kinds, status codes and sparse latency / service-time / lag histograms of
+   the requests that *finished* in the interval, plus sampled bodies;
+5. stdin ``stop`` ends the plan early; at the end of the plan it drains
+   in-flight requests (up to ``drain`` seconds), prints a last tick and a
+   ``done`` message, and exits.
+
+Why a process and not a task in the engine's loop: the pacer spins and the
+engine must not delay it (or be delayed by it), and a process per core is how
+the generator scales.  Why stdout JSON lines: they cross ``subprocess``,
+gevent and ssh alike, and at 4 messages a second their cost is nil.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sys
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from mlchaos.load.client import ClientPool, build_requests
+from mlchaos.load.histogram import LogHistogram
+from mlchaos.load.pacer import Pacer
+from mlchaos.load.schedule import RateCurve, Schedule, curve_for
+from mlchaos.load.spec import LoadSpec
+
+__all__ = ["config_for", "main", "read_bodies"]
+
+_MAX_SAMPLE_BYTES = 16_384
+
+
+def read_bodies(spec: LoadSpec) -> list[bytes] | None:
+    """Request bodies: the JSONL file's non-empty lines (cycled), the inline body, or none."""
+    req = spec.request
+    if req.body_file:
+        with open(req.body_file, "rb") as fh:
+            lines = [ln.strip() for ln in fh if ln.strip()]
+        if not lines:
+            raise ValueError(f"{req.body_file}: no request bodies")
+        for n, ln in enumerate(lines[:1000], 1):  # fail early on a broken file, not mid-run
+            try:
+                orjson.loads(ln)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{req.body_file}:{n}: not JSON: {exc}") from None
+        return lines
+    if req.body is None:
+        return None
+    if isinstance(req.body, str):
+        return [req.body.encode()]
+    return [orjson.dumps(req.body)]
+
+
+def config_for(
+    spec: LoadSpec,
+    url: str,
+    *,
+    index: int = 0,
+    count: int = 1,
+    interval: float = 0.25,
+    curve: RateCurve | None = None,
+) -> dict[str, Any]:
+    """The JSON config of process ``index`` of ``count`` for a spec and a resolved absolute URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"only plain http:// URLs are supported, got {url!r}")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    curve = curve or curve_for(spec)
+    peak = spec.peak_rate() / count
+    bodies = read_bodies(spec)
+    max_conn = spec.connections or spec.max_connections or int(min(4096, max(64, math.ceil(peak * spec.timeout))))
+    warm = spec.connections or int(min(max_conn, max(4, math.ceil(peak / 250))))
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 80,
+        "path": path,
+        "method": spec.request.method,
+        "headers": spec.request.headers,
+        "bodies": [b.decode("utf-8", "surrogateescape") for b in bodies] if bodies else None,
+        "curve": [[float(t), float(r)] for t, r in zip(curve.t, curve.r, strict=True)],
+        "arrivals": spec.arrivals,
+        "index": index,
+        "count": count,
+        "duration": spec.duration,
+        "seed": spec.seed,
+        "timeout": spec.timeout,
+        "max_connections": max_conn,
+        "warm": warm,
+        "sample_every": round(1 / spec.sample) if spec.sample > 0 else 0,
+        "max_samples": max(1, math.ceil(spec.max_samples_per_second * interval / count)) if spec.sample else 0,
+        "loop": spec.loop,
+        "spin": spec.spin,
+        "interval": interval,
+        "drain": spec.timeout,
+    }
+
+
+def _emit(msg: dict[str, Any]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(msg, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _sample_record(s: tuple[float, int, float, bytes], t0: float) -> dict[str, Any]:
+    intended, status, lat, body = s
+    rec: dict[str, Any] = {"t": intended - t0, "status": status, "latency": lat}
+    raw = body[:_MAX_SAMPLE_BYTES]
+    try:
+        rec["json"] = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        rec["text"] = raw.decode("utf-8", "replace")
+    return rec
+
+
+class Worker:
+    """State of one generator process (also usable in-process for tests and benchmarks)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        bodies = [b.encode("utf-8", "surrogateescape") for b in cfg["bodies"]] if cfg.get("bodies") else None
+        self.requests = build_requests(cfg["host"], cfg["port"], cfg["path"], cfg["method"], cfg["headers"], bodies)
+        self.interval = float(cfg.get("interval", 0.25))
+        self.pool: ClientPool | None = None
+        self.pacer: Pacer | None = None
+        self.go = asyncio.Event()
+        self.t0 = 0.0
+        self._stop_requested = False
+        self._cpu = time.process_time()
+        self._tick_t = 0.0
+        self.totals = {"scheduled": 0, "sent": 0, "done": 0}
+
+    def _spin(self) -> float:
+        if self.cfg.get("spin") is not None:
+            return float(self.cfg["spin"])
+        return 0.0005 if "uvloop" in type(asyncio.get_event_loop()).__module__ else 0.001
+
+    async def prepare(self) -> int:
+        cfg = self.cfg
+        self.pool = ClientPool(
+            cfg["host"],
+            cfg["port"],
+            self.requests,
+            timeout=float(cfg["timeout"]),
+            max_connections=int(cfg["max_connections"]),
+            sample_every=int(cfg.get("sample_every") or 0),
+            max_samples=int(cfg.get("max_samples") or 0),
+        )
+        await self.pool.warm(int(cfg.get("warm", 4)))
+        return self.pool.conns
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        if self.pacer is not None:
+            self.pacer.stop()
+        self.go.set()  # a stop before go ends the worker without sending
+
+    async def run(self, t0: float, emit: Any = _emit) -> dict[str, Any]:
+        """Pace the plan from ``t0``, emitting ticks; return the ``done`` message."""
+        assert self.pool is not None
+        cfg = self.cfg
+        pool = self.pool
+        self.t0 = t0
+        schedule = Schedule(
+            RateCurve([(t, r) for t, r in cfg["curve"]]),
+            cfg["arrivals"],
+            index=int(cfg["index"]),
+            count=int(cfg["count"]),
+            duration=cfg.get("duration"),
+            seed=cfg.get("seed"),
+        )
+        pacer = self.pacer = Pacer(schedule, t0, pool.send, self._spin())
+        if self._stop_requested:
+            pacer.stop()
+        self._cpu = time.process_time()
+        self._tick_t = t0
+        delay = t0 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ticker = asyncio.ensure_future(self._ticks(emit))
+        sweeper = asyncio.ensure_future(self._sweeps())
+        try:
+            await pacer.run()
+            stop_at = time.monotonic()
+            deadline = max(stop_at, pacer.last_intended) + float(cfg.get("drain", cfg["timeout"]))
+            while pool.inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            pool.sweep()
+        finally:
+            ticker.cancel()
+            sweeper.cancel()
+        end = time.monotonic()
+        emit(self._tick(end))
+        abandoned = pool.inflight
+        pool.close()
+        return {
+            "type": "done",
+            "w": cfg["index"],
+            "elapsed": min(end, max(pacer.last_intended, t0)) - t0,
+            "stopped": self._stop_requested,
+            "abandoned": abandoned,
+            "peak_connections": pool.peak_connections,
+            "max_connections": pool.max_connections,
+            "loop": type(asyncio.get_event_loop()).__module__.split(".")[0],
+            "spin": pacer.spin,
+            **self.totals,
+        }
+
+    async def _sweeps(self) -> None:
+        assert self.pool is not None
+        every = min(0.05, float(self.cfg["timeout"]) / 4)
+        while True:
+            await asyncio.sleep(every)
+            self.pool.sweep()
+
+    async def _ticks(self, emit: Any) -> None:
+        k = 1
+        while True:
+            target = self.t0 + k * self.interval
+            await asyncio.sleep(max(0.0, target - time.monotonic()))
+            emit(self._tick(time.monotonic()))
+            k += 1
+
+    def _tick(self, now: float) -> dict[str, Any]:
+        assert self.pool is not None and self.pacer is not None
+        out = self.pool.swap()
+        cpu = time.process_time()
+        scheduled = self.pacer.scheduled_until(now)
+        n_done = len(out.latency) + out.conn_errors  # timeouts are in latency (censored at their age)
+        msg = {
+            "type": "tick",
+            "w": self.cfg["index"],
+            "t": now - self.t0,
+            "dt": now - self._tick_t,
+            "scheduled": scheduled - self.totals["scheduled"],
+            "sent": out.sent,
+            "done": n_done,
+            "codes": {str(k): v for k, v in out.codes.items()},
+            "timeouts": out.timeouts,
+            "conn": out.conn_errors,
+            "lat": LogHistogram.from_values(out.latency).to_dict(),
+            "svc": LogHistogram.from_values(out.service).to_dict(),
+            "lag": LogHistogram.from_values(out.lag).to_dict(),
+            "inflight": self.pool.inflight,
+            "conns": self.pool.conns,
+            "cpu": cpu - self._cpu,
+            "samples": [_sample_record(s, self.t0) for s in out.samples],
+        }
+        self.totals["scheduled"] = scheduled
+        self.totals["sent"] += out.sent
+        self.totals["done"] += n_done
+        self._cpu = cpu
+        self._tick_t = now
+        return msg
+
+
+def _install_loop(kind: str) -> None:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            if kind == "uvloop":
+                raise
+
+
+async def _amain(cfg: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    worker = Worker(cfg)
+    go_at: list[float] = []
+
+    def reader() -> None:
+        for raw in sys.stdin:
+            line = raw.strip()
+            if line.startswith("go"):
+                arg = line[2:].strip()
+                go_at.append(time.monotonic() if arg in ("", "now") else float(arg))
+                loop.call_soon_threadsafe(worker.go.set)
+            elif line.startswith("stop"):
+                arg = line[4:].strip()
+                if arg:
+                    worker.cfg["drain"] = float(arg)
+                loop.call_soon_threadsafe(worker.request_stop)
+        loop.call_soon_threadsafe(worker.request_stop)  # parent went away: stop
+
+    threading.Thread(target=reader, daemon=True, name="mlchaos-load-stdin").start()
+    try:
+        conns = await worker.prepare()
+    except Exception as exc:  # report, do not hang the parent
+        _emit({"type": "error", "w": cfg.get("index", 0), "error": f"{type(exc).__name__}: {exc}"})
+        return
+    _emit({"type": "ready", "w": cfg["index"], "conns": conns, "pid": os.getpid()})
+    await worker.go.wait()
+    t0 = go_at[0] if go_at else time.monotonic()
+    done = await worker.run(t0)
+    _emit(done)
+
+
+def main() -> None:
+    """Entry point of ``python -m mlchaos.load.worker``."""
+    line = sys.stdin.readline()
+    if not line:
+        return
+    cfg = orjson.loads(line)
+    _install_loop(str(cfg.get("loop", "auto")))
+    asyncio.run(_amain(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Platforms mlchaos drives beyond one machine (Kubernetes and Chaos Mesh)."""

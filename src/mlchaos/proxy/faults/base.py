@@ -1,0 +1,91 @@
+"""What every proxy fault is: parameters, a direction, and one ``apply`` onto a :class:`Plan`.
+
+Faults do not touch sockets.  The data path decides, per HTTP request or per
+TCP connection, which rules hit; each hitting fault writes its effect into a
+:class:`Plan`, and the data path carries the plan out.  That keeps a fault
+class to a parameter model and a few lines, keeps the decision separate from
+the I/O (so pass-through stays a byte copy), and lets several faults combine
+(e.g. 200 ms latency *and* a corrupted field) without special cases.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import random
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from mlchaos.proxy.faults.json_corrupt import JsonCorrupt
+
+Direction = Literal["request", "response", "both"]
+
+
+class Params(BaseModel):
+    """Base of fault parameter models: unknown keys are errors (typos must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclasses.dataclass(slots=True)
+class LocalResponse:
+    """An HTTP response the proxy writes itself; the upstream never sees the request."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]]
+
+
+@dataclasses.dataclass(slots=True)
+class Plan:
+    """Effects decided for one request (HTTP) or one connection (TCP); the data path executes them.
+
+    Durations are seconds, rates bytes per second (0 = unlimited).
+    """
+
+    delay_request: float = 0.0
+    delay_response: float = 0.0
+    rate_request: float = 0.0
+    rate_response: float = 0.0
+    hold: bool = False
+    hold_for: float | None = None
+    reset: bool = False
+    reset_after: float = 0.0
+    refuse: bool = False
+    close_delay: float = 0.0
+    local: LocalResponse | None = None
+    abort_fraction: float | None = None
+    corrupt: list[JsonCorrupt] = dataclasses.field(default_factory=list)
+    rules: list[Any] = dataclasses.field(default_factory=list)
+
+    @property
+    def touches_response(self) -> bool:
+        """True when the response cannot be relayed byte for byte as it arrives."""
+        return bool(
+            self.delay_response or self.rate_response or self.abort_fraction is not None
+            or self.corrupt or self.close_delay
+        )
+
+
+class ProxyFault(abc.ABC):
+    """A fault the proxy can apply.  Subclasses set ``kind``, ``Params`` and implement :meth:`apply`."""
+
+    kind: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+    http_only: ClassVar[bool] = False
+    directions: ClassVar[tuple[Direction, ...]] = ("response",)
+    """Allowed directions; the first is the default."""
+
+    def __init__(self, params: Params, direction: Direction) -> None:
+        self.params = params
+        self.direction = direction
+
+    @abc.abstractmethod
+    def apply(self, plan: Plan, rng: random.Random) -> None:
+        """Write this fault's effect into ``plan`` (called only when the fault hits)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters as JSON (durations in seconds) for the control API's listings."""
+        return self.params.model_dump(mode="json")

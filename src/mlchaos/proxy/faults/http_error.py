@@ -1,0 +1,35 @@
+"""HTTP error: answer with a status and body instead of the upstream."""
+
+from __future__ import annotations
+
+import random
+
+from pydantic import Field
+
+from mlchaos.proxy.faults.base import LocalResponse, Params, Plan, ProxyFault
+
+
+class HttpErrorParams(Params):
+    status: int = Field(503, ge=200, le=599)
+    body: str = '{"error": "injected by mlchaos"}'
+    content_type: str = "application/json"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class HttpError(ProxyFault):
+    """Reply locally (e.g. 503); the request never reaches the upstream, as in Envoy's ``abort``."""
+
+    kind = "http-error"
+    Params = HttpErrorParams
+    http_only = True
+    directions = ("request",)
+
+    def __init__(self, params: Params, direction: str) -> None:  # type: ignore[override]
+        super().__init__(params, direction)  # type: ignore[arg-type]
+        p = params
+        assert isinstance(p, HttpErrorParams)
+        headers = [("Content-Type", p.content_type), *p.headers.items()]
+        self._response = LocalResponse(p.status, p.body.encode(), headers)
+
+    def apply(self, plan: Plan, rng: random.Random) -> None:
+        plan.local = self._response

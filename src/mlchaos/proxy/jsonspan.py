@@ -1,0 +1,157 @@
+"""Find the byte spans of values inside a JSON document, so corruption can patch bytes in place.
+
+Re-serialising a whole document would change the bytes of every other field
+(float formatting, spacing, key order), and the issue demands that only the
+named field changes.  So we walk the raw bytes just far enough to locate the
+target values and splice replacements in; everything else is copied as is.
+Skipping a container is one regex scan over its strings and brackets, which
+keeps a ~700-byte feature vector in the low microseconds.
+
+Paths are dotted: ``features.amount``, ``items.*.score``, ``vector.3`` (list
+index), ``*`` matching every key or element at that level.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+_WS = re.compile(rb"[ \t\r\n]*")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_SCALAR = re.compile(rb"[^,\]}\s]+")
+_HARD = re.compile(rb"[\[\]{}\\]")
+_NEST = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+class JsonSpanError(ValueError):
+    """The document is not the JSON the path expects."""
+
+
+def parse_path(path: str) -> list[str]:
+    """Split ``a.b.3`` into parts; an empty path means the whole document."""
+    return [p for p in path.split(".") if p != ""] if path else []
+
+
+def spans(doc: bytes, path: list[str]) -> list[tuple[int, int]]:
+    """Byte spans ``(start, end)`` of every value ``path`` selects in ``doc`` (document order)."""
+    i = _WS.match(doc, 0).end()  # type: ignore[union-attr]
+    return list(_find(doc, i, path, 0))
+
+
+def _skip(doc: bytes, i: int) -> int:
+    """Index just past the value starting at ``i``."""
+    c = doc[i : i + 1]
+    if c == b'"':
+        m = _STRING.match(doc, i)
+        if m is None:
+            raise JsonSpanError(f"unterminated string at byte {i}")
+        return m.end()
+    if c in (b"{", b"["):
+        depth = 0
+        for m in _NEST.finditer(doc, i):
+            t = m.group()
+            if t in (b"{", b"["):
+                depth += 1
+            elif t in (b"}", b"]"):
+                depth -= 1
+                if depth == 0:
+                    return m.end()
+        raise JsonSpanError(f"unbalanced container at byte {i}")
+    m = _SCALAR.match(doc, i)
+    if m is None:
+        raise JsonSpanError(f"expected a value at byte {i}")
+    return m.end()
+
+
+def _ws(doc: bytes, i: int) -> int:
+    return _WS.match(doc, i).end()  # type: ignore[union-attr]
+
+
+def _find(doc: bytes, i: int, path: list[str], depth: int) -> Iterator[tuple[int, int]]:
+    if depth == len(path):
+        yield i, _skip(doc, i)
+        return
+    part = path[depth]
+    c = doc[i : i + 1]
+    if c == b"{" and part != "*":
+        j = _member(doc, i, b'"' + part.encode() + b'"')
+        if j is not None:
+            yield from _find(doc, _ws(doc, j), path, depth + 1)
+    elif c == b"{":
+        i = _ws(doc, i + 1)
+        if doc[i : i + 1] == b"}":
+            return
+        while True:
+            m = _STRING.match(doc, i)
+            if m is None:
+                raise JsonSpanError(f"expected a key at byte {i}")
+            i = _ws(doc, m.end())
+            if doc[i : i + 1] != b":":
+                raise JsonSpanError(f"expected ':' at byte {i}")
+            i = _ws(doc, i + 1)
+            yield from _find(doc, i, path, depth + 1)
+            i = _ws(doc, _skip(doc, i))
+            sep = doc[i : i + 1]
+            if sep == b"}":
+                return
+            if sep != b",":
+                raise JsonSpanError(f"expected ',' or '}}' at byte {i}")
+            i = _ws(doc, i + 1)
+    elif c == b"[":
+        index = -1 if part == "*" else (int(part) if part.isdigit() else None)
+        if index is None:
+            return
+        i = _ws(doc, i + 1)
+        if doc[i : i + 1] == b"]":
+            return
+        n = 0
+        while True:
+            if index < 0 or n == index:
+                yield from _find(doc, i, path, depth + 1)
+                if index >= 0:
+                    return
+            i = _ws(doc, _skip(doc, i))
+            sep = doc[i : i + 1]
+            if sep == b"]":
+                return
+            if sep != b",":
+                raise JsonSpanError(f"expected ',' or ']' at byte {i}")
+            i = _ws(doc, i + 1)
+            n += 1
+
+
+def _member(doc: bytes, obj: int, needle: bytes) -> int | None:
+    """Index just past the ':' of key ``needle`` (quoted) directly inside the object at ``obj``.
+
+    ``bytes.find`` jumps to candidates; one C-level token scan (strings and
+    brackets only) proves a candidate is a key of *this* object, not a string
+    value or a key of a nested object.
+    """
+    pos = doc.find(needle, obj + 1)
+    if pos < 0:
+        return None
+    if _HARD.search(doc, obj + 1, pos) is None and doc.count(b'"', obj + 1, pos) % 2 == 0:
+        # fast path: no brackets or escapes before the candidate, so it is a token of this object
+        j = _ws(doc, pos + len(needle))
+        if doc[j : j + 1] == b":":
+            return j + 1
+    depth = 0
+    tokens = _NEST.finditer(doc, obj + 1)
+    tok = next(tokens, None)
+    pos = doc.find(needle, obj + 1)
+    while pos >= 0:
+        while tok is not None and tok.end() <= pos:
+            t = tok.group()
+            if t in (b"{", b"["):
+                depth += 1
+            elif t in (b"}", b"]"):
+                depth -= 1
+                if depth < 0:
+                    return None  # the object ended before the candidate
+            tok = next(tokens, None)
+        if tok is not None and tok.start() == pos and depth == 0:
+            j = _ws(doc, tok.end())
+            if doc[j : j + 1] == b":":
+                return j + 1
+        pos = doc.find(needle, pos + 1)
+    return None

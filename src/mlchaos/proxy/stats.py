@@ -1,0 +1,21 @@
+"""Process-wide data-path counters (exported by ``/metrics``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class Stats:
+    connections_total: int = 0
+    connections_active: int = 0
+    requests_total: int = 0
+    requests_faulted: int = 0
+    upstream_connects: int = 0
+    upstream_errors: int = 0
+    bad_requests: int = 0
+
+    def add(self, other: dict[str, int]) -> None:
+        for k, v in other.items():
+            if hasattr(self, k):
+                setattr(self, k, getattr(self, k) + v)

@@ -1,0 +1,61 @@
+"""Plugins by name: faults, probes and targets.
+
+Plugins are found through entry points (groups ``mlchaos.faults``,
+``mlchaos.probes``, ``mlchaos.targets``), so a third-party package adds a
+fault by declaring one line in its own ``pyproject.toml``.  A plugin's module
+is imported only when an experiment names it: validating a file that uses
+one HTTP probe does not import Kubernetes or pandas.  Code (tests, notebooks)
+can also register a class directly with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+Kind = Literal["fault", "probe", "target"]
+_GROUPS: dict[str, str] = {"fault": "mlchaos.faults", "probe": "mlchaos.probes", "target": "mlchaos.targets"}
+_extra: dict[str, dict[str, Any]] = {"fault": {}, "probe": {}, "target": {}}
+_eps_cache: dict[str, dict[str, Any]] = {}
+
+
+class UnknownPlugin(LookupError):
+    """No plugin is registered under that name; the message suggests close names."""
+
+
+def _entry_points(kind: str) -> dict[str, Any]:
+    if kind not in _eps_cache:
+        from importlib.metadata import entry_points
+
+        _eps_cache[kind] = {ep.name: ep for ep in entry_points(group=_GROUPS[kind])}
+    return _eps_cache[kind]
+
+
+def names(kind: Kind) -> list[str]:
+    """Every registered name of that kind, sorted."""
+    return sorted(set(_entry_points(kind)) | set(_extra[kind]))
+
+
+def register(kind: Kind, name: str, cls: Any) -> None:
+    """Register a plugin class in this process (takes precedence over entry points)."""
+    _extra[kind][name] = cls
+
+
+def unregister(kind: Kind, name: str) -> None:
+    _extra[kind].pop(name, None)
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def get(kind: Kind, name: str) -> Any:
+    """The plugin class registered under ``name``; raises :class:`UnknownPlugin`."""
+    if name in _extra[kind]:
+        return _extra[kind][name]
+    ep = _entry_points(kind).get(name)
+    if ep is None:
+        known = names(kind)
+        raise UnknownPlugin(f"unknown {kind} {name!r}{suggest(name, known)} (known: {', '.join(known)})")
+    return ep.load()

@@ -1,0 +1,396 @@
+"""Load experiments from YAML (or dicts) and report every error with its position.
+
+Errors are reported as ``FILE:LINE:COL: field.path: message``.  Positions come
+from the YAML nodes themselves (PyYAML's composer keeps a mark for every key
+and value), never from searching the text, so an error inside a repeated
+block points at the right copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mlchaos import registry
+from mlchaos.spec.model import Experiment
+
+Loc = tuple[str | int, ...]
+
+__all__ = ["SpecError", "SpecErrors", "ValidatedExperiment", "load_dict", "load_file", "load_text"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecError:
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.col}: {where}{self.message}"
+
+
+class SpecErrors(ValueError):
+    """All the errors of one experiment file, in file order."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.line, e.col, e.path))
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclasses.dataclass
+class ValidatedExperiment:
+    """An experiment whose every part was validated against its plugin's model."""
+
+    experiment: Experiment
+    targets: dict[str, Any]
+    faults: list[Any]
+    steady_state: list[Any]
+    abort: list[Any]
+    load: Any | None
+    source: str
+    raw: dict[str, Any]
+
+    def fault_windows(self) -> list[tuple[float, float]]:
+        """(start, end) of every fault, relative to the start of the fault phase."""
+        length = self.fault_phase_length()
+        return [(f.at, f.at + f.duration if f.duration is not None else length) for f in self.faults]
+
+    def fault_phase_length(self) -> float:
+        ends = [f.at + (f.duration or 0.0) for f in self.faults]
+        return self.experiment.fault_phase_length(ends)
+
+    def planned_length(self) -> float:
+        p = self.experiment.phases
+        return p.baseline + self.fault_phase_length() + p.recovery
+
+
+class _Positions:
+    """Marks of every value and every key, by path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[Loc, tuple[int, int]] = {}
+        self.keys: dict[Loc, tuple[int, int]] = {}
+        self.duplicates: list[SpecError] = []
+
+    def walk(self, node: yaml.Node, path: Loc = ()) -> None:
+        self.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for knode, vnode in node.value:
+                key = knode.value if isinstance(knode, yaml.ScalarNode) else str(knode.value)
+                if key == "<<":
+                    continue
+                sub = (*path, key)
+                if key in seen:
+                    self.duplicates.append(
+                        SpecError(self.source, knode.start_mark.line + 1, knode.start_mark.column + 1,
+                                  _dotted(sub), f"duplicate key {key!r}")
+                    )
+                seen.add(key)
+                self.keys[sub] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
+                self.walk(vnode, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.walk(item, (*path, i))
+
+    def at(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
+        if key and loc in self.keys:
+            return self.keys[loc]
+        probe = loc
+        while probe:
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), (1, 1))
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model that owns the last element of ``loc`` (for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _find_model(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _find_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _find_model(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list, tuple, dict):
+        for arg in typing.get_args(annotation):
+            found = _find_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+class _Collector:
+    def __init__(self, positions: _Positions) -> None:
+        self.pos = positions
+        self.errors: list[SpecError] = list(positions.duplicates)
+
+    def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        line, col = self.pos.at(loc, key=key)
+        self.errors.append(SpecError(self.pos.source, line, col, _dotted(loc), message))
+
+    def pydantic(self, exc: ValidationError, model: type[BaseModel], prefix: Loc = ()) -> None:
+        for err in exc.errors(include_url=False):
+            loc: Loc = (*prefix, *err["loc"])
+            kind = err["type"]
+            msg = str(err["msg"])
+            if kind == "extra_forbidden":
+                name = str(err["loc"][-1])
+                owner = _model_at(model, tuple(err["loc"]))
+                hint = ""
+                if owner is not None:
+                    allowed = sorted(owner.model_fields)
+                    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
+                self.add(loc, f"unknown key {name!r}{hint}", key=True)
+            elif kind == "missing":
+                self.add(loc, f"missing required field {err['loc'][-1]!r}")
+            else:
+                if msg.startswith("Value error, "):
+                    msg = msg[len("Value error, "):]
+                if kind not in ("value_error",) and "input" in err and not isinstance(err["input"], dict | list):
+                    msg = f"{msg} (got {err['input']!r})"
+                self.add(loc, msg)
+
+
+def _validate_plugin_items(
+    col: _Collector, kind: registry.Kind, items: list[tuple[Loc, Any]], name_key: str
+) -> list[Any]:
+    out: list[Any] = []
+    for loc, item in items:
+        if not isinstance(item, dict):
+            col.add(loc, f"expected a mapping with a {name_key!r} key, got {type(item).__name__}")
+            continue
+        name = item.get(name_key)
+        if name is None:
+            col.add(loc, f"missing required field {name_key!r}")
+            continue
+        if not isinstance(name, str):
+            col.add((*loc, name_key), f"{name_key} must be a string, got {name!r}")
+            continue
+        try:
+            cls = registry.get(kind, name)
+        except registry.UnknownPlugin as exc:
+            col.add((*loc, name_key), str(exc))
+            continue
+        try:
+            out.append(cls.Spec.model_validate(item))
+        except ValidationError as exc:
+            col.pydantic(exc, cls.Spec, loc)
+    return out
+
+
+def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
+    exp = v.experiment
+    names_seen: dict[str, Loc] = {}
+    for section, specs in (("steady_state", v.steady_state), ("abort", v.abort)):
+        for i, spec in enumerate(specs):
+            loc: Loc = (section, i)
+            has_tol = any(getattr(spec, k) is not None for k in ("max", "min", "between", "equals"))
+            has_abort = any(getattr(spec, k) is not None for k in ("above", "below"))
+            if section == "steady_state" and has_abort:
+                col.add(loc, "above/below are for abort conditions; a steady-state probe uses max/min/between/equals")
+            elif not (has_tol or has_abort):
+                col.add(loc, "a probe needs a tolerance (max, min, between or equals"
+                        + (", above or below)" if section == "abort" else ")")
+                        + ": without one it cannot decide anything")
+            if spec.between is not None and spec.between[0] > spec.between[1]:
+                col.add((*loc, "between"), f"between: low {spec.between[0]} is above high {spec.between[1]}")
+            label = spec.name or f"{section}[{i}] {spec.probe}"
+            if spec.name and spec.name in names_seen:
+                col.add((*loc, "name"), f"duplicate probe name {spec.name!r}")
+            names_seen[label] = loc
+    for section, specs in (("method", v.faults), ("steady_state", v.steady_state), ("abort", v.abort)):
+        for i, spec in enumerate(specs):
+            if spec.target != "default" and spec.target not in v.targets:
+                known = sorted(v.targets)
+                col.add((section, i, "target"),
+                        f"unknown target {spec.target!r}{registry.suggest(spec.target, known)}"
+                        f" (defined: {', '.join(known) or 'none'})")
+    length = v.fault_phase_length()
+    if exp.phases.fault is not None:
+        for i, f in enumerate(v.faults):
+            end = f.at + (f.duration or 0.0)
+            if f.at >= exp.phases.fault or end > exp.phases.fault:
+                col.add(("method", i, "at"), f"fault window [{f.at:g}s, {end:g}s] does not fit in phases.fault ({exp.phases.fault:g}s)")
+    if v.faults and length <= 0:
+        col.add(("method",), "the fault phase has zero length: give the faults a duration or set phases.fault")
+    total = v.planned_length()
+    if total > exp.max_duration:
+        col.add(("max_duration",), f"the phases add up to {total:g}s, more than max_duration ({exp.max_duration:g}s)")
+
+
+def load_text(text: str, source: str = "<string>") -> ValidatedExperiment:
+    """Parse and validate YAML text; raise :class:`SpecErrors` with every problem found."""
+    positions = _Positions(source)
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise SpecErrors([SpecError(source, 1, 1, "", "empty document: expected an experiment mapping")])
+            positions.walk(node)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or "invalid YAML"
+        raise SpecErrors([SpecError(source, line, col, "", f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecErrors([SpecError(source, 1, 1, "", f"invalid YAML: {exc}")]) from None
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # PyYAML on pathological input
+        raise SpecErrors([SpecError(source, 1, 1, "", f"invalid YAML: {exc}")]) from None
+    return _validate(data, positions)
+
+
+def load_file(path: str | os.PathLike[str]) -> ValidatedExperiment:
+    """Read and validate an experiment file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecErrors([SpecError(str(p), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise SpecErrors([SpecError(str(p), 1, 1, "", f"not UTF-8 text: {exc.reason}")]) from None
+    return load_text(text, str(p))
+
+
+def load_dict(data: dict[str, Any], source: str = "<dict>") -> ValidatedExperiment:
+    """Validate an experiment given as Python data (positions are not known: line 1)."""
+    return _validate(data, _Positions(source))
+
+
+def _validate(data: Any, positions: _Positions) -> ValidatedExperiment:
+    col = _Collector(positions)
+    if not isinstance(data, dict):
+        col.add((), f"expected an experiment mapping at the top level, got {type(data).__name__}")
+        raise SpecErrors(col.errors)
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        col.pydantic(exc, Experiment)
+        # keep going on the parts that can be checked on their own
+        exp = None
+    target_items: list[tuple[Loc, Any]] = []
+    if isinstance(data.get("target"), dict):
+        target_items.append((("target",), data["target"]))
+    if isinstance(data.get("targets"), dict):
+        target_items += [(("targets", k), t) for k, t in data["targets"].items()]
+    target_specs = _validate_plugin_items(col, "target", target_items, "platform")
+    target_names = (["default"] if isinstance(data.get("target"), dict) else []) + (
+        list(data["targets"]) if isinstance(data.get("targets"), dict) else []
+    )
+
+    def items(section: str) -> list[tuple[Loc, Any]]:
+        value = data.get(section)
+        return [((section, i), x) for i, x in enumerate(value)] if isinstance(value, list) else []
+
+    faults = _validate_plugin_items(col, "fault", items("method"), "fault")
+    steady = _validate_plugin_items(col, "probe", items("steady_state"), "probe")
+    abort = _validate_plugin_items(col, "probe", items("abort"), "probe")
+    load = None
+    if isinstance(data.get("load"), dict):
+        try:
+            from mlchaos.load.spec import LoadSpec
+        except ImportError:
+            col.add(("load",), "load generation is not available in this build")
+        else:
+            try:
+                load = LoadSpec.model_validate(data["load"])
+            except ValidationError as exc:
+                col.pydantic(exc, LoadSpec, ("load",))
+    if exp is None or col.errors:
+        raise SpecErrors(col.errors)
+    v = ValidatedExperiment(
+        experiment=exp,
+        targets=dict(zip(target_names, target_specs, strict=False)),
+        faults=faults,
+        steady_state=steady,
+        abort=abort,
+        load=load,
+        source=positions.source,
+        raw=data,
+    )
+    _check_semantics(col, v)
+    if col.errors:
+        raise SpecErrors(col.errors)
+    return v
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of an experiment, with every registered plugin's fields (for editors)."""
+    from pydantic.json_schema import models_json_schema
+
+    groups: dict[str, dict[type[BaseModel], list[str]]] = {"fault": {}, "probe": {}, "target": {}}
+    for kind in groups:
+        for name in registry.names(kind):  # type: ignore[arg-type]
+            try:
+                cls = registry.get(kind, name)  # type: ignore[arg-type]
+            except Exception:  # a broken third-party plugin must not break the schema
+                continue
+            groups[kind].setdefault(cls.Spec, []).append(name)
+    models: list[tuple[type[BaseModel], Any]] = [(Experiment, "validation")]
+    for by_spec in groups.values():
+        models += [(spec, "validation") for spec in by_spec]
+    keys, schema = models_json_schema(models, ref_template="#/$defs/{model}")
+    defs = schema["$defs"]
+    name_key = {"fault": "fault", "probe": "probe", "target": "platform"}
+    refs: dict[str, list[dict[str, str]]] = {"fault": [], "probe": [], "target": []}
+    for kind, by_spec in groups.items():
+        for spec, plugin_names in by_spec.items():
+            ref = keys[(spec, "validation")]["$ref"]
+            d = defs[ref.rsplit("/", 1)[-1]]
+            d["properties"][name_key[kind]] = {"enum": sorted(plugin_names)}
+            refs[kind].append({"$ref": ref})
+    root_ref = keys[(Experiment, "validation")]["$ref"].rsplit("/", 1)[-1]
+    root = defs.pop(root_ref)
+    props = root["properties"]
+    props["method"] = {"type": "array", "items": {"anyOf": refs["fault"]}, "description": props["method"].get("description", "")}
+    for section in ("steady_state", "abort"):
+        props[section] = {"type": "array", "items": {"anyOf": refs["probe"]}, "description": props[section].get("description", "")}
+    props["target"] = {"anyOf": refs["target"], "description": props["target"].get("description", "")}
+    props["targets"] = {"type": "object", "additionalProperties": {"anyOf": refs["target"]}}
+    try:
+        from mlchaos.load.spec import LoadSpec
+
+        load_schema = LoadSpec.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(load_schema.pop("$defs", {}))
+        defs["LoadSpec"] = load_schema
+        props["load"] = {"$ref": "#/$defs/LoadSpec"}
+    except ImportError:
+        pass
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "mlchaos experiment", **root, "$defs": defs}

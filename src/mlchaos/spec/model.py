@@ -1,0 +1,100 @@
+"""The experiment schema.
+
+An experiment is validated in two passes.  The first checks the frame
+(``Experiment`` below): titles, phases, timings, and that ``method``,
+``steady_state``, ``abort`` and ``targets`` are lists/maps of objects.  The
+second validates each of those objects against the ``Spec`` model of the
+plugin it names (``fault: process-pause`` → that fault's ``Spec``), so the
+engine never needs to know a plugin's fields, a third-party plugin gets the
+same strictness and error positions as a built-in one, and validating a file
+imports only the plugins it uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from mlchaos.plugin import StrictModel
+from mlchaos.spec.types import Duration
+
+
+class Phases(StrictModel):
+    """How long each observation phase lasts."""
+
+    baseline: Duration = Field(
+        1.0, description="Observe the steady state this long before any fault; it must hold at the end."
+    )
+    fault: Duration | None = Field(
+        None,
+        description="Length of the fault phase; default: until the last fault's end (at + duration).",
+    )
+    recovery: Duration = Field(
+        1.0, description="Observe this long after every fault is removed; the hypothesis must hold at the end."
+    )
+
+
+class Experiment(StrictModel):
+    """One experiment: a hypothesis, a fault, a blast radius and an abort plan."""
+
+    title: str = Field(min_length=1, description="What this experiment proves, in one line.")
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    target: dict[str, Any] | None = Field(
+        None, description="The system under test (shorthand for targets: {default: ...})."
+    )
+    targets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Named systems under test; faults and probes refer to them by name."
+    )
+    load: dict[str, Any] | None = Field(None, description="Open-loop load driven during the whole run.")
+    steady_state: list[dict[str, Any]] = Field(
+        default_factory=list, description="Probes with tolerances: what normal looks like."
+    )
+    method: list[dict[str, Any]] = Field(
+        default_factory=list, description="Faults, each with its offset ('at') and duration."
+    )
+    abort: list[dict[str, Any]] = Field(
+        default_factory=list, description="Conditions watched continuously; one tripping removes every fault."
+    )
+    phases: Phases = Field(default_factory=Phases)
+    interval: Duration = Field(0.25, description="How often probes and abort conditions are evaluated.")
+    max_duration: Duration = Field(300.0, description="Hard limit for the whole run; faults are removed at it.")
+    lease_ttl: Duration = Field(
+        5.0, description="Faults expire by themselves this long after the runner stops renewing them."
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_positive(cls, v: float) -> float:
+        if not 0.01 <= v <= 60:
+            raise ValueError("interval must be between 10ms and 60s")
+        return v
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _ttl_positive(cls, v: float) -> float:
+        if not 0.5 <= v <= 3600:
+            raise ValueError("lease_ttl must be between 500ms and 1h")
+        return v
+
+    @field_validator("max_duration")
+    @classmethod
+    def _max_positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("max_duration must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _one_target_form(self) -> Experiment:
+        if self.target is not None:
+            if "default" in self.targets:
+                raise ValueError("give 'target' or a 'default' entry in 'targets', not both")
+            self.targets = {"default": self.target, **self.targets}
+        return self
+
+    def fault_phase_length(self, fault_ends: list[float]) -> float:
+        """The fault phase lasts ``phases.fault`` or until the last fault ends."""
+        if self.phases.fault is not None:
+            return self.phases.fault
+        return max(fault_ends, default=0.0)
