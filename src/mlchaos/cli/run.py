@@ -145,6 +145,7 @@ def run(
     from mlchaos.engine.runner import run_experiment
 
     jpath = journal or _default_journal(v.experiment.title)
+    _defer_late_signals()
     with _Progress(v.planned_length(), quiet or json_out) as progress:
         result = run_experiment(v, journal_path=jpath, on_event=progress)
     if report is not None:
@@ -156,6 +157,17 @@ def run(
     else:
         _print_verdict(result.summary, jpath)
     raise typer.Exit(result.exit_code)
+
+
+def _defer_late_signals() -> None:
+    """A Ctrl-C after the faults are removed must not turn the verdict's exit code into 130."""
+    import signal
+
+    def note(signum: int, frame: Any) -> None:
+        print(f"mlchaos: {signal.Signals(signum).name} received; finishing the verdict", file=sys.stderr)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, note)
 
 
 def _print_verdict(s: dict[str, Any], jpath: Path) -> None:

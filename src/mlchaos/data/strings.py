@@ -99,7 +99,8 @@ def wrong_format(sub: pa.Array, ctx: CellContext) -> pa.Array:
     if style == "lower":
         return pc.utf8_lower(sub)
     if style == "whitespace":
-        return pc.binary_join_element_wise(" ", sub, " ", "")
+        pad = pa.scalar(" ", type=sub.type)
+        return pc.binary_join_element_wise(pad, sub, pad, pa.scalar("", type=sub.type))
     if style == "truncate":
         keep = int(ctx.params.get("keep", 3))
         if keep < 0:

@@ -212,6 +212,7 @@ class Runner:
     def _signal_handlers(self) -> Any:
         loop = asyncio.get_running_loop()
         installed = []
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, self._on_signal, sig.name)
@@ -223,6 +224,9 @@ class Runner:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+                # asyncio resets to the default handler; put back what the caller had
+                if previous[sig] is not None:
+                    signal.signal(sig, previous[sig])
 
     # -- main ---------------------------------------------------------------------------------
     async def run(self) -> RunResult:
@@ -668,13 +672,11 @@ def run_experiment(
     journal_path: Path | str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Run an experiment to its verdict (blocking).  Faults are removed on every exit path."""
-    try:
-        import uvloop
+    """Run an experiment to its verdict (blocking).  Faults are removed on every exit path.
 
-        runner_factory: Any = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover
-        runner_factory = None
+    The standard asyncio loop is enough: the runner's own work is a few probes
+    per second.  The load generator picks its own (uvloop) loop.
+    """
     runner = Runner(v, journal_path=journal_path, on_event=on_event)
-    with asyncio.Runner(loop_factory=runner_factory) as r:
+    with asyncio.Runner() as r:
         return r.run(runner.run())

@@ -292,7 +292,8 @@ class _ChaosFault(_PodFault):
             "mlchaos", self.kind.lower(), self.ctx.run_id[:16], self.fault_name[:16], secrets.token_hex(3)
         )
 
-    def render(self, scope: Any, *, name: str, run_id: str) -> dict[str, Any]:
+    def render(self, scope: Any, *, name: str, run_id: str, namespace: str) -> dict[str, Any]:
+        """The object for ``scope``; uses only the spec and the arguments (dry runs call it too)."""
         raise NotImplementedError
 
     async def _extra_checks(self) -> None:
@@ -308,7 +309,12 @@ class _ChaosFault(_PodFault):
 
         await self._extra_checks()
         selection = await self._select()
-        obj = self.render(PodScope.pinned(selection.chosen), name=self.object_name(), run_id=self.ctx.run_id)
+        obj = self.render(
+            PodScope.pinned(selection.chosen),
+            name=self.object_name(),
+            run_id=self.ctx.run_id,
+            namespace=self.namespace,
+        )
         ref = object_ref(obj)
         self._undo = {**self._undo_base(), "objects": [ref]}
         await _call(self.client.create_chaos, obj)
@@ -381,14 +387,14 @@ class K8sNetwork(_ChaosFault):
         assert isinstance(self.spec, K8sNetwork.Spec)
         return self.spec
 
-    def _peer_scope(self) -> Any:
+    def _peer_scope(self, namespace: str) -> Any:
         from mlchaos.platforms.kubernetes.chaosmesh import PodScope
 
         peer = self.nspec.peer
         if peer is None:
             return None
         return PodScope.by_labels(
-            peer.namespace or self.namespace, parse_selector(peer.selector) or {}, mode="all"
+            peer.namespace or namespace, parse_selector(peer.selector) or {}, mode="all"
         )
 
     async def _extra_checks(self) -> None:
@@ -399,14 +405,14 @@ class K8sNetwork(_ChaosFault):
                 self.client.check_namespace, peer.namespace or self.namespace, "inject into peer pods"
             )
 
-    def render(self, scope: Any, *, name: str, run_id: str) -> dict[str, Any]:
+    def render(self, scope: Any, *, name: str, run_id: str, namespace: str) -> dict[str, Any]:
         from mlchaos.platforms.kubernetes.chaosmesh import network_chaos
 
         s = self.nspec
         assert s.duration is not None
         return network_chaos(
             name=name,
-            namespace=self.namespace,
+            namespace=namespace,
             run_id=run_id,
             scope=scope,
             action=s.action,
@@ -416,7 +422,7 @@ class K8sNetwork(_ChaosFault):
             correlation=s.correlation,
             loss=s.loss,
             direction=s.direction,
-            target=self._peer_scope(),
+            target=self._peer_scope(namespace),
             external_targets=s.external_targets,
             fault=self.fault_name,
         )
@@ -449,14 +455,14 @@ class K8sHttp(_ChaosFault):
                 raise ValueError("status_code needs on: response")
             return self
 
-    def render(self, scope: Any, *, name: str, run_id: str) -> dict[str, Any]:
+    def render(self, scope: Any, *, name: str, run_id: str, namespace: str) -> dict[str, Any]:
         from mlchaos.platforms.kubernetes.chaosmesh import http_chaos
 
         s = self.spec
         assert isinstance(s, K8sHttp.Spec) and s.duration is not None
         return http_chaos(
             name=name,
-            namespace=self.namespace,
+            namespace=namespace,
             run_id=run_id,
             scope=scope,
             port=s.port,
@@ -496,14 +502,14 @@ class K8sStress(_ChaosFault):
                 raise ValueError("give cpu_workers and/or memory_workers")
             return self
 
-    def render(self, scope: Any, *, name: str, run_id: str) -> dict[str, Any]:
+    def render(self, scope: Any, *, name: str, run_id: str, namespace: str) -> dict[str, Any]:
         from mlchaos.platforms.kubernetes.chaosmesh import stress_chaos
 
         s = self.spec
         assert isinstance(s, K8sStress.Spec) and s.duration is not None
         return stress_chaos(
             name=name,
-            namespace=self.namespace,
+            namespace=namespace,
             run_id=run_id,
             scope=scope,
             duration=s.duration,

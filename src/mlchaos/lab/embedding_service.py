@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import RECS_VERSION
@@ -28,7 +28,7 @@ def create_app(name: str, models_dir: Path) -> FastAPI:
     obs.set_model_version(name, meta["version"])
     obs.READY.labels(name).set(1)
     obs.JsonLog(name)("starting", version=meta["version"], users=len(users), pid=os.getpid())
-    app = FastAPI(default_response_class=ORJSONResponse)
+    app = FastAPI()
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -41,8 +41,8 @@ def create_app(name: str, models_dir: Path) -> FastAPI:
     @app.get("/embedding/{user_id}")
     async def embedding(user_id: int) -> Response:
         if not 0 <= user_id < len(users):
-            return ORJSONResponse({"error": "unknown user", "user_id": user_id}, status_code=404)
-        return ORJSONResponse(
+            return obs.FastJSON({"error": "unknown user", "user_id": user_id}, status_code=404)
+        return obs.FastJSON(
             {"user_id": user_id, "embedding": users[user_id].tolist(), "model_version": meta["version"]}
         )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.featurestore import OnlineStore
@@ -24,7 +24,7 @@ from mlchaos.lab.featurestore import OnlineStore
 def create_app(name: str, db: Path, stats: obs.RequestStats) -> FastAPI:
     store = OnlineStore(db)
     log = obs.JsonLog(name)
-    app = FastAPI(default_response_class=ORJSONResponse)
+    app = FastAPI()
     obs.READY.labels(name).set(1)
     log("starting", db=str(db), pid=os.getpid())
 
@@ -44,11 +44,11 @@ def create_app(name: str, db: Path, stats: obs.RequestStats) -> FastAPI:
     async def features(account_id: int) -> Response:
         row = store.get(account_id)
         if row is None:
-            return ORJSONResponse({"error": "unknown account", "account_id": account_id}, status_code=404)
+            return obs.FastJSON({"error": "unknown account", "account_id": account_id}, status_code=404)
         event_ts = float(row.pop("event_ts"))
         age = max(0.0, time.time() - event_ts)
         obs.FEATURE_AGE.labels(name).observe(age)
-        return ORJSONResponse(
+        return obs.FastJSON(
             {"account_id": account_id, "features": row, "event_ts": event_ts, "feature_age_seconds": age,
              "replica": name}
         )

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 from fastapi import Body, FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from mlchaos.lab import data
 from mlchaos.lab import observability as obs
@@ -92,7 +92,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         yield
         await client.aclose()
 
-    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(lifespan=lifespan)
 
     async def fetch(account_id: int, timeout: float) -> dict[str, Any]:
         r = await client.get(f"{settings.feature_url}/features/{account_id}", timeout=timeout)
@@ -108,7 +108,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
     @app.get("/ready")
     async def ready() -> Response:
         code, body = gate.status()
-        return ORJSONResponse(body, status_code=code)
+        return obs.FastJSON(body, status_code=code)
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -149,7 +149,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
                 got = await fetch(account_id, settings.naive_timeout)
             except (httpx.HTTPError, FeatureUnavailable) as exc:
                 log("feature_error", level="error", account_id=account_id, error=f"{type(exc).__name__}: {exc}")
-                return ORJSONResponse(
+                return obs.FastJSON(
                     {"error": "feature service unavailable", "detail": type(exc).__name__,
                      "model_version": m.version, "fallback": False},
                     status_code=503,
@@ -161,7 +161,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         proba = float(m.predict_proba([row])[0])
         label = "fraud" if proba >= m.threshold else "legit"
         obs.PREDICTIONS.labels(name, label).inc()
-        return ORJSONResponse(
+        return obs.FastJSON(
             {"prediction": label, "score": proba, "model_version": m.version, "fallback": fallback,
              "fallback_reason": reason, "feature_source": source, "feature_age_seconds": age,
              "variant": settings.variant}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Body, FastAPI
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import FraudModel, load_fraud_model
@@ -48,7 +48,7 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
         task.cancel()
         log("stopping")
 
-    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(lifespan=lifespan)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -57,7 +57,7 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
     @app.get("/ready")
     async def ready() -> Response:
         code, body = gate.status()
-        return ORJSONResponse(body, status_code=code)
+        return obs.FastJSON(body, status_code=code)
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -69,7 +69,7 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
         m = holder.get("model")
         if m is None or not gate.ready:
             log("not_ready", level="warning", reason=gate.reason)
-            return JSONResponse({"error": "model not loaded", "replica": name}, status_code=503)
+            return obs.FastJSON({"error": "model not loaded", "replica": name}, status_code=503)
         rows = body["instances"] if "instances" in body else [body]
         proba = m.predict_proba(rows)
         labels = m.label(proba)
@@ -77,8 +77,8 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
             obs.PREDICTIONS.labels(name, lab).inc()
         common = {"model_version": m.version, "fallback": False, "replica": name}
         if "instances" in body:
-            return ORJSONResponse({"predictions": labels, "scores": proba.tolist(), **common})
-        return ORJSONResponse({"prediction": labels[0], "score": float(proba[0]), **common})
+            return obs.FastJSON({"predictions": labels, "scores": proba.tolist(), **common})
+        return obs.FastJSON({"prediction": labels[0], "score": float(proba[0]), **common})
 
     @app.post("/admin/model")
     async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008

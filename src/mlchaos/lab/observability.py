@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.responses import Response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,6 +44,15 @@ FEATURE_AGE = Histogram(
 )
 BREAKER_OPEN = Gauge("mlchaos_circuit_open", "1 while a circuit breaker is open.", ["service", "dependency"])
 READY = Gauge("mlchaos_ready", "1 when the service is ready.", ["service"])
+
+
+class FastJSON(Response):
+    """JSON response rendered with orjson (FastAPI's ORJSONResponse is deprecated)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class JsonLog:

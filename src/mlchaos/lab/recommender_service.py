@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 from fastapi import Body, FastAPI
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import RECS_VERSION, recommend
@@ -62,7 +62,7 @@ def create_app(
         yield
         await client.aclose()
 
-    app = FastAPI(lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(lifespan=lifespan)
 
     async def fetch(user_id: int, timeout: float) -> np.ndarray:
         r = await client.get(f"{cfg['url']}/embedding/{user_id}", timeout=timeout)
@@ -94,7 +94,7 @@ def create_app(
             if out.fallback or out.value is None:
                 obs.FALLBACKS.labels(name, out.reason or "unknown").inc()
                 obs.PREDICTIONS.labels(name, "popular").inc()
-                return ORJSONResponse(
+                return obs.FastJSON(
                     {"user_id": user_id, "items": popular[:k], "model_version": version, "fallback": True,
                      "fallback_reason": out.reason, "source": "popular", "variant": cfg["variant"]}
                 )
@@ -104,13 +104,13 @@ def create_app(
                 emb = await fetch(user_id, naive_timeout)
             except (httpx.HTTPError, EmbeddingUnavailable) as exc:
                 log("embedding_error", level="error", user_id=user_id, error=type(exc).__name__)
-                return ORJSONResponse(
+                return obs.FastJSON(
                     {"error": "embedding service unavailable", "detail": type(exc).__name__,
                      "model_version": version, "fallback": False},
                     status_code=503,
                 )
         obs.PREDICTIONS.labels(name, "personalized").inc()
-        return ORJSONResponse(
+        return obs.FastJSON(
             {"user_id": user_id, "items": recommend(items, emb, k), "model_version": version, "fallback": False,
              "fallback_reason": None, "source": "personalized", "variant": cfg["variant"]}
         )

@@ -17,6 +17,7 @@ profiles), ``pacer`` (dispatch on time), ``client`` (raw HTTP/1.1 pool),
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
     from mlchaos.load.spec import LoadSpec
     from mlchaos.load.stats import LoadReport, Validity, WindowStats
 
+LOCUSTFILE = os.path.join(os.path.dirname(__file__), "distributed.py")
+"""Path of the locustfile for distributed runs (``locust -f LOCUSTFILE ...``; see ``distributed``)."""
+
 __all__ = [
+    "LOCUSTFILE",
     "LoadError",
     "LoadReport",
     "LoadRunner",

@@ -200,7 +200,7 @@ class ClientPool:
     async def _connect(self) -> None:
         try:
             _, conn = await self.loop.create_connection(lambda: _Conn(self), self.host, self.port)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.connecting -= 1
             self.conns -= 1
             if self.backlog:

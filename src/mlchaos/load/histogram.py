@@ -38,7 +38,7 @@ PRECISION = 1e-3
 MIN_VALUE = 1e-6
 MAX_VALUE = 1000.0
 _LOG_GAMMA = math.log1p(PRECISION)
-_NBUCKETS = int(math.ceil(math.log(MAX_VALUE / MIN_VALUE) / _LOG_GAMMA)) + 1
+_NBUCKETS = math.ceil(math.log(MAX_VALUE / MIN_VALUE) / _LOG_GAMMA) + 1
 
 
 def bucket_of(values: npt.ArrayLike) -> npt.NDArray[np.int64]:

@@ -32,7 +32,7 @@ from mlchaos.load.spec import LoadSpec
 from mlchaos.load.stats import Aggregator, Interval, LoadReport, Validity, WindowStats
 from mlchaos.load.worker import config_for
 
-__all__ = ["LoadError", "LoadRunner", "arun_load", "run_load"]
+__all__ = ["LoadError", "LoadRunner", "arun_load", "make_report", "resolve_url", "run_load"]
 
 
 class LoadError(RuntimeError):
@@ -163,7 +163,7 @@ class LoadRunner:
                     await proc.stdin.drain()
         try:
             await asyncio.wait_for(asyncio.gather(*self._readers), d + 10.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._kill()
         return self._build()
 
@@ -220,38 +220,49 @@ class LoadRunner:
         return max(d, 0.0)
 
     def _build(self) -> LoadReport:
-        if self._report is not None:
-            return self._report
-        agg = self.agg
-        duration = self._duration()
-        lat, svc, lag = agg.totals()
-        validity = agg.validity(self.lag_budget, duration)
-        if self._errors:
-            validity.valid = False
-            validity.reasons.extend(self._errors)
-        done = list(self._done.values())
-        self._report = LoadReport(
-            url=self.url,
-            target_rate=self.spec.rate,
-            arrivals=self.spec.arrivals,
-            profile=self.spec.profile.type,
-            processes=self.n,
-            duration=duration,
-            scheduled=agg.scheduled,
-            sent=agg.sent,
-            completed=agg.done,
-            errors=dict(agg.errors),
-            codes=dict(agg.codes),
-            latency=lat,
-            service=svc,
-            lag=lag,
-            series=agg.per_second(),
-            validity=validity,
-            peak_connections=sum(int(d.get("peak_connections", 0)) for d in done),
-            abandoned=sum(int(d.get("abandoned", 0)) for d in done),
-            loop=str(done[0].get("loop")) if done else "?",
-        )
+        if self._report is None:
+            self._report = make_report(self.agg, self.spec, self.url, self.n, self._duration(), self.lag_budget,
+                                       list(self._done.values()), self._errors)
         return self._report
+
+
+def make_report(
+    agg: Aggregator,
+    spec: LoadSpec,
+    url: str,
+    processes: int,
+    duration: float,
+    lag_budget: float,
+    done: list[dict[str, Any]],
+    errors: list[str],
+) -> LoadReport:
+    """Fold an aggregator and the workers' ``done`` messages into a report (local and Locust runs alike)."""
+    lat, svc, lag = agg.totals()
+    validity = agg.validity(lag_budget, duration)
+    if errors:
+        validity.valid = False
+        validity.reasons.extend(errors)
+    return LoadReport(
+        url=url,
+        target_rate=spec.rate,
+        arrivals=spec.arrivals,
+        profile=spec.profile.type,
+        processes=processes,
+        duration=duration,
+        scheduled=agg.scheduled,
+        sent=agg.sent,
+        completed=agg.done,
+        errors=dict(agg.errors),
+        codes=dict(agg.codes),
+        latency=lat,
+        service=svc,
+        lag=lag,
+        series=agg.per_second(),
+        validity=validity,
+        peak_connections=sum(int(d.get("peak_connections", 0)) for d in done),
+        abandoned=sum(int(d.get("abandoned", 0)) for d in done),
+        loop=str(done[0].get("loop")) if done else "?",
+    )
 
 
 async def arun_load(

@@ -100,9 +100,9 @@ def curve_for(spec: LoadSpec) -> RateCurve:
         return RateCurve([(0.0, p.start), (p.over, rate)])
     if isinstance(p, SpikeProfile):
         t_up = max(0.0, p.at - p.rise)
-        pts = [(0.0, p.baseline), (t_up, p.baseline), (p.at, rate), (p.at + p.length, rate),
+        spike = [(0.0, p.baseline), (t_up, p.baseline), (p.at, rate), (p.at + p.length, rate),
                (p.at + p.length + p.rise, p.baseline)]
-        return RateCurve(_dedupe(pts))
+        return RateCurve(_dedupe(spike))
     if isinstance(p, StepProfile):
         pts: list[tuple[float, float]] = []
         t = 0.0

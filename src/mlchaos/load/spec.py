@@ -115,7 +115,7 @@ class LoadSpec(StrictModel):
     """Open-loop HTTP load: who to hit, how often, for how long, and how to judge the generator itself."""
 
     target: str = Field("default", description="Target whose base URL the request path is relative to.")
-    request: RequestSpec = Field(default_factory=lambda: RequestSpec(), description="The request sent.")
+    request: RequestSpec = Field(default_factory=lambda: RequestSpec.model_validate({}), description="The request sent.")
     rate: Rate = Field(description="Target (peak) request rate, e.g. '500/s'.")
     arrivals: Literal["constant", "poisson"] = Field(
         "constant", description="Inter-arrival law: evenly spaced or Poisson (exponential gaps)."

@@ -285,7 +285,7 @@ class Aggregator:
         self.cpu += iv.cpu
         self.last_t = max(self.last_t, iv.t)
         sec = self.series.setdefault(
-            int(math.floor(max(0.0, iv.t - 1e-9))),
+            math.floor(max(0.0, iv.t - 1e-9)),
             {"sent": 0, "done": 0, "errors": 0, "_lat": []},
         )
         sec["sent"] += iv.sent

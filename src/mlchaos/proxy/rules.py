@@ -40,8 +40,8 @@ class Match(BaseModel):
     """Which requests a rule may hit (HTTP mode).  All given matchers must hold."""
 
     model_config = ConfigDict(extra="forbid")
-    method: list[str] | None = Field(None, description="HTTP methods, e.g. ['GET'].")
-    path: str | None = Field(None, description="Glob on the path without query, e.g. '/features/*'.")
+    method: list[str] | None = Field(default=None, description="HTTP methods, e.g. ['GET'].")
+    path: str | None = Field(default=None, description="Glob on the path without query, e.g. '/features/*'.")
     headers: dict[str, str] = Field(default_factory=dict, description="Header name -> glob on the value ('*' = present).")
 
     @field_validator("method", mode="before")
@@ -61,7 +61,7 @@ class Common(BaseModel):
     ttl: Duration = 60.0
     seed: int | None = None
     name: str | None = None
-    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @field_validator("probability")
     @classmethod
@@ -172,7 +172,7 @@ def parse_rule(data: Any, mode: str) -> Rule:
     except ValidationError as exc:
         errors += _errors(exc)
     try:
-        params = cls.Params.model_validate(params_part)
+        params = cls.params_model.model_validate(params_part)
     except ValidationError as exc:
         errors += _errors(exc)
     if common is not None:

@@ -14,6 +14,8 @@ class Stats:
     upstream_connects: int = 0
     upstream_errors: int = 0
     bad_requests: int = 0
+    upstream_idle: int = 0
+    """Pooled idle upstream connections (a gauge)."""
 
     def add(self, other: dict[str, int]) -> None:
         for k, v in other.items():

@@ -37,7 +37,7 @@ class UnitError(ValueError):
     """A unit string could not be parsed; the message says what was expected."""
 
 
-_NUM = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
+_NUM = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _DUR_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DUR_PART = re.compile(rf"({_NUM})(us|µs|ms|s|m|h)")
 _DUR_FULL = re.compile(rf"^(?:(?:{_NUM})(?:us|µs|ms|s|m|h))+$")

@@ -14,7 +14,7 @@ class BandwidthParams(Params):
     rate: Size = Field(description="Bytes per second, e.g. '10KB' (per second) or 10000.")
 
 
-class Bandwidth(ProxyFault):
+class Bandwidth(ProxyFault[BandwidthParams]):
     """Throttle the response (default) or the request to ``rate`` bytes per second.
 
     Pacing writes slices every 10 ms, which models a thin pipe: time to last
@@ -22,11 +22,11 @@ class Bandwidth(ProxyFault):
     """
 
     kind = "bandwidth"
-    Params = BandwidthParams
+    params_model = BandwidthParams
     directions = ("response", "request", "both")
 
     def apply(self, plan: Plan, rng: random.Random) -> None:
-        rate = float(self.params.rate)  # type: ignore[attr-defined]
+        rate = float(self.params.rate)
         if rate <= 0:
             rate = 1.0
         if self.direction in ("request", "both"):

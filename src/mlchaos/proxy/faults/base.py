@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import random
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -69,16 +69,19 @@ class Plan:
         )
 
 
-class ProxyFault(abc.ABC):
-    """A fault the proxy can apply.  Subclasses set ``kind``, ``Params`` and implement :meth:`apply`."""
+P = TypeVar("P", bound=Params)
+
+
+class ProxyFault(abc.ABC, Generic[P]):
+    """A fault the proxy can apply.  Subclasses set ``kind``, ``params_model`` and implement :meth:`apply`."""
 
     kind: ClassVar[str]
-    Params: ClassVar[type[Params]] = Params
+    params_model: ClassVar[type[Params]] = Params
     http_only: ClassVar[bool] = False
     directions: ClassVar[tuple[Direction, ...]] = ("response",)
     """Allowed directions; the first is the default."""
 
-    def __init__(self, params: Params, direction: Direction) -> None:
+    def __init__(self, params: P, direction: Direction) -> None:
         self.params = params
         self.direction = direction
 

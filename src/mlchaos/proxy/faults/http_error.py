@@ -6,7 +6,7 @@ import random
 
 from pydantic import Field
 
-from mlchaos.proxy.faults.base import LocalResponse, Params, Plan, ProxyFault
+from mlchaos.proxy.faults.base import Direction, LocalResponse, Params, Plan, ProxyFault
 
 
 class HttpErrorParams(Params):
@@ -16,16 +16,16 @@ class HttpErrorParams(Params):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class HttpError(ProxyFault):
+class HttpError(ProxyFault[HttpErrorParams]):
     """Reply locally (e.g. 503); the request never reaches the upstream, as in Envoy's ``abort``."""
 
     kind = "http-error"
-    Params = HttpErrorParams
+    params_model = HttpErrorParams
     http_only = True
     directions = ("request",)
 
-    def __init__(self, params: Params, direction: str) -> None:  # type: ignore[override]
-        super().__init__(params, direction)  # type: ignore[arg-type]
+    def __init__(self, params: HttpErrorParams, direction: Direction) -> None:
+        super().__init__(params, direction)
         p = params
         assert isinstance(p, HttpErrorParams)
         headers = [("Content-Type", p.content_type), *p.headers.items()]

@@ -10,7 +10,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from mlchaos.proxy import jsonspan
-from mlchaos.proxy.faults.base import Params, Plan, ProxyFault
+from mlchaos.proxy.faults.base import Direction, Params, Plan, ProxyFault
 
 
 class JsonCorruptParams(Params):
@@ -54,7 +54,7 @@ def _scale(value: Any, factor: float) -> Any:
     return value
 
 
-class JsonCorrupt(ProxyFault):
+class JsonCorrupt(ProxyFault[JsonCorruptParams]):
     """Rewrite only the named fields of a JSON response body; every other byte stays identical.
 
     ``stale`` replays the value the field had in the first response this
@@ -62,12 +62,12 @@ class JsonCorrupt(ProxyFault):
     """
 
     kind = "json-corrupt"
-    Params = JsonCorruptParams
+    params_model = JsonCorruptParams
     http_only = True
     directions = ("response",)
 
-    def __init__(self, params: Params, direction: str) -> None:  # type: ignore[override]
-        super().__init__(params, direction)  # type: ignore[arg-type]
+    def __init__(self, params: JsonCorruptParams, direction: Direction) -> None:
+        super().__init__(params, direction)
         assert isinstance(params, JsonCorruptParams)
         self._paths = [(f, jsonspan.parse_path(f)) for f in params.fields]
         self._stale: dict[str, bytes] = {}

@@ -37,7 +37,7 @@ class LatencyParams(Params):
         return self
 
 
-class Latency(ProxyFault):
+class Latency(ProxyFault[LatencyParams]):
     """Delay the request before it is forwarded, or the response before it is delivered.
 
     Delays are sampled per request (HTTP) or per connection (TCP) and never
@@ -45,7 +45,7 @@ class Latency(ProxyFault):
     """
 
     kind = "latency"
-    Params = LatencyParams
+    params_model = LatencyParams
     directions = ("request", "response", "both")
 
     def sample(self, rng: random.Random) -> float:

@@ -7,7 +7,7 @@ import random
 from mlchaos.proxy.faults.base import Params, Plan, ProxyFault
 
 
-class Refuse(ProxyFault):
+class Refuse(ProxyFault[Params]):
     """Reset a new connection at once (TCP) or a request's connection (HTTP), never contacting the upstream.
 
     A listening socket cannot refuse a share of SYNs, so "refused" is modelled
@@ -16,7 +16,7 @@ class Refuse(ProxyFault):
     """
 
     kind = "refuse"
-    Params = Params
+    params_model = Params
     directions = ("request",)
 
     def apply(self, plan: Plan, rng: random.Random) -> None:

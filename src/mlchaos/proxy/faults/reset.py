@@ -13,16 +13,16 @@ class ResetParams(Params):
     """Wait this long after the request (HTTP) or the first byte (TCP) before resetting."""
 
 
-class Reset(ProxyFault):
+class Reset(ProxyFault[ResetParams]):
     """Abort the client connection with SO_LINGER 0, so the peer gets an RST, not a clean FIN.
 
     Unlike Toxiproxy (#603) linger is set only on a connection this fault hits.
     """
 
     kind = "reset"
-    Params = ResetParams
+    params_model = ResetParams
     directions = ("request",)
 
     def apply(self, plan: Plan, rng: random.Random) -> None:
         plan.reset = True
-        plan.reset_after = self.params.after  # type: ignore[attr-defined]
+        plan.reset_after = self.params.after

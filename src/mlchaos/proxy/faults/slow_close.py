@@ -12,7 +12,7 @@ class SlowCloseParams(Params):
     delay: Duration
 
 
-class SlowClose(ProxyFault):
+class SlowClose(ProxyFault[SlowCloseParams]):
     """Delay EOF (TCP) or, in HTTP mode, deliver the response and close the connection ``delay`` later.
 
     Models a peer that lingers before closing: clients that wait for EOF, or
@@ -20,8 +20,8 @@ class SlowClose(ProxyFault):
     """
 
     kind = "slow-close"
-    Params = SlowCloseParams
+    params_model = SlowCloseParams
     directions = ("response",)
 
     def apply(self, plan: Plan, rng: random.Random) -> None:
-        plan.close_delay = max(plan.close_delay, self.params.delay)  # type: ignore[attr-defined]
+        plan.close_delay = max(plan.close_delay, self.params.delay)

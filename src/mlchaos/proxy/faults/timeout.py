@@ -16,7 +16,7 @@ class TimeoutParams(Params):
     )
 
 
-class Timeout(ProxyFault):
+class Timeout(ProxyFault[TimeoutParams]):
     """Swallow the request: nothing reaches the upstream and no byte comes back.
 
     This is what a client's own timeout must handle (Toxiproxy's ``timeout``
@@ -24,9 +24,9 @@ class Timeout(ProxyFault):
     """
 
     kind = "timeout"
-    Params = TimeoutParams
+    params_model = TimeoutParams
     directions = ("request",)
 
     def apply(self, plan: Plan, rng: random.Random) -> None:
         plan.hold = True
-        plan.hold_for = self.params.close_after  # type: ignore[attr-defined]
+        plan.hold_for = self.params.close_after

@@ -1,0 +1,95 @@
+"""``mlchaos k8s``: Kubernetes helpers that need no running experiment.
+
+* ``render EXPERIMENT`` prints the Chaos Mesh objects the experiment would
+  create, as YAML documents (a dry run: it talks to no cluster).  Steps that
+  act through the Kubernetes API (pod delete, scale) are listed as comments.
+* ``cleanup`` deletes every Chaos Mesh object this machine created (what
+  ``mlchaos stop`` does for Kubernetes), selected by the machine label.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kubernetes and Chaos Mesh helpers.")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        typer.echo(f"{path}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not isinstance(data, dict):
+        typer.echo(f"{path}: an experiment file must be a mapping", err=True)
+        raise typer.Exit(2)
+    return data
+
+
+@app.command()
+def render(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (YAML).")],
+    run_id: Annotated[str, typer.Option(help="Run id put in the objects' labels.")] = "dry-run",
+    output: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
+) -> None:
+    """Print the Chaos Mesh objects EXPERIMENT would create (dry run, no cluster)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from mlchaos.platforms.kubernetes.manifests import render_plan
+
+    data = _load(experiment)
+    try:
+        steps = render_plan(data, run_id=run_id)
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"{experiment}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if output == "json":
+        json.dump([s.object for s in steps if s.object], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if output != "yaml":
+        typer.echo("--output must be yaml or json", err=True)
+        raise typer.Exit(2)
+    docs: list[str] = []
+    for s in steps:
+        head = f"# method[{s.index}] {s.fault}: {s.note}\n"
+        if s.object is None:
+            docs.append(head)
+        else:
+            docs.append(head + yaml.safe_dump(s.object, sort_keys=False))
+    sys.stdout.write("---\n".join(docs) if docs else "# no method steps\n")
+
+
+@app.command()
+def cleanup(
+    kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig file.")] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.")] = None,
+    server: Annotated[str | None, typer.Option(help="Plain API URL (e.g. kubectl proxy).")] = None,
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Only these namespaces (repeatable).")
+    ] = None,
+) -> None:
+    """Delete every Chaos Mesh object this machine created (by the machine label)."""
+    from mlchaos.platforms.kubernetes import cleanup as do_cleanup
+    from mlchaos.platforms.kubernetes.client import Connection
+
+    result = do_cleanup(
+        Connection(kubeconfig=kubeconfig, context=context, server=server), namespaces=namespace or None
+    )
+    for plural, by_ns in result["deleted"].items():
+        for ns, n in by_ns.items():
+            typer.echo(f"deleted {n} {plural} in {ns}")
+    for err in result["errors"]:
+        typer.echo(f"error: {err}", err=True)
+    if not result["deleted"] and not result["errors"]:
+        typer.echo(f"nothing to delete ({result['selector']})")
+    if result["errors"]:
+        raise typer.Exit(5)

@@ -1,0 +1,145 @@
+"""``mlchaos lab``: start, inspect and stop the built-in ML lab systems.
+
+A thin shell over :class:`mlchaos.lab.Lab`; everything here is also
+available from Python.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlchaos.lab import SYSTEMS, VARIANTS, Lab, LabError
+
+app = typer.Typer(help="Start, inspect and stop the built-in ML lab systems.", no_args_is_help=True,
+                  add_completion=False)
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+DirOpt = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Lab directory (default: $MLCHAOS_LAB_DIR or ~/.local/state/mlchaos/lab)."),
+]
+
+
+def _lab(dir: Path | None, load_delay: float = 1.5) -> Lab:
+    return Lab(dir, load_delay=load_delay)
+
+
+def _table(lab: Lab) -> Table:
+    t = Table(title=f"lab {lab.paths.root}")
+    for col in ("service", "system", "pid", "port", "ready", "variant", "model version", "restarts"):
+        t.add_column(col)
+    for s in lab.status():
+        t.add_row(s.name, s.system, str(s.pid or "-"), str(s.port or "-"),
+                  "[green]yes[/]" if s.ready else "[red]no[/]", s.variant or "-",
+                  (s.model_version or "-") + (f" ({s.model_alias})" if s.model_alias and s.model_alias != s.model_version else ""),
+                  str(s.restarts))
+    return t
+
+
+@app.command()
+def up(
+    systems: Annotated[list[str] | None, typer.Argument(help=f"Systems to start: {', '.join(SYSTEMS)} (default all).")] = None,
+    variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}.")] = "naive",
+    dir: DirOpt = None,
+    port: Annotated[list[str] | None, typer.Option(help="Pin a port: SERVICE=PORT (repeatable).")] = None,
+    load_delay: Annotated[float, typer.Option(help="Model-load delay of a serving replica, seconds.")] = 1.5,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for all services to be ready.")] = 60.0,
+) -> None:
+    """Start lab systems (or add some to a running lab) and wait until every service is ready."""
+    lab = _lab(dir, load_delay)
+    ports = {}
+    for spec in port or []:
+        name, _, p = spec.partition("=")
+        if not p.isdigit():
+            raise typer.BadParameter(f"--port {spec!r}: expected SERVICE=PORT")
+        ports[name] = int(p)
+    t0 = time.monotonic()
+    try:
+        with console.status("starting the lab…"):
+            lab.up(systems or None, variant, ports=ports, timeout=timeout)
+    except LabError as exc:
+        console.print(f"[red]lab up failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(_table(lab))
+    console.print(f"ready in {time.monotonic() - t0:.1f}s")
+
+
+@app.command()
+def status(
+    dir: DirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the supervisor state as JSON.")] = False,
+) -> None:
+    """Show each service: pid, port, readiness, variant and model version."""
+    lab = _lab(dir)
+    if as_json:
+        typer.echo(json.dumps(lab.state(), indent=2))
+        return
+    if not lab.is_up():
+        console.print(f"no lab running in {lab.paths.root}")
+        raise typer.Exit(1)
+    console.print(_table(lab))
+
+
+@app.command()
+def down(dir: DirOpt = None) -> None:
+    """Stop every process the lab started."""
+    lab = _lab(dir)
+    lab.down()
+    console.print("lab stopped")
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="Service name, e.g. serving-0, fraud, supervisor.")],
+    dir: DirOpt = None,
+    lines: Annotated[int, typer.Option("-n", help="Last N lines.")] = 50,
+) -> None:
+    """Print the last lines of a service's log (JSON lines)."""
+    path = _lab(dir).log_path(service)
+    if not path.exists():
+        console.print(f"no log for {service!r} at {path}")
+        raise typer.Exit(1)
+    for line in path.read_text(errors="replace").splitlines()[-lines:]:
+        typer.echo(line)
+
+
+@app.command()
+def variant(
+    new_variant: Annotated[str, typer.Argument(metavar="VARIANT", help=f"One of {', '.join(VARIANTS)}.")],
+    systems: Annotated[list[str] | None, typer.Argument(help="Systems (default: all running).")] = None,
+    dir: DirOpt = None,
+) -> None:
+    """Switch running systems to another variant without restarting them."""
+    _lab(dir).set_variant(new_variant, systems or None)
+    console.print(_table(_lab(dir)))
+
+
+@app.command()
+def model(
+    version: Annotated[str, typer.Argument(help="current, stale, or a version id (fraud-v2, fraud-v1).")],
+    services: Annotated[list[str] | None, typer.Argument(help="Services (default: every serving replica).")] = None,
+    dir: DirOpt = None,
+) -> None:
+    """Serve another model version on some replicas (the stale-model fault, and its rollback)."""
+    names = _lab(dir).set_model_version(version, services or None)
+    console.print(f"{', '.join(names)} now serve {version}")
+
+
+@app.command("batch")
+def batch(
+    variant: Annotated[str | None, typer.Option(help="naive or mitigated (default: the lab's).")] = None,
+    date: Annotated[str | None, typer.Option(help="Day to score (default: latest).")] = None,
+    dir: DirOpt = None,
+) -> None:
+    """Run the batch prediction pipeline once and print its result."""
+    res = _lab(dir).run_batch(variant, date)
+    typer.echo(json.dumps(res, indent=2))
+    raise typer.Exit(0 if res.get("status") == "ok" else 1)

@@ -1,0 +1,236 @@
+"""``mlchaos load URL``: open-loop HTTP load with latency people can trust.
+
+Rich output for people (a live line per second, then a summary table and a
+loud INVALID panel when the generator itself could not keep up); ``--json``
+prints the full :class:`~mlchaos.load.stats.LoadReport` for machines.
+
+Exit codes follow the run verdicts: 0 VALID, 2 bad flags or URL, 5 INVALID
+(the numbers describe the generator, not the system) or generator failure.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+from typing import Any
+
+import typer
+
+EXIT_BAD_INPUT = 2
+EXIT_INVALID = 5
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "–" if v is None else f"{v * 1e3:.3f}"
+
+
+def _build_spec(
+    url: str,
+    rate: str,
+    duration: str,
+    arrivals: str,
+    profile: str,
+    ramp_from: str,
+    ramp_over: str | None,
+    baseline: str | None,
+    spike_at: str | None,
+    spike_for: str | None,
+    spike_rise: str,
+    steps: str | None,
+    method: str,
+    header: list[str],
+    body: str | None,
+    body_file: str | None,
+    timeout: str,
+    processes: str,
+    connections: int | None,
+    sample: str,
+    lag_budget: str | None,
+    loop: str,
+    spin: str | None,
+    seed: int | None,
+) -> Any:
+    from mlchaos.load.spec import LoadSpec
+
+    headers: dict[str, str] = {}
+    for h in header:
+        if ":" not in h:
+            raise typer.BadParameter(f"header {h!r}: expected 'Name: value'")
+        k, _, v = h.partition(":")
+        headers[k.strip()] = v.strip()
+    prof: dict[str, Any] = {"type": profile}
+    if profile == "ramp":
+        prof.update({"start": ramp_from, "over": ramp_over or duration})
+    elif profile == "spike":
+        if baseline is None or spike_at is None or spike_for is None:
+            raise typer.BadParameter("--profile spike needs --baseline, --spike-at and --spike-for")
+        prof.update({"baseline": baseline, "at": spike_at, "length": spike_for, "rise": spike_rise})
+    elif profile == "step":
+        if not steps:
+            raise typer.BadParameter("--profile step needs --steps '100/s:10s,200/s:10s'")
+        items = []
+        for part in steps.split(","):
+            r, _, d = part.strip().partition(":")
+            items.append({"rate": r, "for": d or duration})
+        prof["steps"] = items
+    elif profile != "constant":
+        raise typer.BadParameter(f"unknown profile {profile!r}: constant|ramp|spike|step")
+    data: dict[str, Any] = {
+        "request": {"url": url, "method": method, "headers": headers},
+        "rate": rate,
+        "arrivals": arrivals,
+        "profile": prof,
+        "duration": duration,
+        "timeout": timeout,
+        "processes": processes if processes == "auto" else int(processes),
+        "sample": sample,
+        "loop": loop,
+    }
+    if body is not None:
+        try:
+            data["request"]["body"] = jsonlib.loads(body)
+        except ValueError:
+            data["request"]["body"] = body
+    if body_file is not None:
+        data["request"]["body_file"] = body_file
+    if connections is not None:
+        data["connections"] = connections
+    if lag_budget is not None:
+        data["lag_budget"] = lag_budget
+    if spin is not None:
+        data["spin"] = spin
+    if seed is not None:
+        data["seed"] = seed
+    return LoadSpec.model_validate(data)
+
+
+def load(
+    url: str = typer.Argument(..., help="Absolute http:// URL to load, e.g. http://127.0.0.1:8000/predict."),
+    rate: str = typer.Option("100/s", "--rate", "-r", help="Target (peak) rate: '500/s', '30000/m'."),
+    duration: str = typer.Option("10s", "--duration", "-d", help="Run length: '30s', '2m'."),
+    arrivals: str = typer.Option("constant", "--arrivals", help="constant | poisson."),
+    profile: str = typer.Option("constant", "--profile", help="constant | ramp | spike | step."),
+    ramp_from: str = typer.Option("0/s", "--ramp-from", help="ramp: starting rate."),
+    ramp_over: str | None = typer.Option(None, "--ramp-over", help="ramp: ramp length (default: whole run)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="spike: rate outside the peak."),
+    spike_at: str | None = typer.Option(None, "--spike-at", help="spike: peak start, e.g. '10s'."),
+    spike_for: str | None = typer.Option(None, "--spike-for", help="spike: peak length, e.g. '5s'."),
+    spike_rise: str = typer.Option("0s", "--spike-rise", help="spike: linear rise/fall time."),
+    steps: str | None = typer.Option(None, "--steps", help="step: 'RATE:DURATION,...', e.g. '100/s:10s,300/s:10s'."),
+    method: str = typer.Option("GET", "--method", "-X", help="HTTP method (POST implied with a body)."),
+    header: list[str] = typer.Option([], "--header", "-H", help="Extra header 'Name: value' (repeatable)."),
+    body: str | None = typer.Option(None, "--body", help="Request body (JSON or text)."),
+    body_file: str | None = typer.Option(None, "--body-file", help="JSONL file of request bodies, cycled."),
+    timeout: str = typer.Option("5s", "--timeout", help="Per-request timeout from the intended send time."),
+    processes: str = typer.Option("auto", "--processes", "-p", help="Generator processes, or 'auto'."),
+    connections: int | None = typer.Option(None, "--connections", "-c", help="Fixed pool size per process."),
+    sample: str = typer.Option("0", "--sample", help="Fraction of response bodies to keep, e.g. '1%'."),
+    lag_budget: str | None = typer.Option(None, "--lag-budget", help="Schedule-lag p99 budget (default 1ms)."),
+    loop: str = typer.Option("auto", "--loop", help="auto | uvloop | asyncio."),
+    spin: str | None = typer.Option(None, "--spin", help="Pacer busy-wait window ('0' = never spin)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the Poisson plan."),
+    json: bool = typer.Option(False, "--json", help="Print the full report as JSON (machines)."),
+    series: bool = typer.Option(False, "--series", help="Also print the per-second series (people)."),
+) -> None:
+    """Drive open-loop HTTP load and report trustworthy latency (measured from the intended send time)."""
+    from pydantic import ValidationError
+
+    from mlchaos.load.runner import LoadError, run_load
+
+    try:
+        spec = _build_spec(url, rate, duration, arrivals, profile, ramp_from, ramp_over, baseline, spike_at,
+                           spike_for, spike_rise, steps, method, header, body, body_file, timeout, processes,
+                           connections, sample, lag_budget, loop, spin, seed)
+    except (ValidationError, ValueError) as exc:
+        print(f"mlchaos load: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    progress = _Progress(err) if not json and err.is_terminal else None
+    try:
+        report = run_load(spec, on_interval=progress.feed if progress else None)
+    except (LoadError, ValueError, OSError) as exc:
+        print(f"mlchaos load: {exc}", file=sys.stderr)
+        raise typer.Exit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if json:
+        sys.stdout.write(jsonlib.dumps(report.to_dict(), indent=2) + "\n")
+        if not report.valid:
+            err.print(f"[bold red]INVALID load:[/] {report.invalid_reason}")
+    else:
+        _print_report(report, series)
+    raise typer.Exit(0 if report.valid else EXIT_INVALID)
+
+
+class _Progress:
+    """One line per second while running (stderr, people only)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.sec = -1
+        self.done = 0
+        self.errors = 0
+
+    def feed(self, iv: Any) -> None:
+        self.done += iv.done
+        self.errors += iv.status_errors + iv.timeouts + iv.conn
+        s = int(iv.t)
+        if s != self.sec:
+            self.sec = s
+            p99 = iv.lat.quantile(0.99)
+            self.console.print(
+                f"[dim]t={iv.t:5.1f}s done={self.done} errors={self.errors} "
+                f"interval p99={_fmt_ms(p99)} ms lag p99={_fmt_ms(iv.lag.quantile(0.99))} ms[/]"
+            )
+
+
+def _print_report(report: Any, series: bool) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    con = Console()
+    d = report.to_dict()
+    v = report.validity
+    head = Table(show_header=False, box=None)
+    head.add_row("url", report.url)
+    head.add_row("plan", f"{report.arrivals} arrivals, {report.profile} profile, target {report.target_rate:g}/s, "
+                 f"{report.processes} process(es), {report.loop} loop, {report.peak_connections} connections")
+    head.add_row("rate", f"scheduled {report.scheduled_rate:,.1f}/s · sent {report.achieved_rate:,.1f}/s · "
+                 f"completed {report.completed_rate:,.1f}/s over {report.duration:.2f}s")
+    errs = ", ".join(f"{k} {n}" for k, n in report.errors.items() if n) or "none"
+    er = report.error_rate
+    head.add_row("errors", f"{errs} (rate {er:.3%})" if er is not None else errs)
+    codes = ", ".join(f"{k}×{n}" for k, n in d["codes"].items())
+    head.add_row("statuses", codes or "–")
+    con.print(head)
+    t = Table(title="milliseconds", title_justify="left")
+    t.add_column("")
+    for c in ("p50", "p90", "p95", "p99", "p99.9", "max", "mean"):
+        t.add_column(c, justify="right")
+    for name, key in (("latency (from plan)", "latency"), ("service time", "service_time"),
+                      ("schedule lag", "lag")):
+        q = d[key]
+        t.add_row(name, *(_fmt_ms(q[k]) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")))
+    con.print(t)
+    if series:
+        s = Table(title="per second")
+        for c in ("t", "sent", "done", "errors", "p50 ms", "p99 ms", "max ms"):
+            s.add_column(c, justify="right")
+        for row in report.series:
+            s.add_row(str(row["t"]), str(row["sent"]), str(row["done"]), str(row["errors"]),
+                      _fmt_ms(row["p50"]), _fmt_ms(row["p99"]), _fmt_ms(row["max"]))
+        con.print(s)
+    cpu = f"{v.cpu:.2f} cores" if v.cpu is not None else "?"
+    facts = (f"sent {v.sent}/{v.scheduled} scheduled ({(v.achieved or 0):.2%}), lag p99 {_fmt_ms(v.lag_p99)} ms "
+             f"(budget {_fmt_ms(v.lag_budget)} ms), lag max {_fmt_ms(v.lag_max)} ms, generator CPU {cpu}")
+    if v.valid:
+        con.print(f"[bold green]VALID[/] — {facts}")
+    else:
+        reasons = "\n".join(f"• {r}" for r in v.reasons)
+        con.print(Panel(f"{reasons}\n\n{facts}\n\nDo not judge the system on these numbers: the load "
+                        "generator itself did not deliver the planned load.",
+                        title="INVALID load", border_style="bold red"))

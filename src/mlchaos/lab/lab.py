@@ -1,0 +1,309 @@
+"""``Lab``: the library face of the lab, used by the CLI, the engine and the tests.
+
+A ``Lab`` is a handle on one lab directory.  ``up`` starts (or extends) a
+detached supervisor process there and waits until every service is ready;
+everything else talks to that supervisor's control API, or reads the
+``state.json`` it keeps, so any process (another CLI call, the engine) can
+attach to a running lab by its directory alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from mlchaos.lab.paths import LabPaths, default_lab_dir, free_port
+
+SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender")
+VARIANTS: tuple[str, ...] = ("naive", "mitigated", "silent-zeros")
+#: Friendly names for each system's model endpoint, in addition to every process's own name.
+ENTRYPOINTS: dict[str, str] = {"serving": "serving-lb", "realtime": "fraud", "recommender": "recommender",
+                               "features": "features-lb"}
+
+
+class LabError(RuntimeError):
+    """The lab could not be started, reached or stopped as asked."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One process of the lab as the supervisor sees it (``batch`` has no process: pid and port are None)."""
+
+    name: str
+    system: str
+    role: str
+    pid: int | None
+    port: int | None
+    url: str | None
+    ready: bool
+    variant: str | None
+    model_version: str | None
+    restarts: int = 0
+    group: str | None = None
+    model_alias: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ServiceStatus:
+        return cls(d["name"], d["system"], d["role"], d.get("pid"), d.get("port"), d.get("url"), bool(d.get("ready")),
+                   d.get("variant"), d.get("model_version"), int(d.get("restarts") or 0), d.get("group"),
+                   d.get("model_alias"))
+
+
+class Lab:
+    """A lab directory and the processes its supervisor runs.
+
+    >>> lab = Lab("/tmp/lab")
+    >>> lab.up(["serving", "realtime"], variant="mitigated")
+    >>> lab.endpoints()["serving"]      # the load balancer in front of the 3 replicas
+    >>> lab.set_model_version("stale", replicas=["serving-1"])
+    >>> lab.down()
+    """
+
+    def __init__(self, dir: Path | str | None = None, *, load_delay: float = 1.5) -> None:
+        self.paths = LabPaths(dir if dir is not None else default_lab_dir())
+        self.load_delay = load_delay
+        self._sup: subprocess.Popen[bytes] | None = None
+
+    # --- reading state -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.paths.state.read_text())
+        except (OSError, ValueError):
+            return None
+        return data
+
+    def _control_url(self) -> str | None:
+        st = self._state()
+        if not st:
+            return None
+        pid = st["supervisor"]["pid"]
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return None
+        return str(st["supervisor"]["url"])
+
+    def is_up(self) -> bool:
+        """True while this directory's supervisor runs."""
+        return self._control_url() is not None
+
+    def _call(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> dict[str, Any]:
+        url = self._control_url()
+        if url is None:
+            raise LabError(f"no lab running in {self.paths.root} (run `mlchaos lab up`)")
+        r = httpx.request(method, url + path, json=body, timeout=timeout)
+        r.raise_for_status()
+        out: dict[str, Any] = r.json()
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """The supervisor's full state (live if it runs, else the last written ``state.json``)."""
+        if self.is_up():
+            return self._call("GET", "/state")
+        return self._state() or {}
+
+    def status(self) -> list[ServiceStatus]:
+        """Every service with pid, port, readiness, variant and model version."""
+        return [ServiceStatus.from_dict(d) for d in self.state().get("services", [])]
+
+    def endpoints(self) -> dict[str, str]:
+        """Service name → base URL; also ``serving``, ``realtime``, ``recommender``, ``features`` → entry points."""
+        out = {s.name: s.url for s in self.status() if s.url}
+        for alias, name in ENTRYPOINTS.items():
+            if name in out:
+                out[alias] = out[name]
+        st = self.state()
+        if st.get("supervisor"):
+            out["supervisor"] = st["supervisor"]["url"]
+        return out
+
+    def pids(self) -> dict[str, int]:
+        """Service name → pid of every running process (the supervisor included)."""
+        out = {s.name: s.pid for s in self.status() if s.pid}
+        st = self._state()
+        if st and self.is_up():
+            out["supervisor"] = st["supervisor"]["pid"]
+        return out
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def up(
+        self,
+        systems: Iterable[str] | None = None,
+        variant: str = "naive",
+        *,
+        ports: Mapping[str, int] | None = None,
+        dependency_urls: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+        wait: bool = True,
+    ) -> list[ServiceStatus]:
+        """Start ``systems`` (default: all) in ``variant``; wait until all are ready.
+
+        ``ports`` pins service ports by name (e.g. ``{"serving-lb": 8000}``), the
+        rest are chosen free.  ``dependency_urls`` points ``fraud`` (→ feature
+        service) or ``recommender`` (→ embedding service) at another URL, e.g. a
+        fault proxy.  Adding systems to a running lab keeps the running ones.
+        """
+        chosen = list(systems or SYSTEMS)
+        for s in chosen:
+            if s not in SYSTEMS:
+                raise LabError(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")
+        if variant not in VARIANTS:
+            raise LabError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        if not self.is_up():
+            self._start_supervisor(timeout)
+        self._call("POST", "/up", {"systems": chosen, "variant": variant, "ports": dict(ports or {}),
+                                   "dependency_urls": dict(dependency_urls or {})}, timeout=timeout)
+        if wait:
+            self.wait_ready(timeout)
+        return self.status()
+
+    def _start_supervisor(self, timeout: float) -> None:
+        self.paths.ensure()
+        self.paths.state.unlink(missing_ok=True)
+        port = free_port()
+        log = open(self.paths.log_for("supervisor"), "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self._sup = subprocess.Popen(
+                [sys.executable, "-m", "mlchaos.lab.supervisor", "--dir", str(self.paths.root), "--port", str(port),
+                 "--load-delay", str(self.load_delay)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=self.paths.root,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._sup.poll() is not None:
+                raise LabError(f"supervisor exited with {self._sup.returncode}; see {self.paths.log_for('supervisor')}")
+            st = self._state()
+            if st and st["supervisor"]["pid"] == self._sup.pid:
+                try:
+                    httpx.get(st["supervisor"]["url"] + "/health", timeout=0.5).raise_for_status()
+                    return
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        raise LabError("supervisor did not start in time")
+
+    def wait_ready(self, timeout: float = 60.0, names: Iterable[str] | None = None) -> list[ServiceStatus]:
+        """Block until every service (or those named) is ready; raise :class:`LabError` on timeout."""
+        wanted = set(names) if names is not None else None
+        deadline = time.monotonic() + timeout
+        pending: list[str] = []
+        while time.monotonic() < deadline:
+            st = self.status()
+            pending = [s.name for s in st if not s.ready and (wanted is None or s.name in wanted)]
+            if st and not pending:
+                return st
+            time.sleep(0.1)
+        raise LabError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+
+    def down(self, timeout: float = 15.0) -> None:
+        """Stop every process this lab started; leave no orphan (killed if it does not stop in time)."""
+        st = self._state()
+        pids = [s.get("pid") for s in (st or {}).get("services", []) if s.get("pid")]
+        sup_pid = (st or {}).get("supervisor", {}).get("pid")
+        if self.is_up() and sup_pid:
+            # the fork server and multiprocessing's resource tracker too: they exit after the supervisor
+            try:
+                pids += [c.pid for c in psutil.Process(sup_pid).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        if self.is_up():
+            try:
+                self._call("POST", "/down", timeout=timeout)
+            except (httpx.HTTPError, LabError):
+                pass
+        deadline = time.monotonic() + timeout
+        for pid in [sup_pid, *pids]:
+            if not pid:
+                continue
+            _stop_pid(int(pid), deadline)
+        if self._sup is not None:
+            self._sup.wait(timeout=5)
+            self._sup = None
+
+    # --- run-time changes -----------------------------------------------------------------------
+    def set_variant(self, variant: str, systems: Iterable[str] | None = None) -> None:
+        """Switch ``systems`` (default: all running) to ``variant`` without restarting them."""
+        if variant not in VARIANTS:
+            raise LabError(f"unknown variant {variant!r}")
+        self._call("POST", "/variant", {"variant": variant, "systems": list(systems) if systems else None})
+
+    def set_model_version(self, version: str, replicas: Iterable[str] | None = None) -> list[str]:
+        """Serve model ``version`` (``current``, ``stale`` or a version id) on the named processes.
+
+        Default: every serving replica.  Names may also include ``fraud``.  The
+        supervisor remembers it, so a restarted replica comes back with the
+        same version (as a bad deploy would).
+        """
+        out = self._call("POST", "/model", {"version": version, "services": list(replicas) if replicas else None})
+        return list(out["services"])
+
+    def set_dependency_url(self, service: str, url: str | None) -> str:
+        """Point ``fraud`` (its feature service) or ``recommender`` (its embedding service) at ``url``.
+
+        This is the hook for a fault proxy: start the proxy with the current
+        dependency as its upstream (``dependency_urls()``), then point the
+        service at the proxy; ``url=None`` restores the direct connection.
+        """
+        return str(self._call("POST", "/dependency", {"service": service, "url": url})["url"])
+
+    def dependency_urls(self) -> dict[str, str]:
+        """The URL each dependent service calls now (``fraud``, ``recommender``)."""
+        return dict(self.state().get("dependency_urls", {}))
+
+    def log_path(self, service: str) -> Path:
+        return self.paths.log_for(service)
+
+    def run_batch(self, variant: str | None = None, date: str | None = None,
+                  env: Mapping[str, str] | None = None, timeout: float = 120.0) -> dict[str, Any]:
+        """Run the batch pipeline once (in a subprocess, so armed failpoints apply); return its result JSON.
+
+        ``variant`` defaults to the batch system's variant in the running lab,
+        else ``naive``.  The result has ``status`` (``ok`` or ``halted``),
+        ``run_id``, ``output`` (None when halted), ``manifest`` and ``report``.
+        """
+        if variant is None:
+            variant = (self._state() or {}).get("variants", {}).get("batch", "naive")
+        cmd = [sys.executable, "-m", "mlchaos.lab.batch", "--dir", str(self.paths.root), "--variant", str(variant)]
+        if date:
+            cmd += ["--date", date]
+        r = subprocess.run(cmd, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+        lines = r.stdout.decode().strip().splitlines()
+        if not lines:
+            raise LabError(f"batch run produced no result (exit {r.returncode}): {r.stderr.decode()[-2000:]}")
+        out: dict[str, Any] = json.loads(lines[-1])
+        out["exit_code"] = r.returncode
+        return out
+
+
+def _stop_pid(pid: int, deadline: float) -> None:
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return
+        try:  # give helpers that exit on their own (fork server, resource tracker) a moment first
+            proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+            return
+        except psutil.TimeoutExpired:
+            pass
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    except psutil.NoSuchProcess:
+        return

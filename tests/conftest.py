@@ -1,0 +1,87 @@
+"""Shared fixtures: an isolated mlchaos state directory per test, free ports, and an orphan check."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own state dir, so leases and the stop flag never leak between tests."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(cond, timeout: float = 10.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return bool(cond())
+
+
+@pytest.fixture
+def tiny_service(free_port: int) -> Iterator[tuple[psutil.Popen, str]]:
+    """A real prediction service process on a free loopback port, stopped afterwards."""
+    import httpx
+
+    proc = psutil.Popen([sys.executable, "-m", "mlchaos.examples.tiny_service", "--port", str(free_port)])
+    url = f"http://127.0.0.1:{free_port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/health", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    assert wait_until(up, 15), "tiny service did not start"
+    yield proc, url
+    try:
+        proc.resume()
+        proc.kill()
+        proc.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def no_orphans() -> Iterator[None]:
+    """Fail a test that leaves a live child process behind (zombies awaiting reaping are fine)."""
+    me = psutil.Process(os.getpid())
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    def live_new() -> list[psutil.Process]:
+        out = []
+        for p in me.children(recursive=True):
+            try:
+                if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+    # watchdogs exit on their own within a poll or two after the run ends
+    wait_until(lambda: not live_new(), timeout=5)
+    left = live_new()
+    for p in left:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, f"test left processes behind: {[(p.pid, p.cmdline()) for p in left]}"

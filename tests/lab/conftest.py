@@ -1,0 +1,77 @@
+"""Fixtures for lab tests: a lab in a temporary directory, always brought down, checked for orphans."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mlchaos.lab import Lab
+from mlchaos.lab.build import ensure_built
+from mlchaos.lab.paths import LabPaths, port_is_free
+
+
+@pytest.fixture(scope="session")
+def built_lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data and models built once per session; each lab copies them (training is seeded anyway)."""
+    root = tmp_path_factory.mktemp("lab-build")
+    ensure_built(LabPaths(root))
+    return root
+
+
+def _copy_build(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "models"):
+        shutil.copytree(src / name, dst / name, dirs_exist_ok=True)
+    shutil.copy2(src / "build.json", dst / "build.json")
+
+
+def assert_all_stopped(pids: list[int], ports: list[int]) -> None:
+    """No process of the lab left (zombies included) and every port free again."""
+    alive = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            alive.append((pid, p.status(), p.cmdline()))
+        except psutil.NoSuchProcess:
+            continue
+    assert not alive, f"orphan processes after down: {alive}"
+    busy = [p for p in ports if not port_is_free(p)]
+    assert not busy, f"ports still bound after down: {busy}"
+
+
+@pytest.fixture
+def check_stopped() -> Callable[[list[int], list[int]], None]:
+    """The orphan/port check, for tests that bring a lab down themselves."""
+    return assert_all_stopped
+
+
+@pytest.fixture
+def make_lab(tmp_path_factory: pytest.TempPathFactory, built_lab_dir: Path) -> Iterator[Callable[..., Lab]]:
+    """``make_lab()`` → a Lab in a fresh directory (build copied); brought down and checked afterwards."""
+    labs: list[Lab] = []
+
+    def factory(load_delay: float = 1.0) -> Lab:
+        d = tmp_path_factory.mktemp("lab")
+        _copy_build(built_lab_dir, d)
+        lab = Lab(d, load_delay=load_delay)
+        labs.append(lab)
+        return lab
+
+    yield factory
+    for lab in labs:
+        if not lab.is_up():
+            continue
+        pids = list(lab.pids().values())
+        sup = lab.pids().get("supervisor")
+        if sup:
+            try:
+                pids += [c.pid for c in psutil.Process(sup).children(recursive=True)]
+            except psutil.NoSuchProcess:
+                pass
+        ports = [s.port for s in lab.status() if s.port]
+        lab.down()
+        assert_all_stopped(pids, ports)

@@ -1,0 +1,41 @@
+"""Fixtures of the load tests: real HTTP servers on 127.0.0.1, always stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def http_server() -> Iterator[Callable[..., str]]:
+    """Factory: ``http_server(stall_every=1.0, stall_for=0.2)`` → base URL of a fresh test server."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(stall_every: float = 0.0, stall_for: float = 0.0) -> str:
+        p = subprocess.Popen(
+            [sys.executable, str(HERE / "testserver.py"), "--stall-every", str(stall_every),
+             "--stall-for", str(stall_for)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        procs.append(p)
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line.startswith("PORT "), line
+        return f"http://127.0.0.1:{int(line.split()[1])}"
+
+    yield start
+    for p in procs:
+        if p.stdin is not None:
+            p.stdin.close()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
