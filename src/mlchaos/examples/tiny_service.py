@@ -70,6 +70,10 @@ class Server(ThreadingHTTPServer):
         self.requests = 0
         self._lock = threading.Lock()
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # a client that gave up (a probe's timeout) is normal under chaos: no traceback spam
+        return
+
     def maybe_stall(self) -> None:
         if self.stall > 0 and self.every > 0:
             phase = time.monotonic() % self.every
