@@ -168,7 +168,7 @@ def main() -> None:
     print("| command | mlchaos wall s | CTK wall s | ratio | mlchaos CPU s | CTK CPU s | ratio | mlchaos RSS MiB | CTK RSS MiB | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        def f(k: str) -> float:
+        def f(k: str, r: dict[str, object] = r) -> float:
             return float(r.get(k, float("nan")))  # type: ignore[arg-type]
         print(f"| {r['command']} | {f('mlchaos_wall'):.3f} | {f('ctk_wall'):.3f} | {f('mlchaos_wall') / f('ctk_wall'):.2f} "
               f"| {f('mlchaos_cpu'):.3f} | {f('ctk_cpu'):.3f} | {f('mlchaos_cpu') / f('ctk_cpu'):.2f} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -80,8 +81,6 @@ def no_orphans() -> Iterator[None]:
     wait_until(lambda: not live_new(), timeout=5)
     left = live_new()
     for p in left:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     assert not left, f"test left processes behind: {[(p.pid, p.cmdline()) for p in left]}"

@@ -157,8 +157,8 @@ class Fault(abc.ABC):
         """Counts the holder saw (requests seen/affected) for the report; optional."""
         return {}
 
-    @classmethod
-    def revert(cls, undo: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+    @classmethod  # noqa: B027 - optional hook
+    def revert(cls, undo: dict[str, Any]) -> None:
         """Undo from a lease record alone (watchdog, ``mlchaos stop``).  Synchronous and idempotent."""
 
 

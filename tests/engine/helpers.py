@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -41,10 +42,8 @@ def run_cli(path: Path, journal: Path, *extra: str, timeout: float = 120) -> sub
 def events(journal: Path) -> list[dict[str, Any]]:
     out = []
     for line in journal.read_text().splitlines():
-        try:
+        with contextlib.suppress(json.JSONDecodeError):
             out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
     return out
 
 

@@ -13,9 +13,8 @@ import importlib
 import sys
 from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from mlchaos import __version__
 
@@ -37,10 +36,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 class LazyGroup(TyperGroup):
     """A click group that imports a subcommand's module only when it is invoked."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
         if ctx.resilient_parsing is False and _listing_help(ctx):
@@ -53,7 +52,7 @@ class LazyGroup(TyperGroup):
                 return _unavailable(cmd_name)
             raise
         if isinstance(obj, typer.Typer):
-            cmd = typer.main.get_command(obj)
+            cmd: Any = typer.main.get_command(obj)
         else:
             sub = typer.Typer(add_completion=False)
             sub.command(name=cmd_name)(obj)
@@ -62,21 +61,21 @@ class LazyGroup(TyperGroup):
         return cmd
 
 
-def _listing_help(ctx: click.Context) -> bool:
+def _listing_help(ctx: Any) -> bool:
     # click asks for every command object to format the top-level help: answer with stubs.
     return "--help" in sys.argv[1:2] or "-h" in sys.argv[1:2] or len(sys.argv) <= 1
 
 
-def _stub(name: str) -> click.Command:
-    return click.Command(name, help=COMMANDS[name][2], short_help=COMMANDS[name][2])
+def _stub(name: str) -> TyperCommand:
+    return TyperCommand(name, help=COMMANDS[name][2], short_help=COMMANDS[name][2])
 
 
-def _unavailable(name: str) -> click.Command:
+def _unavailable(name: str) -> TyperCommand:
     def cb() -> None:
-        click.echo(f"mlchaos {name}: not available in this build", err=True)
+        print(f"mlchaos {name}: not available in this build", file=sys.stderr)
         raise SystemExit(2)
 
-    return click.Command(name, callback=cb, help=COMMANDS[name][2] + " (not available)")
+    return TyperCommand(name, callback=cb, help=COMMANDS[name][2] + " (not available)")
 
 
 app = typer.Typer(

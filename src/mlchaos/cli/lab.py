@@ -18,8 +18,9 @@ from rich.table import Table
 
 from mlchaos.lab import SYSTEMS, VARIANTS, Lab, LabError
 
-app = typer.Typer(help="Start, inspect and stop the built-in ML lab systems.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Start, inspect and stop the built-in ML lab systems.", no_args_is_help=True, add_completion=False
+)
 console = Console(width=None if sys.stdout.isatty() else 150)
 
 DirOpt = Annotated[
@@ -37,16 +38,25 @@ def _table(lab: Lab) -> Table:
     for col in ("service", "system", "pid", "port", "ready", "variant", "model version", "restarts"):
         t.add_column(col)
     for s in lab.status():
-        t.add_row(s.name, s.system, str(s.pid or "-"), str(s.port or "-"),
-                  "[green]yes[/]" if s.ready else "[red]no[/]", s.variant or "-",
-                  (s.model_version or "-") + (f" ({s.model_alias})" if s.model_alias and s.model_alias != s.model_version else ""),
-                  str(s.restarts))
+        t.add_row(
+            s.name,
+            s.system,
+            str(s.pid or "-"),
+            str(s.port or "-"),
+            "[green]yes[/]" if s.ready else "[red]no[/]",
+            s.variant or "-",
+            (s.model_version or "-")
+            + (f" ({s.model_alias})" if s.model_alias and s.model_alias != s.model_version else ""),
+            str(s.restarts),
+        )
     return t
 
 
 @app.command()
 def up(
-    systems: Annotated[list[str] | None, typer.Argument(help=f"Systems to start: {', '.join(SYSTEMS)} (default all).")] = None,
+    systems: Annotated[
+        list[str] | None, typer.Argument(help=f"Systems to start: {', '.join(SYSTEMS)} (default all).")
+    ] = None,
     variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}.")] = "naive",
     dir: DirOpt = None,
     port: Annotated[list[str] | None, typer.Option(help="Pin a port: SERVICE=PORT (repeatable).")] = None,
@@ -125,7 +135,9 @@ def variant(
 @app.command()
 def model(
     version: Annotated[str, typer.Argument(help="current, stale, or a version id (fraud-v2, fraud-v1).")],
-    services: Annotated[list[str] | None, typer.Argument(help="Services (default: every serving replica).")] = None,
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services (default: every serving replica).")
+    ] = None,
     dir: DirOpt = None,
 ) -> None:
     """Serve another model version on some replicas (the stale-model fault, and its rollback)."""

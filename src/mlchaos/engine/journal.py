@@ -45,7 +45,7 @@ class Journal:
         self._f: IO[str] | None = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
         self.events: list[dict[str, Any]] = []
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:

@@ -394,6 +394,7 @@ class Runner:
         from mlchaos.load import LoadRunner
 
         spec = self.v.load
+        assert spec is not None
         base_url = None
         tname = getattr(spec, "target", None) or "default"
         if tname in self.targets:

@@ -8,6 +8,7 @@ that has since died can find every fault still in place.  It is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -35,10 +36,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
             json.dump(data, f)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

@@ -75,7 +75,7 @@ def spawn(base: Path, run_id: str) -> int:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlchaos.engine.watchdog", "--state-dir", str(base),
          "--run-id", run_id, "--runner-pid", str(os.getpid())],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(base / "watchdog.err", "ab"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(base / "watchdog.err", "ab"),  # noqa: SIM115
         start_new_session=True, close_fds=True,
     )
     return proc.pid

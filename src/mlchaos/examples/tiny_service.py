@@ -9,6 +9,7 @@ produce every verdict against a real process and a real socket.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -91,10 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stall-every", type=float, default=0.0, help="period of stalls in seconds")
     a = ap.parse_args(argv)
     srv = Server((a.host, a.port), version=a.version, fail_rate=a.fail_rate, stall=a.stall, every=a.stall_every)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         srv.serve_forever(poll_interval=0.1)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ sends SIGCONT to an unrelated process that reused the PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -65,11 +66,19 @@ class _ProcessFault(Fault):
         return planned
 
 
+class ProcessPauseSpec(_Selection):
+    fault: Literal["process-pause"] = "process-pause"
+
+
+class ProcessKillSpec(_Selection):
+    fault: Literal["process-kill"] = "process-kill"
+    signal: Literal["KILL", "TERM", "INT"] = Field("KILL", description="Signal to send.")
+
+
 class ProcessPause(_ProcessFault):
     """SIGSTOP the chosen processes; SIGCONT on removal or lease expiry."""
 
-    class Spec(_Selection):
-        fault: Literal["process-pause"] = "process-pause"
+    Spec = ProcessPauseSpec
 
     async def inject(self, lease: Any) -> Applied:
         chosen, planned = self._choose()
@@ -96,22 +105,19 @@ class ProcessPause(_ProcessFault):
             now = _start_time(int(pid))
             if now is None or (st and abs(now - float(st)) > 0.05):
                 continue  # gone, or the PID now belongs to someone else
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGCONT)
-            except ProcessLookupError:
-                pass
 
 
 class ProcessKill(_ProcessFault):
     """Kill the chosen processes.  Not reversible: whatever supervises them brings them back."""
 
-    class Spec(_Selection):
-        fault: Literal["process-kill"] = "process-kill"
-        signal: Literal["KILL", "TERM", "INT"] = Field("KILL", description="Signal to send.")
+    Spec = ProcessKillSpec
+    spec: ProcessKillSpec
 
     async def inject(self, lease: Any) -> Applied:
         chosen, planned = self._choose()
-        sig = getattr(signal, "SIG" + self.spec.signal)  # type: ignore[attr-defined]
+        sig = getattr(signal, "SIG" + self.spec.signal)
         killed = []
         for pid in chosen:
             try:

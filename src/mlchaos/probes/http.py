@@ -92,7 +92,7 @@ class HttpProbe(Probe):
         detail = {"status": r.status_code, "latency_s": round(latency, 6)}
         if spec.value == "status":
             return Measurement(r.status_code, detail)
-        ok_status = spec.status is None and r.status_code < 400 or (spec.status and r.status_code in spec.status)
+        ok_status = (spec.status is None and r.status_code < 400) or (spec.status and r.status_code in spec.status)
         if not ok_status:
             raise ProbeError(f"{spec.method} {url} answered {r.status_code}")
         if spec.value == "latency":

@@ -57,7 +57,7 @@ class Experiment(StrictModel):
     abort: list[dict[str, Any]] = Field(
         default_factory=list, description="Conditions watched continuously; one tripping removes every fault."
     )
-    phases: Phases = Field(default_factory=Phases)
+    phases: Phases = Field(default_factory=lambda: Phases())
     interval: Duration = Field(0.25, description="How often probes and abort conditions are evaluated.")
     max_duration: Duration = Field(300.0, description="Hard limit for the whole run; faults are removed at it.")
     lease_ttl: Duration = Field(
