@@ -1,11 +1,15 @@
 """Plugins by name: faults, probes and targets.
 
-Plugins are found through entry points (groups ``mlchaos.faults``,
-``mlchaos.probes``, ``mlchaos.targets``), so a third-party package adds a
-fault by declaring one line in its own ``pyproject.toml``.  A plugin's module
-is imported only when an experiment names it: validating a file that uses
-one HTTP probe does not import Kubernetes or pandas.  Code (tests, notebooks)
-can also register a class directly with :func:`register`.
+mlchaos's own plugins are listed in :data:`BUILTIN` below; third-party
+packages add theirs through entry points (groups ``mlchaos.faults``,
+``mlchaos.probes``, ``mlchaos.targets``) with one line in their own
+``pyproject.toml``.  Built-ins are a static table rather than entry points of
+mlchaos itself because scanning installed distributions' metadata costs more
+than the rest of ``mlchaos validate`` put together (measured in
+benchmarks/RESULTS.md); the scan happens only when a name is not built in, or
+when every name is listed.  A plugin's module is imported only when an
+experiment names it.  Code (tests, notebooks) can also register a class
+directly with :func:`register`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,20 @@ from typing import Any, Literal
 Kind = Literal["fault", "probe", "target"]
 _GROUPS: dict[str, str] = {"fault": "mlchaos.faults", "probe": "mlchaos.probes", "target": "mlchaos.targets"}
 _extra: dict[str, dict[str, Any]] = {"fault": {}, "probe": {}, "target": {}}
+
+BUILTIN: dict[str, dict[str, str]] = {
+    "fault": {
+        "process-pause": "mlchaos.faults.process:ProcessPause",
+        "process-kill": "mlchaos.faults.process:ProcessKill",
+    },
+    "probe": {
+        "http": "mlchaos.probes.http:HttpProbe",
+    },
+    "target": {
+        "process": "mlchaos.targets.process:ProcessTarget",
+        "http": "mlchaos.targets.http:HttpTarget",
+    },
+}
 _eps_cache: dict[str, dict[str, Any]] = {}
 
 
@@ -33,7 +51,7 @@ def _entry_points(kind: str) -> dict[str, Any]:
 
 def names(kind: Kind) -> list[str]:
     """Every registered name of that kind, sorted."""
-    return sorted(set(_entry_points(kind)) | set(_extra[kind]))
+    return sorted(set(BUILTIN[kind]) | set(_entry_points(kind)) | set(_extra[kind]))
 
 
 def register(kind: Kind, name: str, cls: Any) -> None:
@@ -54,6 +72,11 @@ def get(kind: Kind, name: str) -> Any:
     """The plugin class registered under ``name``; raises :class:`UnknownPlugin`."""
     if name in _extra[kind]:
         return _extra[kind][name]
+    if name in BUILTIN[kind]:
+        import importlib
+
+        module, _, attr = BUILTIN[kind][name].partition(":")
+        return getattr(importlib.import_module(module), attr)
     ep = _entry_points(kind).get(name)
     if ep is None:
         known = names(kind)
