@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "validate": ("mlchaos.cli.validate", "validate", "Check experiment files; print FILE:LINE:COL errors."),
     "schema": ("mlchaos.cli.validate", "schema", "Print the experiment JSON Schema (for editor completion)."),
     "journal": ("mlchaos.cli.journal", "journal", "Summarise a run journal (also an unfinished one)."),
+    "report": ("mlchaos.cli.report", "report", "Render an HTML/JSON/JUnit report from journals."),
     "stop": ("mlchaos.cli.stop", "stop", "Remove every active fault on this machine and refuse new runs."),
     "demo": ("mlchaos.cli.demo", "demo", "Run the built-in demo experiments and write a report."),
     "plugins": ("mlchaos.cli.plugins", "plugins", "List the registered faults, probes and targets."),

@@ -43,7 +43,7 @@ def demo(
     with _Progress(v.planned_length(), False) as progress:
         result = run_experiment(v, journal_path=journal, on_event=progress)
     run = {**result.summary, "scenario": "tiny-pause", "variant": "naive", "expected": ["failed"]}
-    write_report([run], out)
+    write_report([run], out, journals=[journal])
     ok = result.status.value == "failed"
     print(f"tiny-pause [naive]: {result.status.value} (expected failed) — {result.reason}")
     print(f"report: {out / 'index.html'}")

@@ -130,6 +130,7 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and touch nothing."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: --set phases.baseline=2s (repeatable)."),
     report: Path | None = typer.Option(None, "--report", help="Write a report directory for this run."),
+    postmortem: bool = typer.Option(False, "--postmortem", help="With --report: also write a blameless experiment record."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the verdict."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -151,7 +152,7 @@ def run(
     if report is not None:
         from mlchaos.report import write_report
 
-        write_report([result.summary], report, journals=[jpath])
+        write_report([result.summary], report, journals=[jpath], postmortems=postmortem)
     if json_out:
         print(json.dumps(result.summary, default=str))
     else:

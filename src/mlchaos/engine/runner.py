@@ -171,6 +171,7 @@ class Runner:
         self._removal_started: float | None = None
         self._load: Any = None
         self._load_report: Any = None
+        self.decided_by: list[str] = []
 
     # -- events -------------------------------------------------------------------------------
     def log(self, event: str, **fields: Any) -> None:
@@ -279,6 +280,7 @@ class Runner:
         await self._sleep(self.exp.phases.baseline)
         ok, why = await self._checkpoint("before")
         if not ok:
+            self.decided_by = [p.label for p in self.probes if p.before is not None and p.before.ok is not True]
             return Status.NOT_RUN, f"baseline steady state not met: {why}; no fault was injected"
         # faults
         if self.faults and self.use_watchdog:
@@ -317,11 +319,14 @@ class Runner:
                 continue
             breaches = [o for o in pr.during() if o.ok is False]
             if breaches:
+                self.decided_by = [p.label for p in self.probes
+                                   if p.role == "steady" and any(o.ok is False for o in p.during())]
                 first = breaches[0]
                 at = first.t - self.phase_times.get("fault", [first.t])[0]
                 return Status.FAILED, (f"{pr.label} deviated during the fault window "
                                        f"({len(breaches)} of {len(pr.during())} evaluations; first at +{at:.2f}s: {first.reason})")
         if not ok_after:
+            self.decided_by = [p.label for p in self.probes if p.after is not None and p.after.ok is not True]
             return Status.FAILED, f"hypothesis did not hold after recovery: {why_after}"
         for pr in self.probes:
             if pr.role == "steady" and self.faults and not any(o.ok is not None for o in pr.during()):
@@ -452,6 +457,8 @@ class Runner:
                 obs = await self._evaluate(pr)
                 self._record(pr, obs)
                 if pr.role == "abort" and obs.ok is False:
+                    if self._stop_reason is None:
+                        self.decided_by = [pr.label]
                     self.request_stop(Status.ABORTED, f"abort condition {pr.label} tripped: {obs.reason}")
                     return
                 await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
@@ -633,6 +640,7 @@ class Runner:
         summary = {
             "run_id": self.run_id, "title": self.exp.title, "source": self.v.source,
             "status": status.value, "exit_code": status.exit_code, "reason": reason,
+            "decided_by": self.decided_by, "weight": self.exp.weight,
             "version": __version__,
             "timing": {"start": t_start, "end": t_end, "duration_s": round(t_end - t_start, 6),
                        "phases": {k: v for k, v in self.phase_times.items()}},

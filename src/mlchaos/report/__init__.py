@@ -1,8 +1,17 @@
 """Reports: ``summary.json`` for machines, JUnit XML for CI, ``index.html`` for people.
 
-The HTML is self-contained (no CDN, works offline).  This first version shows
-the verdict, the reason, the probe table (before/during/after) and the fault
-windows; charts of the load time series come with the load generator.
+Everything is rendered from journals, so a report can be rebuilt later
+(``mlchaos report JOURNAL... --out DIR``) and a run cut short by a crash still
+gets one.  The HTML is one self-contained file per suite with inline SVG
+charts: no JavaScript library, no CDN, it works offline and in a CI artifact
+viewer.
+
+Resilience score (a suite page): Litmus-style weighted share of probes that
+held, ``100 × Σ_r w_r · held_r / probes_r  /  Σ_r w_r`` over runs ``r`` with
+weight ``w_r`` (the experiment's ``weight``, default 1).  A probe *held* when
+it was met before, never breached while a fault was in place, and was met
+after; a run that never reached its faults (not-run, errored, invalid)
+counts as zero held.
 """
 
 from __future__ import annotations
@@ -14,90 +23,224 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-__all__ = ["write_report"]
+from mlchaos.report.charts import line_chart
+from mlchaos.report.postmortem import postmortem
+
+__all__ = ["load_runs", "postmortem", "resilience_score", "write_report"]
+
+
+def load_runs(journals: list[Path]) -> list[dict[str, Any]]:
+    """One run record per journal: its summary (or a rebuilt one) plus the events for charts."""
+    from mlchaos.engine.journal import read, summarize
+
+    runs = []
+    for j in journals:
+        events = read(j)
+        if not events:
+            continue
+        run = dict(summarize(events))
+        run["events"] = events
+        run["journal"] = str(j)
+        runs.append(run)
+    return runs
+
+
+def _held(p: dict[str, Any]) -> bool:
+    d = p.get("during") or {}
+    before = p.get("before") or {}
+    after = p.get("after") or {}
+    return bool(before.get("ok")) and not d.get("breaches") and bool(after.get("ok"))
+
+
+def resilience_score(runs: list[dict[str, Any]]) -> float | None:
+    """Weighted share (0–100) of steady-state probes that held; None for no runs."""
+    total_w = 0.0
+    acc = 0.0
+    for r in runs:
+        w = float(r.get("weight", 1.0) or 0.0)
+        probes = [p for p in r.get("probes", []) if p.get("role", "steady") == "steady"]
+        total_w += w
+        if probes and r.get("status") in ("passed", "failed", "aborted"):
+            acc += w * sum(_held(p) for p in probes) / len(probes)
+    return None if total_w == 0 else round(100 * acc / total_w, 1)
 
 
 def _junit(runs: list[dict[str, Any]]) -> str:
+    def ok(r: dict[str, Any]) -> bool:
+        exp = r.get("expected")
+        return r["status"] == "passed" if exp is None else r["status"] in exp
+
     suite = ET.Element("testsuite", name="mlchaos", tests=str(len(runs)),
-                       failures=str(sum(r["status"] in ("failed", "aborted") for r in runs)),
-                       errors=str(sum(r["status"] in ("errored", "not-run", "invalid") for r in runs)))
+                       failures=str(sum(not ok(r) and r["status"] in ("failed", "aborted", "passed") for r in runs)),
+                       errors=str(sum(not ok(r) and r["status"] not in ("failed", "aborted", "passed") for r in runs)))
     for r in runs:
         name = f"{r.get('scenario') or r.get('title')}" + (f" [{r['variant']}]" if r.get("variant") else "")
         case = ET.SubElement(suite, "testcase", classname="mlchaos.experiment", name=name,
-                             time=f"{r.get('timing', {}).get('duration_s', 0):.3f}")
-        expected = r.get("expected")
-        ok = r["status"] == "passed" if expected is None else r["status"] in expected
-        if not ok:
+                             time=f"{(r.get('timing') or {}).get('duration_s', 0):.3f}")
+        if not ok(r):
             tag = "failure" if r["status"] in ("failed", "aborted", "passed") else "error"
-            el = ET.SubElement(case, tag, message=f"{r['status']}: {r.get('reason', '')}")
-            el.text = r.get("reason", "")
+            expected = f" (expected {' or '.join(r['expected'])})" if r.get("expected") else ""
+            el = ET.SubElement(case, tag, message=f"{r['status']}{expected}: {r.get('reason', '')}")
+            el.text = str(r.get("reason", ""))
     return ET.tostring(suite, encoding="unicode")
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}
-td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}th{background:#f4f4f4}
-.passed{color:#11772d}.failed,.errored{color:#b00020}.aborted,.not-run{color:#a36200}
-.badge{font-weight:700;text-transform:uppercase}svg{background:#fafafa;border:1px solid #ddd}"""
+_CSS = """body{font-family:system-ui,-apple-system,sans-serif;margin:2rem auto;max-width:1100px;color:#1d1d1f;padding:0 1rem}
+h1{margin-bottom:.2rem}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+td,th{border:1px solid #d0d0d0;padding:.3rem .6rem;text-align:left;vertical-align:top}th{background:#f3f3f3}
+.passed{color:#137333}.failed,.errored,.invalid{color:#b3261e}.aborted,.not-run{color:#a15c00}
+.badge{font-weight:700;text-transform:uppercase;letter-spacing:.03em}
+section.run{border-top:2px solid #eee;margin-top:2rem;padding-top:.5rem}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts figure{margin:0}.charts figcaption{font-size:.8rem;color:#555}
+.score{font-size:2rem;font-weight:700}.muted{color:#666;font-size:.85rem}"""
 
 
-def _timeline(r: dict[str, Any]) -> str:
-    timing = r.get("timing", {})
-    t0, t1 = timing.get("start"), timing.get("end")
-    if not t0 or not t1 or t1 <= t0:
-        return ""
-    w, h = 720, 24 + 18 * max(1, len(r.get("faults", [])))
-
-    def x(t: float) -> float:
-        return 10 + (w - 20) * (t - t0) / (t1 - t0)
-
-    parts = [f'<svg width="{w}" height="{h}" role="img" aria-label="fault windows">']
-    for i, f in enumerate(r.get("faults", [])):
-        a, b = f.get("injected_at"), f.get("removed_at") or t1
+def _fault_windows(run: dict[str, Any], t0: float) -> list[tuple[float, float, str]]:
+    out = []
+    end = (run.get("timing") or {}).get("end")
+    for f in run.get("faults", []):
+        a = f.get("injected_at")
         if a:
-            parts.append(f'<rect x="{x(a):.1f}" y="{8 + 18 * i}" width="{max(2.0, x(b) - x(a)):.1f}" height="14" '
-                         f'fill="#e57373"><title>{html.escape(str(f["name"]))}</title></rect>')
-            parts.append(f'<text x="{x(a) + 3:.1f}" y="{19 + 18 * i}" font-size="11">{html.escape(str(f["name"]))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            b = f.get("removed_at") or end or a
+            out.append((a - t0, b - t0, str(f.get("name"))))
+    return out
 
 
-def _run_html(r: dict[str, Any]) -> str:
+def _marks(events: list[dict[str, Any]], t0: float) -> list[tuple[float, str]]:
+    return [(e["t"] - t0, "abort" if e.get("status") == "aborted" else "stop")
+            for e in events if e.get("event") == "stop-requested"]
+
+
+def _charts(run: dict[str, Any]) -> str:
+    events = run.get("events") or []
+    if not events:
+        return ""
+    t0 = events[0]["t"]
+    x_range = max(1e-3, events[-1]["t"] - t0)
+    windows = _fault_windows(run, t0)
+    marks = _marks(events, t0)
+    figs = []
+    ticks = [e for e in events if e.get("event") == "load-tick"]
+    if ticks:
+        def series(key: str) -> list[tuple[float, float]]:
+            return [(e["t"] - t0, float(e[key])) for e in ticks if isinstance(e.get(key), int | float)]
+
+        figs.append(("Throughput (requests/s)", line_chart([("achieved", series("throughput"))], windows, marks, unit="/s", x_range=x_range)))
+        figs.append(("Latency (ms)", line_chart([("p50", [(t, v * 1000) for t, v in series("p50")]),
+                                                 ("p99", [(t, v * 1000) for t, v in series("p99")])],
+                                                windows, marks, unit="ms", x_range=x_range)))
+        figs.append(("Error rate", line_chart([("errors", series("error_rate"))], windows, marks, unit="", x_range=x_range)))
+    by_probe: dict[str, list[tuple[float, float]]] = {}
+    bad: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("event") != "probe":
+            continue
+        by_probe.setdefault(e["probe"], [])
+        if isinstance(e.get("value"), int | float) and not isinstance(e.get("value"), bool):
+            by_probe[e["probe"]].append((e["t"] - t0, float(e["value"])))
+        if e.get("ok") is False:
+            bad.setdefault(e["probe"], []).append(e["t"] - t0)
+    tolerances = {p["name"]: p.get("tolerance", {}) for p in run.get("probes", [])}
+    for name, pts in by_probe.items():
+        tol = tolerances.get(name, {})
+        limits = [float(tol[k]) for k in ("max", "min", "above", "below") if isinstance(tol.get(k), int | float)]
+        if isinstance(tol.get("between"), list):
+            limits += [float(x) for x in tol["between"]]
+        figs.append((f"Probe: {name}", line_chart([(name, pts)], windows, marks, limits=limits,
+                                                  breaches=bad.get(name, []), x_range=x_range)))
+    return "<div class='charts'>" + "".join(
+        f"<figure>{svg}<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, svg in figs) + "</div>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(json.dumps(v, default=str)) if isinstance(v, dict | list) else html.escape(str(v))
+
+
+def _run_html(r: dict[str, Any], idx: int) -> str:
+    def cell(o: dict[str, Any] | None) -> str:
+        if not o:
+            return "–"
+        mark = {True: "✓", False: "✗"}.get(o.get("ok"), "?")
+        return f"{mark} {_fmt(o.get('value'))}"
+
     rows = []
     for p in r.get("probes", []):
-        def cell(o: dict[str, Any] | None) -> str:
-            if not o:
-                return "-"
-            return f"{'✓' if o.get('ok') else '✗'} {html.escape(repr(o.get('value')))}"
-
-        d = p.get("during", {})
-        rows.append(f"<tr><td>{html.escape(str(p['name']))}</td><td>{p.get('role')}</td>"
-                    f"<td>{html.escape(json.dumps(p.get('tolerance', {})))}</td><td>{cell(p.get('before'))}</td>"
-                    f"<td>{d.get('breaches', 0)} breaches / {d.get('evaluations', 0)}</td><td>{cell(p.get('after'))}</td></tr>")
+        d = p.get("during") or {}
+        span = ""
+        if d.get("min") is not None:
+            span = f" <span class='muted'>[{_fmt(d.get('min'))} … {_fmt(d.get('max'))}]</span>"
+        rows.append(f"<tr><td>{html.escape(str(p['name']))}</td><td>{p.get('role', '')}</td>"
+                    f"<td>{_fmt(p.get('tolerance', {}))}</td><td>{cell(p.get('before'))}</td>"
+                    f"<td>{d.get('breaches', 0)} breach(es) / {d.get('evaluations', 0)}{span}</td>"
+                    f"<td>{cell(p.get('after'))}</td></tr>")
     faults = "".join(
-        f"<tr><td>{html.escape(str(f['name']))}</td><td>{f.get('plugin')}</td>"
-        f"<td>{html.escape(json.dumps(f.get('planned', {}), default=str))}</td>"
-        f"<td>{html.escape(json.dumps(f.get('actual', {}), default=str))}</td>"
+        f"<tr><td>{html.escape(str(f['name']))}</td><td>{f.get('plugin', '')}</td><td>{_fmt(f.get('planned', {}))}</td>"
+        f"<td>{_fmt(f.get('actual', {}))}</td><td>{_fmt(f.get('observed', {}))}</td>"
         f"<td>{html.escape(', '.join(map(str, f.get('targets', []))))}</td></tr>" for f in r.get("faults", []))
     title = html.escape(str(r.get("title")))
-    return (f"<section><h2>{title}</h2><p class='badge {r['status']}'>{r['status']} (exit {r['exit_code']})</p>"
-            f"<p>{html.escape(str(r.get('reason')))}</p>{_timeline(r)}"
+    head = f"{html.escape(str(r['scenario']))} [{html.escape(str(r.get('variant', '')))}] — " if r.get("scenario") else ""
+    expected = f" <span class='muted'>expected: {' or '.join(r['expected'])}</span>" if r.get("expected") else ""
+    decided = (f"<p class='muted'>decided by: {html.escape(', '.join(r['decided_by']))}</p>"
+               if r.get("decided_by") else "")
+    return (f"<section class='run' id='run-{idx}'><h2>{head}{title}</h2>"
+            f"<p class='badge {r['status']}'>{r['status']} (exit {r.get('exit_code', '?')}){expected}</p>"
+            f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{_charts(r)}"
             "<h3>Steady state</h3><table><tr><th>probe</th><th>role</th><th>tolerance</th><th>before</th>"
-            f"<th>during</th><th>after</th></tr>{''.join(rows)}</table>"
+            f"<th>during the faults</th><th>after</th></tr>{''.join(rows)}</table>"
             "<h3>Blast radius</h3><table><tr><th>fault</th><th>plugin</th><th>planned</th><th>applied</th>"
-            f"<th>targets</th></tr>{faults}</table></section>")
+            f"<th>observed by the holder</th><th>targets</th></tr>{faults}</table></section>")
 
 
-def write_report(runs: list[dict[str, Any]], out: Path, *, journals: list[Path] | None = None) -> Path:
-    """Write ``summary.json``, ``junit.xml``, ``index.html`` and copies of the journals into ``out``."""
+def _index(runs: list[dict[str, Any]]) -> str:
+    score = resilience_score(runs)
+    rows = "".join(
+        f"<tr><td><a href='#run-{i}'>{html.escape(str(r.get('scenario') or r.get('title')))}</a></td>"
+        f"<td>{html.escape(str(r.get('variant', '')))}</td><td class='badge {r['status']}'>{r['status']}</td>"
+        f"<td>{html.escape(' or '.join(r.get('expected') or []) or '–')}</td>"
+        f"<td>{html.escape(str(r.get('reason', '')))}</td></tr>" for i, r in enumerate(runs))
+    score_html = "" if score is None else (
+        f"<p>Resilience score <span class='score'>{score:g}</span> / 100 "
+        "<span class='muted'>(weighted share of steady-state probes that held)</span></p>")
+    return (f"{score_html}<table><tr><th>experiment</th><th>variant</th><th>verdict</th><th>expected</th>"
+            f"<th>reason</th></tr>{rows}</table>")
+
+
+def write_report(
+    runs: list[dict[str, Any]],
+    out: Path,
+    *,
+    journals: list[Path] | None = None,
+    postmortems: bool = False,
+) -> Path:
+    """Write ``summary.json``, ``junit.xml``, ``index.html`` (and post-mortems) into ``out``.
+
+    ``runs`` are run summaries (``RunResult.summary``) optionally carrying ``events``,
+    ``scenario``, ``variant`` and ``expected``; journals given separately are read for
+    their events and copied next to the report.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    slim = [{k: v for k, v in r.items() if k != "config"} for r in runs]
-    (out / "summary.json").write_text(json.dumps({"runs": slim}, indent=2, default=str))
+    runs = [dict(r) for r in runs]
+    for r, j in zip(runs, journals or [], strict=False):
+        if j and Path(j).exists() and "events" not in r:
+            from mlchaos.engine.journal import read
+
+            r["events"] = read(j)
+            dest = out / Path(j).name
+            if Path(j).resolve() != dest.resolve():
+                shutil.copy(j, dest)
+    slim = [{k: v for k, v in r.items() if k not in ("config", "events")} for r in runs]
+    (out / "summary.json").write_text(json.dumps(
+        {"resilience_score": resilience_score(runs), "runs": slim}, indent=2, default=str))
     (out / "junit.xml").write_text(_junit(slim))
-    body = "".join(_run_html(r) for r in slim)
+    body = _index(runs) + "".join(_run_html(r, i) for i, r in enumerate(runs))
     (out / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>mlchaos report</title><style>{_CSS}</style>"
-        f"</head><body><h1>mlchaos report</h1>{body}</body></html>")
-    for j in journals or []:
-        if j and Path(j).exists():
-            shutil.copy(j, out / Path(j).name)
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mlchaos report</title>"
+        f"<meta name='viewport' content='width=device-width'><style>{_CSS}</style></head>"
+        f"<body><h1>mlchaos report</h1>{body}</body></html>")
+    if postmortems:
+        for i, r in enumerate(runs):
+            name = f"postmortem-{r.get('scenario') or i}" + (f"-{r['variant']}" if r.get("variant") else "") + ".md"
+            (out / name).write_text(postmortem(r))
     return out

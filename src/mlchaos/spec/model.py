@@ -41,6 +41,7 @@ class Experiment(StrictModel):
     title: str = Field(min_length=1, description="What this experiment proves, in one line.")
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
+    weight: float = Field(1.0, ge=0, description="Importance of this experiment in a suite's resilience score.")
     target: dict[str, Any] | None = Field(
         None, description="The system under test (shorthand for targets: {default: ...})."
     )
