@@ -162,7 +162,8 @@ def _run_html(r: dict[str, Any], idx: int) -> str:
     def cell(o: dict[str, Any] | None) -> str:
         if not o:
             return "–"
-        mark = {True: "✓", False: "✗"}.get(o.get("ok"), "?")
+        ok = o.get("ok")
+        mark = "✓" if ok is True else "✗" if ok is False else "?"
         return f"{mark} {_fmt(o.get('value'))}"
 
     rows = []

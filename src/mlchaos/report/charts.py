@@ -9,6 +9,7 @@ to see why a verdict came out as it did.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 
 _COLOURS = ["#1a73e8", "#e8710a", "#188038", "#a142f4", "#d01884"]
@@ -86,7 +87,7 @@ def line_chart(
             continue
         colour = _COLOURS[i % len(_COLOURS)]
         # break the line across gaps (a probe that timed out has no value): never draw data that was not seen
-        gaps = sorted(b[0] - a[0] for a, b in zip(good, good[1:], strict=False))
+        gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(good))
         limit = 3 * gaps[len(gaps) // 2] if gaps else math.inf
         path = " ".join(
             f"{'M' if j == 0 or t - good[j - 1][0] > limit else 'L'}{X(t):.1f},{Y(v):.1f}"
