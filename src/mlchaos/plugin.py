@@ -207,6 +207,13 @@ class Target(abc.ABC):
     async def stop(self) -> None:  # noqa: B027 - optional hook
         """Stop what ``start`` started."""
 
+    def owned(self) -> list[list[float]]:
+        """``[pid, start_time]`` of process groups this target started and must not outlive the run.
+
+        The runner records them; if it dies by ``kill -9``, the watchdog stops them.
+        """
+        return []
+
     def url(self, path: str = "") -> str:
         raise TargetError(f"target platform {self.spec.platform!r} has no URL")
 

@@ -204,3 +204,31 @@ def test_journal_has_effective_config_and_summary(tmp_path: Path, tiny_service) 
     assert {"phase", "probe", "fault-inject", "fault-remove", "target-ready"} <= kinds
     inject = next(e for e in ev if e["event"] == "fault-inject")
     assert inject["lease"]["ttl"] == 2.0 and inject["targets"] == [f"pid:{proc.pid}"]
+
+
+def test_kill_9_of_the_runner_stops_the_command_it_started(tmp_path: Path, free_port: int) -> None:
+    """A target command owned by the run does not outlive a runner killed by SIGKILL."""
+    exp = {
+        "title": "owned command",
+        "target": {"platform": "process", "url": f"http://127.0.0.1:{free_port}", "ready": "/health",
+                   "command": [sys.executable, "-m", "mlchaos.examples.tiny_service", "--port", str(free_port)]},
+        "steady_state": [{"probe": "http", "url": "/health", "equals": 200, "timeout": "2s"}],
+        "method": [{"fault": "process-pause", "at": "200ms", "duration": "30s"}],
+        "phases": {"baseline": "200ms", "recovery": "200ms"},
+        "lease_ttl": "2s",
+    }
+    j = tmp_path / "j.jsonl"
+    runner = _start(write(tmp_path, exp), j)
+    _wait_injected(j)
+    pid = next(e for e in events(j) if e["event"] == "target-ready")["facts"]["pids"][0]
+    assert is_stopped(pid)
+    runner.kill()
+    runner.wait(10)
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    assert wait_until(gone, timeout=5), "the command the run started outlived the runner"

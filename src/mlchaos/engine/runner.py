@@ -172,6 +172,7 @@ class Runner:
         self._load: Any = None
         self._load_report: Any = None
         self.decided_by: list[str] = []
+        self._owned: list[list[float]] = []
 
     # -- events -------------------------------------------------------------------------------
     def log(self, event: str, **fields: Any) -> None:
@@ -269,6 +270,12 @@ class Runner:
         # preflight: targets reachable, faults injectable, nothing touched
         self._set_phase("preflight")
         await self._preflight()
+        self._record_owned()
+        if self.use_watchdog and (self.faults or self._owned):
+            from mlchaos.engine.watchdog import spawn
+
+            self.log("watchdog", pid=spawn(self.base, self.run_id))
+        self._tasks.append(asyncio.create_task(self._heartbeat()))
         self._check_stop()
         if self._load_spec() is not None:
             await self._start_load()
@@ -283,14 +290,8 @@ class Runner:
             self.decided_by = [p.label for p in self.probes if p.before is not None and p.before.ok is not True]
             return Status.NOT_RUN, f"baseline steady state not met: {why}; no fault was injected"
         # faults
-        if self.faults and self.use_watchdog:
-            from mlchaos.engine.watchdog import spawn
-
-            pid = spawn(self.base, self.run_id)
-            self.log("watchdog", pid=pid)
         self._set_phase("fault")
         self._tasks += [asyncio.create_task(self._probe_loop(pr)) for pr in self.probes if pr.role == "abort"]
-        self._tasks.append(asyncio.create_task(self._heartbeat()))
         phase_start = time.monotonic()
         fault_tasks = [asyncio.create_task(self._fault_task(fr, phase_start)) for fr in self.faults]
         await self._sleep(self.v.fault_phase_length())
@@ -559,10 +560,20 @@ class Runner:
         await asyncio.gather(*(self._remove(fr) for fr in active), return_exceptions=True)
         self.log("removed-all", faults=[fr.label for fr in active])
 
+    def _record_owned(self) -> None:
+        """Keep the run file's list of target-owned processes current (restarts change PIDs)."""
+        owned = [po for t in self.targets.values() for po in t.owned()]
+        if owned != self._owned:
+            self._owned = owned
+            write_json_atomic(self.base / "runs" / f"{self.run_id}.json",
+                              {"run_id": self.run_id, "pid": os.getpid(), "started": self.journal.t0,
+                               "source": self.v.source, "owned": owned})
+
     async def _heartbeat(self) -> None:
         period = max(0.05, min(1.0, self.exp.lease_ttl / 3))
         while True:
             await asyncio.sleep(period)
+            self._record_owned()
             if is_stopped(self.base):
                 self.request_stop(Status.ABORTED, "stopped by 'mlchaos stop'")
             for fr in self.faults:

@@ -3,9 +3,12 @@
 A runner starts one watchdog per run, in its own session (so a Ctrl-C sent to
 the terminal's process group does not reach it, and the runner's death does
 not take it along).  The watchdog polls the run's lease files every 100 ms
-and reverts any whose ``expires_at`` passed.  It exits when the run's record
-is gone (normal end) and no lease of the run remains, or when the runner is
-dead and every lease has been reverted.
+and reverts any whose ``expires_at`` passed.  If the runner dies while its
+run record still lists processes its targets started (a command the
+experiment owns), the watchdog stops those process groups too, so a crashed
+run leaves nothing running.  It exits when the run's record is gone (normal
+end) and no lease of the run remains, or when the runner is dead and every
+lease has been reverted.
 """
 
 from __future__ import annotations
@@ -50,9 +53,30 @@ def watch(base: Path, run_id: str, runner_pid: int) -> int:
                 path.unlink(missing_ok=True)
                 _log(base, run_id, "lease expired: fault reverted", lease=data.get("lease_id"),
                      plugin=data.get("plugin"), late_s=round(now - float(data.get("expires_at", now)), 3))
+        if not runner_alive and run_file.exists():
+            _stop_owned(base, run_id, run_file)
         if not leases and (not run_file.exists() or not runner_alive):
             return 0
         time.sleep(POLL)
+
+
+def _stop_owned(base: Path, run_id: str, run_file: Path) -> None:
+    """The runner died: stop the process groups its targets started (checked by start time)."""
+    from mlchaos.engine.state import read_json
+
+    data = read_json(run_file) or {}
+    for pid, started in data.get("owned", []):
+        try:
+            import psutil
+
+            if abs(psutil.Process(int(pid)).create_time() - float(started)) > 0.05:
+                continue
+            os.killpg(int(pid), signal.SIGCONT)
+            os.killpg(int(pid), signal.SIGTERM)
+            _log(base, run_id, "runner died: stopped a process it had started", pid=pid)
+        except Exception:
+            continue
+    run_file.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,6 +135,16 @@ class ProcessTarget(Target):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=5)
 
+    def owned(self) -> list[list[float]]:
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            import psutil
+
+            return [[self.proc.pid, float(psutil.Process(self.proc.pid).create_time())]]
+        except Exception:
+            return []
+
     def url(self, path: str = "") -> str:
         if not self.spec.url:
             raise TargetError("this process target has no 'url'")
