@@ -25,13 +25,22 @@ BUILTIN: dict[str, dict[str, str]] = {
     "fault": {
         "process-pause": "mlchaos.faults.process:ProcessPause",
         "process-kill": "mlchaos.faults.process:ProcessKill",
+        "pod-delete": "mlchaos.faults.kubernetes:PodDelete",
+        "deployment-scale": "mlchaos.faults.kubernetes:DeploymentScale",
+        "k8s-network": "mlchaos.faults.kubernetes:K8sNetwork",
+        "k8s-http": "mlchaos.faults.kubernetes:K8sHttp",
+        "k8s-stress": "mlchaos.faults.kubernetes:K8sStress",
     },
     "probe": {
         "http": "mlchaos.probes.http:HttpProbe",
+        "k8s-ready-pods": "mlchaos.probes.kubernetes:ReadyPods",
+        "k8s-deployment-available": "mlchaos.probes.kubernetes:DeploymentAvailable",
+        "k8s-events": "mlchaos.probes.kubernetes:PodEvents",
     },
     "target": {
         "process": "mlchaos.targets.process:ProcessTarget",
         "http": "mlchaos.targets.http:HttpTarget",
+        "kubernetes": "mlchaos.targets.kubernetes:KubernetesTarget",
     },
 }
 _eps_cache: dict[str, dict[str, Any]] = {}

@@ -61,7 +61,9 @@ class ReplayServer:
                     body = json.loads(raw) if raw else None
                 except json.JSONDecodeError:
                     body = raw.decode(errors="replace")
-                req = Request(self.command, parts.path, parse_qs(parts.query), self.headers.get("Content-Type"), body)
+                req = Request(
+                    self.command, parts.path, parse_qs(parts.query), self.headers.get("Content-Type"), body
+                )
                 with server._lock:
                     server.requests.append(req)
                 status, payload = server._respond(req)
@@ -127,7 +129,11 @@ def echo_created(req: Request, m: re.Match[str]) -> tuple[int, Any]:
     """What the API server answers to a create: the object with server-set metadata."""
     obj = dict(req.body)
     meta = dict(obj.get("metadata") or {})
-    meta.update(uid="f0000000-0000-4000-8000-0000000000aa", resourceVersion="1500",
-                creationTimestamp="2026-11-26T21:10:00Z", generation=1)
+    meta.update(
+        uid="f0000000-0000-4000-8000-0000000000aa",
+        resourceVersion="1500",
+        creationTimestamp="2026-11-26T21:10:00Z",
+        generation=1,
+    )
     obj["metadata"] = meta
     return 201, obj

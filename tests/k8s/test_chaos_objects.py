@@ -36,12 +36,35 @@ def network_objects() -> list[dict[str, Any]]:
     out = []
     peer = cm.PodScope.by_labels("mlchaos-lab", {"app": "features"}, mode="all")
     for scope, direction in itertools.product(SCOPES.values(), ("to", "from", "both")):
-        out.append(cm.network_chaos(**COMMON, scope=scope, action="delay", duration=30, latency=0.2,
-                                    jitter=0.02, correlation=0.25, direction=direction, target=peer))
-        out.append(cm.network_chaos(**COMMON, scope=scope, action="loss", duration=90, loss=0.1,
-                                    direction=direction, external_targets=["10.96.0.10", "feature-store.example"]))
-        out.append(cm.network_chaos(**COMMON, scope=scope, action="partition", duration=1.5,
-                                    direction=direction, target=peer))
+        out.append(
+            cm.network_chaos(
+                **COMMON,
+                scope=scope,
+                action="delay",
+                duration=30,
+                latency=0.2,
+                jitter=0.02,
+                correlation=0.25,
+                direction=direction,
+                target=peer,
+            )
+        )
+        out.append(
+            cm.network_chaos(
+                **COMMON,
+                scope=scope,
+                action="loss",
+                duration=90,
+                loss=0.1,
+                direction=direction,
+                external_targets=["10.96.0.10", "feature-store.example"],
+            )
+        )
+        out.append(
+            cm.network_chaos(
+                **COMMON, scope=scope, action="partition", duration=1.5, direction=direction, target=peer
+            )
+        )
     return out
 
 
@@ -49,13 +72,25 @@ def http_objects() -> list[dict[str, Any]]:
     out = []
     for scope in SCOPES.values():
         out.append(cm.http_chaos(**COMMON, scope=scope, port=8000, path="/predict", abort=True, duration=10))
-        out.append(cm.http_chaos(**COMMON, scope=scope, port=8000, path="/features/*", method="get",
-                                 delay=0.5, duration=3600))
-        out.append(cm.http_chaos(**COMMON, scope=scope, port=8000, target="Response",
-                                 patch_body={"score": 0, "fallback": False}, patch_headers={"X-Chaos": "1"},
-                                 duration=30))
-        out.append(cm.http_chaos(**COMMON, scope=scope, port=8080, target="Response", replace_code=503,
-                                 duration=30))
+        out.append(
+            cm.http_chaos(
+                **COMMON, scope=scope, port=8000, path="/features/*", method="get", delay=0.5, duration=3600
+            )
+        )
+        out.append(
+            cm.http_chaos(
+                **COMMON,
+                scope=scope,
+                port=8000,
+                target="Response",
+                patch_body={"score": 0, "fallback": False},
+                patch_headers={"X-Chaos": "1"},
+                duration=30,
+            )
+        )
+        out.append(
+            cm.http_chaos(**COMMON, scope=scope, port=8080, target="Response", replace_code=503, duration=30)
+        )
     return out
 
 
@@ -63,10 +98,21 @@ def stress_objects() -> list[dict[str, Any]]:
     out = []
     for scope in SCOPES.values():
         out.append(cm.stress_chaos(**COMMON, scope=scope, cpu_workers=2, cpu_load=80, duration=60))
-        out.append(cm.stress_chaos(**COMMON, scope=scope, memory_workers=1, memory_size="256MiB", duration=60,
-                                   container_names=["model"]))
-        out.append(cm.stress_chaos(**COMMON, scope=scope, cpu_workers=1, memory_workers=1, memory_size="50%",
-                                   duration=60))
+        out.append(
+            cm.stress_chaos(
+                **COMMON,
+                scope=scope,
+                memory_workers=1,
+                memory_size="256MiB",
+                duration=60,
+                container_names=["model"],
+            )
+        )
+        out.append(
+            cm.stress_chaos(
+                **COMMON, scope=scope, cpu_workers=1, memory_workers=1, memory_size="50%", duration=60
+            )
+        )
     return out
 
 
@@ -129,10 +175,15 @@ def test_strict_http_and_stress_reject_unknown_fields() -> None:
 
 
 def test_make_strict_keeps_open_maps_open() -> None:
-    schema = make_strict({"type": "object", "properties": {
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-    }})
+    schema = make_strict(
+        {
+            "type": "object",
+            "properties": {
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        }
+    )
     assert schema["additionalProperties"] is False
     assert schema["properties"]["labels"]["additionalProperties"] == {"type": "string"}
     assert "additionalProperties" not in schema["properties"]["free"]
@@ -145,7 +196,15 @@ def test_crds_are_found() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(30, "30s"), (90, "1m30s"), (3600, "1h"), (3661, "1h1m1s"), (0.25, "250ms"), (1.5, "1500ms"), (0.0001, "100us")],
+    [
+        (30, "30s"),
+        (90, "1m30s"),
+        (3600, "1h"),
+        (3661, "1h1m1s"),
+        (0.25, "250ms"),
+        (1.5, "1500ms"),
+        (0.0001, "100us"),
+    ],
 )
 def test_go_duration(seconds: float, text: str) -> None:
     assert cm.go_duration(seconds) == text
@@ -162,12 +221,30 @@ def test_render_chaos_of_an_experiment_validates() -> None:
         "title": "t",
         "target": {"platform": "kubernetes", "namespace": "shop"},
         "method": [
-            {"fault": "k8s-network", "selector": "app=model", "action": "delay", "latency": "200ms",
-             "duration": "30s", "percent": "50%"},
-            {"fault": "k8s-http", "selector": {"app": "model"}, "port": 8000, "path": "/predict",
-             "abort": True, "duration": "10s", "count": 2},
-            {"fault": "k8s-stress", "deployment": "model", "memory_workers": 1, "memory_size": "128MiB",
-             "duration": "1m"},
+            {
+                "fault": "k8s-network",
+                "selector": "app=model",
+                "action": "delay",
+                "latency": "200ms",
+                "duration": "30s",
+                "percent": "50%",
+            },
+            {
+                "fault": "k8s-http",
+                "selector": {"app": "model"},
+                "port": 8000,
+                "path": "/predict",
+                "abort": True,
+                "duration": "10s",
+                "count": 2,
+            },
+            {
+                "fault": "k8s-stress",
+                "deployment": "model",
+                "memory_workers": 1,
+                "memory_size": "128MiB",
+                "duration": "1m",
+            },
             {"fault": "pod-delete", "selector": "app=model"},
             {"fault": "process-pause", "count": 1},
         ],
@@ -179,3 +256,26 @@ def test_render_chaos_of_an_experiment_validates() -> None:
         assert o["metadata"]["namespace"] == "shop"
     assert objs[0]["spec"]["mode"] == "fixed-percent" and objs[0]["spec"]["value"] == "50"
     assert objs[1]["spec"]["mode"] == "fixed" and objs[1]["spec"]["value"] == "2"
+
+
+def test_vendored_crds_match_shared_copies() -> None:
+    """The copies in data/ are for CI clones without ../shared; they must not drift from it."""
+    from tests.k8s.schemas import CRD_FILES, DATA, SHARED
+
+    if not (SHARED / "chaos-mesh").is_dir():
+        pytest.skip("../shared/schemas is not beside this checkout")
+    for name in CRD_FILES.values():
+        assert (DATA / "chaos-mesh" / name).read_bytes() == (SHARED / "chaos-mesh" / name).read_bytes()
+
+
+def test_plugin_modules_do_not_import_the_kubernetes_client() -> None:
+    """Validating an experiment must stay cheap: the client is imported only to talk to a cluster."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlchaos.faults.kubernetes, mlchaos.probes.kubernetes, mlchaos.targets.kubernetes, "
+        "mlchaos.platforms.kubernetes.manifests, mlchaos.cli.k8s; print('kubernetes' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

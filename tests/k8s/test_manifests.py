@@ -8,6 +8,7 @@ manifests are well-formed for the API server, not that the pods start.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -28,7 +29,10 @@ def test_lab_manifests_validate(system: str) -> None:
     docs = render_lab(system, image="registry.local/mlchaos:0.1", namespace="lab")
     kinds = [d["kind"] for d in docs]
     assert kinds[0] == "ConfigMap"
-    assert "Deployment" in kinds and "Service" in kinds
+    if system == "batch":
+        assert kinds == ["ConfigMap", "Job"]
+    else:
+        assert "Deployment" in kinds and "Service" in kinds
     for doc in docs:
         validate_k8s(doc)
         assert doc["metadata"]["namespace"] == "lab"
@@ -44,7 +48,10 @@ def test_deployments_have_probes_and_configurable_image(system: str) -> None:
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         assert pod["initContainers"][0]["image"] == "img:9"
-        assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+        assert (
+            dep["spec"]["selector"]["matchLabels"].items()
+            <= dep["spec"]["template"]["metadata"]["labels"].items()
+        )
 
 
 def test_serving_has_hpa_and_model_version_config() -> None:
@@ -53,7 +60,9 @@ def test_serving_has_hpa_and_model_version_config() -> None:
     assert by_kind["ConfigMap"]["data"]["MODEL_VERSION"] == "v7"
     assert by_kind["Deployment"]["spec"]["replicas"] == 4
     hpa = by_kind["HorizontalPodAutoscaler"]
-    assert hpa["spec"]["scaleTargetRef"]["name"] == by_kind["Deployment"]["metadata"]["name"] == "serving-model"
+    assert (
+        hpa["spec"]["scaleTargetRef"]["name"] == by_kind["Deployment"]["metadata"]["name"] == "serving-model"
+    )
     assert hpa["spec"]["minReplicas"] == 4
     container = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert "$(MODEL_VERSION)" in container["args"]
@@ -66,6 +75,14 @@ def test_service_urls_in_config_point_at_services() -> None:
     services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
     assert config["data"]["FEATURES_URL"] == "http://realtime-features"
     assert {u.removeprefix("http://") for k, u in config["data"].items() if k.endswith("_URL")} == services
+
+
+def test_batch_job_runs_the_pipeline_with_config() -> None:
+    job = render_lab("batch", variant="mitigated")[-1]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:3] == ["python", "-m", "mlchaos.lab.batch"]
+    assert "$(VARIANT)" in container["command"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
 def test_unknown_system_is_refused() -> None:
@@ -102,6 +119,7 @@ def test_experiment_files_validate_and_render(monkeypatch: pytest.MonkeyPatch) -
     registry.register("probe", "k8s-deployment-available", DeploymentAvailable)
     registry.register("probe", "k8s-events", PodEvents)
     registry.register("target", "kubernetes", KubernetesTarget)
+    added = _register_load_probes(registry)
     try:
         for name, text in experiment_files().items():
             load_text(text, name)  # raises SpecErrors with file:line:col on any wrong field
@@ -114,6 +132,25 @@ def test_experiment_files_validate_and_render(monkeypatch: pytest.MonkeyPatch) -
         for name in ("k8s-ready-pods", "k8s-deployment-available", "k8s-events"):
             registry.unregister("probe", name)
         registry.unregister("target", "kubernetes")
+        for name in added:
+            registry.unregister("probe", name)
+
+
+def _register_load_probes(registry: Any) -> list[str]:
+    """The experiments use the load-derived probes (latency, error_rate), owned by another module."""
+    import inspect
+
+    from mlchaos.plugin import Probe
+
+    load = pytest.importorskip("mlchaos.probes.load")
+    added = []
+    for _, cls in inspect.getmembers(load, inspect.isclass):
+        if issubclass(cls, Probe) and cls is not Probe and "probe" in cls.Spec.model_fields:
+            name = cls.Spec.model_fields["probe"].default
+            if isinstance(name, str) and name not in registry.names("probe"):
+                registry.register("probe", name, cls)
+                added.append(name)
+    return added
 
 
 def test_manifests_cli_writes_files(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "proxy": ("mlchaos.cli.proxy", "proxy", "Run the fault proxy in front of a TCP/HTTP upstream."),
     "load": ("mlchaos.cli.load", "load", "Drive open-loop HTTP load and report trustworthy latency."),
     "lab": ("mlchaos.cli.lab", "app", "Start, inspect and stop the built-in ML lab systems."),
+    "k8s": ("mlchaos.cli.k8s", "app", "Render the Chaos Mesh objects of an experiment; clean up this machine's."),
 }
 
 

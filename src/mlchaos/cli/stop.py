@@ -37,7 +37,8 @@ def stop(
             except ProcessLookupError:
                 pass
     reverted, failed = 0, 0
-    for path, data in LeaseStore(base).all():
+    leases = LeaseStore(base).all()
+    for path, data in leases:
         try:
             revert_record(data)
         except Exception as exc:
@@ -46,8 +47,30 @@ def stop(
             continue
         path.unlink(missing_ok=True)
         reverted += 1
+    k8s = _kubernetes_cleanup([d for _, d in leases])
     print(f"stopped: {reverted} fault(s) removed, {runners} runner(s) signalled"
           + (f", {failed} fault(s) could not be removed" if failed else ""))
+    if k8s:
+        print(f"kubernetes: {k8s}")
     print("new runs are refused until 'mlchaos stop --release'")
     if failed:
         raise typer.Exit(5)
+
+
+def _kubernetes_cleanup(lease_records: list[dict[str, object]]) -> str:
+    """Delete this machine's Chaos Mesh objects in every cluster the leases name (skipped without a config)."""
+    try:
+        from mlchaos.platforms.kubernetes import cleanup_for_stop
+    except ImportError:
+        return ""
+    try:
+        result = cleanup_for_stop(lease_records)
+    except Exception as exc:  # the local faults are already removed; report, do not hide
+        return f"cleanup failed: {exc}"
+    parts = []
+    for r in result:
+        if r.get("skipped"):
+            continue
+        deleted = sum(sum(v.values()) for v in (r.get("deleted") or {}).values())
+        parts.append(f"{deleted} Chaos Mesh object(s) deleted" + (f", errors: {r['errors']}" if r.get("errors") else ""))
+    return "; ".join(parts)

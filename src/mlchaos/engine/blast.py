@@ -70,6 +70,8 @@ def select_count(
     else:
         wanted = 1
 
+    if keep_healthy == 0:
+        return wanted  # nothing to protect: unhealthy things may be hit too
     allowed = healthy - keep_healthy
     if wanted > allowed:
         if on_shortfall == "refuse" or allowed < 1:

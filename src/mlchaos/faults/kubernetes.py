@@ -241,6 +241,8 @@ class DeploymentScale(Fault):
         client = KubeClient(Connection.from_dict(undo.get("connection")), allowed_namespaces=None)
         try:
             client.scale_deployment(undo["namespace"], undo["deployment"], int(undo["replicas"]))
+        except PluginError as exc:
+            raise FaultError(f"could not restore {undo['namespace']}/{undo['deployment']}: {exc}") from exc
         finally:
             client.close()
 

@@ -8,7 +8,9 @@ is imported inside the functions that talk to a cluster.
 Public entry points:
 
 * :func:`cleanup` - ``mlchaos stop``: delete every Chaos Mesh object this
-  machine created (delete-collection by the machine label).
+  machine created (delete-collection by the machine label);
+  :func:`cleanup_for_stop` runs it for the default cluster and for every
+  cluster named in the lease records.
 * :func:`mlchaos.platforms.kubernetes.manifests.render_lab` and
   :func:`mlchaos.platforms.kubernetes.manifests.render_chaos`.
 * :class:`mlchaos.platforms.kubernetes.client.KubeClient`.
@@ -16,13 +18,15 @@ Public entry points:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mlchaos.platforms.kubernetes.chaosmesh import PLURALS
-from mlchaos.platforms.kubernetes.client import Connection, KubeClient, KubernetesError
+from mlchaos.platforms.kubernetes.client import Connection, KubeClient
 from mlchaos.platforms.kubernetes.labels import machine_id, machine_selector
+from mlchaos.plugin import PluginError
 
-__all__ = ["Connection", "KubeClient", "cleanup", "machine_id"]
+__all__ = ["Connection", "KubeClient", "cleanup", "cleanup_for_stop", "machine_id"]
 
 
 def cleanup(
@@ -43,14 +47,23 @@ def cleanup(
     ``connection`` is the one recorded in a lease's undo record (a dict is
     accepted as is), or None for the default kubeconfig / in-cluster config.
     Errors of one kind or namespace do not stop the sweep; they are returned.
-    Returns ``{"selector", "deleted": {plural: {namespace: count}}, "errors": [...]}``.
+    On a machine with no Kubernetes configuration at all (no kubeconfig, not
+    in a cluster, no ``connection``) nothing is attempted and ``skipped`` says so.
+    Returns ``{"selector", "deleted": {plural: {namespace: count}}, "errors": [...], "skipped"}``.
     """
-    if client is None:
-        conn = connection if isinstance(connection, Connection) else Connection.from_dict(connection)
-        client = KubeClient(conn, allowed_namespaces=None)
     selector = machine_selector(machine)
     deleted: dict[str, dict[str, int]] = {}
     errors: list[str] = []
+    if client is None:
+        conn = connection if isinstance(connection, Connection) else Connection.from_dict(connection)
+        if not conn.configured():
+            return {
+                "selector": selector,
+                "deleted": deleted,
+                "errors": errors,
+                "skipped": "no Kubernetes configuration",
+            }
+        client = KubeClient(conn, allowed_namespaces=None)
     for plural in sorted(set(PLURALS.values())):
         try:
             if namespaces is None:
@@ -66,13 +79,37 @@ def cleanup(
                     n = len(client.list_chaos(plural, label_selector=selector, namespace=ns))
                     if n:
                         found[ns] = n
-        except KubernetesError as exc:
+        except PluginError as exc:
             errors.append(str(exc))
+            if getattr(exc, "status", None) is None:
+                break  # unreachable or unconfigured: the other kinds would fail the same way
             continue
         for ns, n in sorted(found.items()):
             try:
                 client.delete_chaos_collection(plural, ns, label_selector=selector)
                 deleted.setdefault(plural, {})[ns] = n
-            except KubernetesError as exc:
+            except PluginError as exc:
                 errors.append(str(exc))
-    return {"selector": selector, "deleted": deleted, "errors": errors}
+    return {"selector": selector, "deleted": deleted, "errors": errors, "skipped": None}
+
+
+def cleanup_for_stop(lease_records: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """``mlchaos stop``: sweep the default cluster and every cluster named in lease records.
+
+    ``lease_records`` are the lease files' contents (``{"plugin", "undo": {"connection": ...}}``);
+    collect them before reverting the leases.  Each distinct connection is swept once.  On a
+    machine without Kubernetes configuration and without Kubernetes leases nothing is attempted.
+    Returns one :func:`cleanup` result per connection, each with its ``connection``.
+    """
+    seen: list[dict[str, Any]] = [{}]
+    for record in lease_records:
+        undo = record.get("undo") or {}
+        conn = undo.get("connection") if isinstance(undo, Mapping) else None
+        if isinstance(conn, Mapping) and dict(conn) not in seen:
+            seen.append(dict(conn))
+    results = []
+    for conn in seen:
+        result = cleanup(conn)
+        result["connection"] = conn
+        results.append(result)
+    return results

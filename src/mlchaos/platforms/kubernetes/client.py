@@ -29,10 +29,18 @@ from mlchaos.platforms.kubernetes.selection import PodRef
 from mlchaos.plugin import PluginError
 
 ENV_ALLOWED = "MLCHAOS_K8S_ALLOWED_NAMESPACES"
+DEFAULT_TIMEOUT = 10.0
 
 
 class KubernetesError(PluginError):
-    """The API refused or failed a call; the message names the call and the status."""
+    """The API refused or failed a call; the message names the call and the status.
+
+    ``status`` is the HTTP status, or None when the server could not be reached.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class NamespaceNotAllowed(PluginError):
@@ -55,6 +63,15 @@ class Connection:
     context: str | None = None
     server: str | None = None
     in_cluster: bool | None = None
+
+    def configured(self) -> bool:
+        """Whether any configuration exists to reach a cluster (without loading it)."""
+        if self.server or self.in_cluster or self.kubeconfig:
+            return True
+        if "KUBERNETES_SERVICE_HOST" in os.environ:
+            return True
+        paths = [*os.environ.get("KUBECONFIG", "").split(os.pathsep), os.path.expanduser("~/.kube/config")]
+        return any(p and os.path.isfile(p) for p in paths)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -104,7 +121,9 @@ def _load_kubernetes() -> Any:
 def _api_error(call: str, exc: Exception) -> KubernetesError:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None) or str(exc)
-    return KubernetesError(f"kubernetes API {call} failed: {status or ''} {reason}".strip())
+    if not status:
+        return KubernetesError(f"kubernetes API {call} failed: cannot reach the API server ({reason})")
+    return KubernetesError(f"kubernetes API {call} failed: {status} {reason}", status=int(status))
 
 
 def _ts(value: Any) -> dt.datetime | None:
@@ -161,6 +180,8 @@ class KubeClient:
 
     ``allowed_namespaces=None`` means unrestricted; it is used only by cleanup
     and revert, which delete objects mlchaos itself created and labelled.
+    Every call has a timeout (seconds) so that ``mlchaos stop`` and removal
+    never hang on an unreachable API server.
     """
 
     def __init__(
@@ -169,8 +190,10 @@ class KubeClient:
         *,
         allowed_namespaces: Iterable[str] | None = None,
         api_client: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.connection = connection or Connection()
+        self.timeout = timeout
         self.allowed: frozenset[str] | None = (
             frozenset(allowed_namespaces) if allowed_namespaces is not None else None
         )
@@ -235,7 +258,7 @@ class KubeClient:
         """The server's version (a cheap reachability check for preflight)."""
         k8s = _load_kubernetes()
         try:
-            info = k8s.client.VersionApi(self.api_client).get_code()
+            info = k8s.client.VersionApi(self.api_client).get_code(_request_timeout=self.timeout)
         except Exception as exc:
             raise _api_error("get version", exc) from exc
         return {
@@ -246,7 +269,9 @@ class KubeClient:
     def list_pods(self, namespace: str, selector: str = "") -> list[PodRef]:
         """Pods matching a label selector; finished pods (Succeeded/Failed) are left out."""
         try:
-            resp = self._core().list_namespaced_pod(namespace, label_selector=selector or None)
+            resp = self._core().list_namespaced_pod(
+                namespace, label_selector=selector or None, _request_timeout=self.timeout
+            )
         except Exception as exc:
             raise _api_error(f"list pods in {namespace!r} ({selector or 'all'})", exc) from exc
         pods = [_pod_ref(p) for p in resp.items or []]
@@ -255,7 +280,7 @@ class KubeClient:
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         """Replica counts and pod selector of a deployment."""
         try:
-            dep = self._apps().read_namespaced_deployment(name, namespace)
+            dep = self._apps().read_namespaced_deployment(name, namespace, _request_timeout=self.timeout)
         except Exception as exc:
             raise _api_error(f"read deployment {namespace}/{name}", exc) from exc
         status = dep.status
@@ -280,7 +305,9 @@ class KubeClient:
 
     def read_scale(self, namespace: str, name: str) -> int:
         try:
-            scale = self._apps().read_namespaced_deployment_scale(name, namespace)
+            scale = self._apps().read_namespaced_deployment_scale(
+                name, namespace, _request_timeout=self.timeout
+            )
         except Exception as exc:
             raise _api_error(f"read scale of deployment {namespace}/{name}", exc) from exc
         return int(scale.spec.replicas or 0)
@@ -294,7 +321,9 @@ class KubeClient:
     ) -> list[dict[str, Any]]:
         """Events about pods in ``namespace`` (optionally only ``pod_names``, only after ``since``)."""
         try:
-            resp = self._core().list_namespaced_event(namespace, field_selector="involvedObject.kind=Pod")
+            resp = self._core().list_namespaced_event(
+                namespace, field_selector="involvedObject.kind=Pod", _request_timeout=self.timeout
+            )
         except Exception as exc:
             raise _api_error(f"list events in {namespace!r}", exc) from exc
         names = set(pod_names) if pod_names is not None else None
@@ -326,11 +355,16 @@ class KubeClient:
         try:
             if namespace is None:
                 resp = self._custom().list_cluster_custom_object(
-                    GROUP, VERSION, plural, label_selector=label_selector
+                    GROUP, VERSION, plural, label_selector=label_selector, _request_timeout=self.timeout
                 )
             else:
                 resp = self._custom().list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, label_selector=label_selector
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    label_selector=label_selector,
+                    _request_timeout=self.timeout,
                 )
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
@@ -344,7 +378,9 @@ class KubeClient:
         """Delete one pod; False when it was already gone."""
         self.check_namespace(namespace, f"delete pod {name!r}")
         try:
-            self._core().delete_namespaced_pod(name, namespace, grace_period_seconds=grace_period)
+            self._core().delete_namespaced_pod(
+                name, namespace, grace_period_seconds=grace_period, _request_timeout=self.timeout
+            )
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return False
@@ -355,7 +391,13 @@ class KubeClient:
         """Set a deployment's replicas through the scale subresource (merge patch)."""
         self.check_namespace(namespace, f"scale deployment {name!r}")
         try:
-            self._apps().patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+            self._apps().patch_namespaced_deployment_scale(
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                _content_type="application/merge-patch+json",
+                _request_timeout=self.timeout,
+            )
         except Exception as exc:
             raise _api_error(f"scale deployment {namespace}/{name} to {replicas}", exc) from exc
 
@@ -372,7 +414,7 @@ class KubeClient:
             self.check_namespace(ns, f"inject {obj['kind']} into pods")
         try:
             created = self._custom().create_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural_of(obj["kind"]), obj
+                GROUP, VERSION, namespace, plural_of(obj["kind"]), obj, _request_timeout=self.timeout
             )
         except Exception as exc:
             raise _api_error(f"create {obj['kind']} {namespace}/{meta['name']}", exc) from exc
@@ -382,7 +424,9 @@ class KubeClient:
         """Delete one Chaos Mesh object; False when it was already gone (idempotent removal)."""
         self.check_namespace(namespace, f"delete {plural} {name!r}")
         try:
-            self._custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+            self._custom().delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _request_timeout=self.timeout
+            )
         except Exception as exc:
             if getattr(exc, "status", None) == 404:
                 return False
@@ -396,7 +440,12 @@ class KubeClient:
         self.check_namespace(namespace, f"delete {plural} collection")
         try:
             self._custom().delete_collection_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, label_selector=label_selector
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                label_selector=label_selector,
+                _request_timeout=self.timeout,
             )
         except Exception as exc:
             if getattr(exc, "status", None) == 404:

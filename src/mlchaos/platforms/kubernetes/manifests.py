@@ -85,11 +85,21 @@ COMPONENTS: dict[str, tuple[Component, ...]] = {
             replicas=2,
         ),
     ),
-    "batch": (Component("features", "mlchaos.lab.feature_service", _FEATURE_DB, replicas=1),),
+    "batch": (),  # the pipeline reads the offline store in its own pod: a Job, no service
 }
 """What each lab system runs.  ``$(VAR)`` is expanded by Kubernetes from the ConfigMap."""
 
-BATCH_COMMAND = ("python", "-m", "mlchaos.lab.batch", "--lab", LAB_DIR)
+BATCH_COMMAND = (
+    "python",
+    "-m",
+    "mlchaos.lab.batch",
+    "--dir",
+    LAB_DIR,
+    "--variant",
+    "$(VARIANT)",
+    "--model",
+    "$(MODEL_VERSION)",
+)
 """The batch pipeline Job's command (override with ``batch_command=``)."""
 
 
@@ -282,7 +292,8 @@ def render_lab(
     max_replicas: int = 6,
     batch_command: Sequence[str] = BATCH_COMMAND,
 ) -> list[dict[str, Any]]:
-    """The manifests of one lab system: ConfigMap, then per component Deployment + Service (+ HPA).
+    """The manifests of one lab system: ConfigMap, then per component Deployment + Service (+ HPA);
+    for ``batch`` the ConfigMap and the pipeline Job.
 
     ``replicas`` overrides every component's default replica count (serving: 3).
     """

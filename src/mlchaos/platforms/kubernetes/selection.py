@@ -96,12 +96,15 @@ def choose_pods(
     elif mode == "all":
         count, percent = None, 1.0
     unconstrained = select_count(total, count=count, percent=percent)
+    # Ready pods are hit first, so hitting n leaves ready - min(n, ready); with keep_ready > 0
+    # that is exactly the engine's rule n <= ready - keep_ready.  With keep_ready == 0 nothing
+    # constrains n, so readiness is not passed (the engine would cap n at the ready count).
     n = select_count(
         total,
         count=count,
         percent=percent,
         keep_healthy=keep_ready,
-        healthy=ready,
+        healthy=ready if keep_ready > 0 else None,
         on_shortfall=on_shortfall,
     )
     rng = random.Random(seed)
