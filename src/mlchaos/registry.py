@@ -33,6 +33,10 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
     "probe": {
         "http": "mlchaos.probes.http:HttpProbe",
+        "latency": "mlchaos.probes.load:LatencyProbe",
+        "error_rate": "mlchaos.probes.load:ErrorRateProbe",
+        "throughput": "mlchaos.probes.load:ThroughputProbe",
+        "prometheus": "mlchaos.probes.prometheus:PrometheusProbe",
         "k8s-ready-pods": "mlchaos.probes.kubernetes:ReadyPods",
         "k8s-deployment-available": "mlchaos.probes.kubernetes:DeploymentAvailable",
         "k8s-events": "mlchaos.probes.kubernetes:PodEvents",

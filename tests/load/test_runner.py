@@ -42,7 +42,7 @@ def test_stall_is_reported_in_p99(http_server: Callable[..., str]) -> None:
     assert 0.05 < (rep.latency.quantile(0.9) or 0) < 0.15
     assert rep.sent == rep.scheduled == 5000
     # the server's service time hides nothing either: it is a real stall, not generator lag
-    assert (rep.lag.quantile(0.5) or 1) < 0.001
+    assert (rep.lag.quantile(0.5) or 1) < 0.005
 
 
 def test_error_kinds(http_server: Callable[..., str], free_port: int) -> None:
@@ -63,7 +63,7 @@ def test_connection_close_and_body_file(http_server: Callable[..., str], tmp_pat
     f = tmp_path / "req.jsonl"
     f.write_text('{"amount": 1}\n{"amount": 2}\n\n{"amount": 3}\n')
     rep = run_load(LoadSpec(rate="300/s", duration="1s", path="/close", body_file=str(f)), url)
-    assert rep.codes == {200: 300} and rep.validity.sent == 300
+    assert rep.codes == {200: 300} and rep.validity.dispatched == 300
 
 
 def test_two_processes_split_the_rate_and_merge(http_server: Callable[..., str]) -> None:
@@ -125,3 +125,13 @@ def test_cli_json(http_server: Callable[..., str]) -> None:
     bad = subprocess.run([sys.executable, "-m", "mlchaos", "load", url, "--rate", "fast"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "rate" in bad.stderr
+
+
+def test_profiles_and_timer_only_pacer(http_server: Callable[..., str]) -> None:
+    url = http_server()
+    spike = run_load(LoadSpec(rate="600/s", duration="2s", spin=0,
+                              profile={"type": "spike", "baseline": "100/s", "at": "1s", "length": "0.5s"}), url)
+    assert abs(spike.scheduled - (1.5 * 100 + 0.5 * 600)) <= 2
+    assert spike.validity.achieved == 1.0 and spike.completed == spike.scheduled
+    by_sec = {row["t"]: row["sent"] for row in spike.series}
+    assert by_sec.get(1, 0) > by_sec.get(0, 0)

@@ -225,7 +225,7 @@ def _print_report(report: Any, series: bool) -> None:
                       _fmt_ms(row["p50"]), _fmt_ms(row["p99"]), _fmt_ms(row["max"]))
         con.print(s)
     cpu = f"{v.cpu:.2f} cores" if v.cpu is not None else "?"
-    facts = (f"sent {v.sent}/{v.scheduled} scheduled ({(v.achieved or 0):.2%}), lag p99 {_fmt_ms(v.lag_p99)} ms "
+    facts = (f"dispatched {v.dispatched}/{v.scheduled} scheduled ({(v.achieved or 0):.2%}), lag p99 {_fmt_ms(v.lag_p99)} ms "
              f"(budget {_fmt_ms(v.lag_budget)} ms), lag max {_fmt_ms(v.lag_max)} ms, generator CPU {cpu}")
     if v.valid:
         con.print(f"[bold green]VALID[/] — {facts}")

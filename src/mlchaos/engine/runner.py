@@ -406,10 +406,29 @@ class Runner:
         if tname in self.targets:
             with contextlib.suppress(PluginError):
                 base_url = self.targets[tname].url()
-        self._load = LoadRunner(spec, base_url=base_url)
-        await self._load.start()
+        # the tightest latency bound sets the generator's own schedule-lag budget
+        bounds = [p.max for p in self.v.steady_state if p.probe == "latency" and p.max is not None]
+        self._load = LoadRunner(spec, base_url=base_url, latency_tolerance=min(bounds) if bounds else None)
+        try:
+            await self._load.start()
+        except Exception as exc:
+            self._error(f"load generator could not start: {exc}")
+            raise _Stop from None
         self.ctx.services["load"] = self._load
-        self.log("load-start", target_rate=getattr(spec, "rate", None))
+        self.log("load-start", target_rate=getattr(spec, "rate", None), url=self._load.url)
+        self._tasks.append(asyncio.create_task(self._load_ticks()))
+
+    async def _load_ticks(self) -> None:
+        """One journal line per second of load: the report's throughput/latency/error charts."""
+        load = self._load
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                w = load.window(1.0)
+            except Exception:
+                continue
+            self.log("load-tick", count=w.count, throughput=w.throughput, p50=w.p50, p99=w.p99,
+                     error_rate=w.error_rate, errors=dict(w.errors))
 
     def _load_validity(self) -> tuple[bool, str] | None:
         rep = self._load_report
@@ -430,7 +449,10 @@ class Runner:
 
     async def _evaluate(self, pr: ProbeRun) -> Observation:
         t = time.time()
-        during = any(fr.active for fr in self.faults)
+        # a windowed probe at time t summarises [t - window, t]: it is "during" if that overlaps a fault
+        window = float(getattr(pr.spec, "window", None) or 0.0)
+        during = any(fr.injected_at is not None and fr.injected_at <= t
+                     and (fr.removed_at is None or fr.removed_at >= t - window) for fr in self.faults)
         try:
             m = await self._measure(pr)
         except (ProbeError, PluginError) as exc:

@@ -11,8 +11,9 @@ timeout, and outcome accounting in plain lists and dicts.
 
 Every request carries its *intended* send time; latency is ``done -
 intended`` (what a user would see), service time ``done - sent`` (what the
-server did), lag ``sent - intended`` (how late the generator was, including
-backlog waits and connection set-up).  These are appended to lists; the
+server did), lag ``dispatched - intended`` (how late the generator was;
+connection set-up and backlog waits are the system's doing and are
+in the latency, not in the lag).  These are appended to lists; the
 worker turns them into histograms off the hot path.
 """
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import time
+from array import array
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +33,9 @@ import httptools
 __all__ = ["ClientPool", "Outcomes", "build_requests"]
 
 _mono = time.monotonic
+_LOCAL_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.EADDRNOTAVAIL, errno.ENOBUFS, errno.ENOMEM}
+_MAX_CONNECTING = 32
+"""Concurrent connects per pool: grows the pool fast (loopback connects take ~0.1 ms) without a storm."""
 
 
 def build_requests(
@@ -55,16 +61,20 @@ def build_requests(
 class Outcomes:
     """Raw per-interval records, swapped out by the worker every flush."""
 
-    __slots__ = ("codes", "conn_errors", "lag", "latency", "samples", "sent", "service", "timeouts")
+    __slots__ = ("codes", "conn_errors", "conn_kinds", "dispatched", "lag", "latency", "local_errors", "samples", "sent", "service", "timeouts")
 
     def __init__(self) -> None:
-        self.latency: list[float] = []
-        self.service: list[float] = []
-        self.lag: list[float] = []
+        # array('d'): appends as cheap as a list's, and numpy reads it without a copy
+        self.latency: array[float] = array("d")
+        self.service: array[float] = array("d")
+        self.lag: array[float] = array("d")
         self.codes: dict[int, int] = {}
         self.timeouts = 0
         self.conn_errors = 0
         self.sent = 0
+        self.dispatched = 0
+        self.local_errors = 0
+        self.conn_kinds: dict[str, int] = {}
         self.samples: list[tuple[float, int, float, bytes]] = []
 
 
@@ -92,15 +102,25 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError:
             self.pool._failed(self, "connection")
 
-    def on_body(self, body: bytes) -> None:
-        if self.body is not None:
-            self.body.append(body)
-
     def on_message_complete(self) -> None:
         self.pool._completed(self, self.parser.get_status_code(), self.parser.should_keep_alive())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool._lost(self)
+
+
+class _SamplingConn(_Conn):
+    """A connection that can keep response bodies; used only when sampling is on.
+
+    httptools looks its callbacks up once, when the parser is created, so
+    connections of a run without sampling pay no Python call per body chunk.
+    """
+
+    __slots__ = ()
+
+    def on_body(self, body: bytes) -> None:
+        if self.body is not None:
+            self.body.append(body)
 
 
 class ClientPool:
@@ -139,22 +159,31 @@ class ClientPool:
 
     # -- hot path ---------------------------------------------------------------
     def send(self, intended: float) -> None:
-        """Send one request intended at ``intended`` (monotonic seconds), now or as soon as a connection frees."""
+        """Send one request intended at ``intended`` (monotonic seconds), now or as soon as a connection frees.
+
+        Schedule lag is recorded here, at dispatch: it measures the generator (pacer and CPU), not a
+        wait for a connection, which is the system's doing and shows in the latency instead.
+        """
+        now = _mono()
+        out = self.out
+        out.lag.append(now - intended)
+        out.dispatched += 1
         if self.idle:
-            self._write(self.idle.pop(), intended)
+            self._write(self.idle.pop(), intended, now)
             return
         self.backlog.append(intended)
-        if self.conns < self.max_connections and self.connecting < len(self.backlog):
+        if (self.conns < self.max_connections and self.connecting < len(self.backlog)
+                and self.connecting < _MAX_CONNECTING):
             self._open()
 
-    def _write(self, conn: _Conn, intended: float) -> None:
-        now = _mono()
+    def _write(self, conn: _Conn, intended: float, now: float | None = None) -> None:
+        if now is None:
+            now = _mono()
         conn.busy = True
         conn.intended = intended
         conn.sent_at = now
         self.busy.add(conn)
         out = self.out
-        out.lag.append(now - intended)
         out.sent += 1
         if self.sample_every:
             self._sample_ctr += 1
@@ -199,10 +228,22 @@ class ClientPool:
 
     async def _connect(self) -> None:
         try:
-            _, conn = await self.loop.create_connection(lambda: _Conn(self), self.host, self.port)
-        except (TimeoutError, OSError):
+            cls = _SamplingConn if self.sample_every else _Conn
+            _, conn = await self.loop.create_connection(lambda: cls(self), self.host, self.port)
+        except (TimeoutError, OSError) as exc:
             self.connecting -= 1
             self.conns -= 1
+            name = errno.errorcode.get(getattr(exc, "errno", None) or 0, type(exc).__name__)
+            kinds = self.out.conn_kinds
+            kinds[name] = kinds.get(name, 0) + 1
+            if getattr(exc, "errno", None) in _LOCAL_ERRNOS:
+                # our own limits (descriptors, ephemeral ports): not the system's fault.  Stop growing the
+                # pool; the request waits in the backlog for a connection and the run is marked INVALID.
+                self.out.local_errors += 1
+                self.max_connections = max(1, self.conns)
+                if not self.conns and self.backlog:
+                    self.backlog.popleft()
+                return
             if self.backlog:
                 self.backlog.popleft()
                 self.out.conn_errors += 1
@@ -214,6 +255,7 @@ class ClientPool:
             return
         if self.backlog:
             self._write(conn, self.backlog.popleft())
+            self._refill()
         else:
             self.idle.append(conn)
 
@@ -254,7 +296,8 @@ class ClientPool:
     def _refill(self) -> None:
         if self._closing:
             return
-        while self.backlog and self.conns < self.max_connections and self.connecting < len(self.backlog):
+        while (self.backlog and self.conns < self.max_connections and self.connecting < len(self.backlog)
+               and self.connecting < _MAX_CONNECTING):
             self._open()
 
     # -- housekeeping -------------------------------------------------------------

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -53,14 +53,18 @@ class LoadRunner:
 
     def __init__(
         self,
-        spec: LoadSpec,
+        spec: LoadSpec | Mapping[str, Any],
         base_url: str | None = None,
         *,
         latency_tolerance: float | None = None,
         interval: float = 0.25,
         on_interval: Callable[[Interval], None] | None = None,
     ) -> None:
-        """``latency_tolerance`` (seconds): the tightest latency bound of the experiment, for the lag budget."""
+        """``spec``: a :class:`LoadSpec` (or its dict form); ``base_url``: the target's URL, to which
+        ``request.path`` is appended; ``latency_tolerance`` (seconds): the tightest latency bound of the
+        experiment, which sets the default lag budget (max(1 ms, 1 % of it))."""
+        if not isinstance(spec, LoadSpec):
+            spec = LoadSpec.model_validate(spec)
         self.spec = spec
         self.url = resolve_url(spec, base_url)
         self.interval = interval
@@ -250,6 +254,7 @@ def make_report(
         processes=processes,
         duration=duration,
         scheduled=agg.scheduled,
+        dispatched=agg.dispatched,
         sent=agg.sent,
         completed=agg.done,
         errors=dict(agg.errors),
@@ -262,6 +267,7 @@ def make_report(
         peak_connections=sum(int(d.get("peak_connections", 0)) for d in done),
         abandoned=sum(int(d.get("abandoned", 0)) for d in done),
         loop=str(done[0].get("loop")) if done else "?",
+        connection_errors=dict(agg.conn_kinds),
     )
 
 

@@ -7,7 +7,7 @@ error kinds).  The aggregator keeps those intervals, so a window over the last
 hot path; ``window()`` costs one numpy merge of a few dozen sparse arrays.
 
 The validity rule (issue 5, after MLPerf LoadGen's "Scheduled vs Completed"):
-a run is INVALID when the generator sent < 99 % of what its plan scheduled,
+a run is INVALID when the generator dispatched < 99 % of what its plan scheduled,
 or when its schedule lag p99 exceeds the budget (default max(1 ms, 1 % of the
 tightest latency tolerance)).  An INVALID load cannot support a ``passed``
 verdict: the numbers would describe the generator, not the system.
@@ -36,6 +36,7 @@ class Interval:
     t: float
     dt: float
     scheduled: int
+    dispatched: int
     sent: int
     done: int
     codes: dict[int, int]
@@ -47,6 +48,8 @@ class Interval:
     inflight: int
     conns: int
     cpu: float
+    local: int
+    conn_kinds: dict[str, int]
     samples: list[dict[str, Any]]
 
     @classmethod
@@ -56,6 +59,7 @@ class Interval:
             t=float(m["t"]) + t_offset,
             dt=float(m["dt"]),
             scheduled=int(m["scheduled"]),
+            dispatched=int(m.get("dispatched", m["sent"])),
             sent=int(m["sent"]),
             done=int(m["done"]),
             codes={int(k): int(v) for k, v in m["codes"].items()},
@@ -67,6 +71,8 @@ class Interval:
             inflight=int(m["inflight"]),
             conns=int(m["conns"]),
             cpu=float(m["cpu"]),
+            local=int(m.get("local", 0)),
+            conn_kinds={str(k): int(v) for k, v in (m.get("conn_kinds") or {}).items()},
             samples=list(m.get("samples") or []),
         )
 
@@ -88,6 +94,7 @@ class WindowStats:
 
     seconds: float
     covered: float
+    """Seconds of load the window's intervals actually span (≤ seconds + one interval)."""
     count: int
     errors: dict[str, int]
     codes: dict[int, int]
@@ -149,9 +156,9 @@ class Validity:
     valid: bool
     reasons: list[str]
     scheduled: int
-    sent: int
+    dispatched: int
     achieved: float | None
-    """sent / scheduled (1.0 = every planned request went out)."""
+    """dispatched / scheduled (1.0 = the generator issued every planned request by the end)."""
     lag_p99: float | None
     lag_max: float | None
     lag_budget: float
@@ -177,6 +184,7 @@ class LoadReport:
     processes: int
     duration: float
     scheduled: int
+    dispatched: int
     sent: int
     completed: int
     errors: dict[str, int]
@@ -189,6 +197,8 @@ class LoadReport:
     peak_connections: int
     abandoned: int
     loop: str
+    connection_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Connect failures by errno name (ECONNREFUSED, …), for diagnosis."""
 
     @property
     def valid(self) -> bool:
@@ -234,6 +244,7 @@ class LoadReport:
             "loop": self.loop,
             "duration": self.duration,
             "scheduled": self.scheduled,
+            "dispatched": self.dispatched,
             "sent": self.sent,
             "completed": self.completed,
             "scheduled_rate": self.scheduled_rate,
@@ -246,6 +257,7 @@ class LoadReport:
             "service_time": quant(self.service),
             "lag": quant(self.lag),
             "peak_connections": self.peak_connections,
+            "connection_errors": dict(self.connection_errors),
             "abandoned": self.abandoned,
             "validity": self.validity.to_dict(),
             "series": self.series,
@@ -255,26 +267,33 @@ class LoadReport:
 class Aggregator:
     """Collects intervals from any number of workers; answers windows and builds the report."""
 
-    def __init__(self, keep_seconds: float = 3600.0) -> None:
+    def __init__(self, keep_seconds: float = 300.0) -> None:
+        """Intervals older than ``keep_seconds`` are dropped (windows longer than that see only the rest);
+        per-second rows are reduced to their quantiles once 5 s old, so memory stays flat in long runs."""
         self.intervals: deque[Interval] = deque()
         self.keep_seconds = keep_seconds
         self.series: dict[int, dict[str, Any]] = {}
+        self._open_secs: list[int] = []
         self.total_lat = LogHistogram()
         self.total_svc = LogHistogram()
         self.total_lag = LogHistogram()
         self._pending: list[Interval] = []
         self.scheduled = 0
+        self.dispatched = 0
         self.sent = 0
         self.done = 0
         self.errors = dict.fromkeys(ERROR_KINDS, 0)
         self.codes: dict[int, int] = {}
         self.cpu = 0.0
         self.last_t = 0.0
+        self.local_errors = 0
+        self.conn_kinds: dict[str, int] = {}
 
     def add(self, iv: Interval) -> None:
         self.intervals.append(iv)
         self._pending.append(iv)
         self.scheduled += iv.scheduled
+        self.dispatched += iv.dispatched
         self.sent += iv.sent
         self.done += iv.done
         self.errors["status"] += iv.status_errors
@@ -283,15 +302,22 @@ class Aggregator:
         for k, v in iv.codes.items():
             self.codes[k] = self.codes.get(k, 0) + v
         self.cpu += iv.cpu
+        self.local_errors += iv.local
+        for name, n in iv.conn_kinds.items():
+            self.conn_kinds[name] = self.conn_kinds.get(name, 0) + n
         self.last_t = max(self.last_t, iv.t)
-        sec = self.series.setdefault(
-            math.floor(max(0.0, iv.t - 1e-9)),
-            {"sent": 0, "done": 0, "errors": 0, "_lat": []},
-        )
+        key = math.floor(max(0.0, iv.t - 1e-9))
+        sec = self.series.get(key)
+        if sec is None:
+            sec = self.series[key] = {"sent": 0, "done": 0, "errors": 0, "_lat": []}
+            self._open_secs.append(key)
+            self._open_secs.sort()
         sec["sent"] += iv.sent
         sec["done"] += iv.done
         sec["errors"] += iv.status_errors + iv.timeouts + iv.conn
-        sec["_lat"].append(iv.lat)
+        if "_lat" in sec:  # else: a straggler > 5 s late; its counts are kept, its quantiles were final
+            sec["_lat"].append(iv.lat)
+        self._close_seconds(math.floor(self.last_t) - 5)
         while self.intervals and self.intervals[0].t < self.last_t - self.keep_seconds:
             self.intervals.popleft()
         if len(self._pending) >= 64:
@@ -322,8 +348,11 @@ class Aggregator:
         for i in ivs:
             for k, v in i.codes.items():
                 codes[k] = codes.get(k, 0) + v
+        # the span the included intervals really cover (the newest ≤ 250 ms may not be reported yet, and
+        # the oldest interval may start a little before the window): count / covered is then a true rate
         first = min(i.t - i.dt for i in ivs)
-        covered = min(seconds, end - max(start, first)) if end > first else 0.0
+        last = max(i.t for i in ivs)
+        covered = last - first
         samples = [s for i in reversed(ivs) for s in i.samples]
         return WindowStats(
             seconds=seconds,
@@ -340,7 +369,7 @@ class Aggregator:
     def validity(self, lag_budget: float, elapsed: float | None = None) -> Validity:
         self._fold()
         reasons: list[str] = []
-        achieved = self.sent / self.scheduled if self.scheduled else None
+        achieved = self.dispatched / self.scheduled if self.scheduled else None
         lag_p99 = self.total_lag.quantile(0.99)
         lag_max = self.total_lag.max
         cpu = self.cpu / elapsed if elapsed else None
@@ -348,8 +377,13 @@ class Aggregator:
             reasons.append("no request was scheduled")
         elif achieved is not None and achieved < MIN_ACHIEVED:
             reasons.append(
-                f"generator sent {achieved:.1%} of the scheduled requests (< {MIN_ACHIEVED:.0%}): "
+                f"generator dispatched {achieved:.1%} of the scheduled requests (< {MIN_ACHIEVED:.0%}): "
                 "it could not keep up, the numbers describe the generator"
+            )
+        if self.local_errors:
+            reasons.append(
+                f"the generator hit its own socket limits {self.local_errors} times "
+                f"({', '.join(sorted(self.conn_kinds))}): raise 'ulimit -n' or use fewer connections"
             )
         if lag_p99 is not None and lag_p99 > lag_budget:
             reasons.append(
@@ -359,7 +393,7 @@ class Aggregator:
             valid=not reasons,
             reasons=reasons,
             scheduled=self.scheduled,
-            sent=self.sent,
+            dispatched=self.dispatched,
             achieved=achieved,
             lag_p99=lag_p99,
             lag_max=lag_max,
@@ -367,15 +401,18 @@ class Aggregator:
             cpu=cpu,
         )
 
-    def per_second(self) -> list[dict[str, Any]]:
-        out = []
-        for sec in sorted(self.series):
+    def _close_seconds(self, before: int) -> None:
+        while self._open_secs and self._open_secs[0] < before:
+            sec = self._open_secs.pop(0)
             d = self.series[sec]
-            h = LogHistogram.merged(d["_lat"])
-            p50, p99 = h.quantiles([0.5, 0.99])
-            out.append({"t": sec, "sent": d["sent"], "done": d["done"], "errors": d["errors"],
-                        "p50": p50, "p99": p99, "max": h.max})
-        return out
+            h = LogHistogram.merged(d.pop("_lat"))
+            d["p50"], d["p99"] = h.quantiles([0.5, 0.99])
+            d["max"] = h.max
+
+    def per_second(self) -> list[dict[str, Any]]:
+        """Rows ``{t, sent, done, errors, p50, p99, max}``, one per second of the run."""
+        self._close_seconds(2**62)
+        return [{"t": sec, **self.series[sec]} for sec in sorted(self.series)]
 
     def totals(self) -> tuple[LogHistogram, LogHistogram, LogHistogram]:
         self._fold()

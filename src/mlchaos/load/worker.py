@@ -144,7 +144,7 @@ class Worker:
         self._stop_requested = False
         self._cpu = time.process_time()
         self._tick_t = 0.0
-        self.totals = {"scheduled": 0, "sent": 0, "done": 0}
+        self.totals = {"scheduled": 0, "dispatched": 0, "sent": 0, "done": 0}
 
     def _spin(self) -> float:
         if self.cfg.get("spin") is not None:
@@ -250,10 +250,13 @@ class Worker:
             "dt": now - self._tick_t,
             "scheduled": scheduled - self.totals["scheduled"],
             "sent": out.sent,
+            "dispatched": out.dispatched,
             "done": n_done,
             "codes": {str(k): v for k, v in out.codes.items()},
             "timeouts": out.timeouts,
             "conn": out.conn_errors,
+            "conn_kinds": out.conn_kinds,
+            "local": out.local_errors,
             "lat": LogHistogram.from_values(out.latency).to_dict(),
             "svc": LogHistogram.from_values(out.service).to_dict(),
             "lag": LogHistogram.from_values(out.lag).to_dict(),
@@ -264,6 +267,7 @@ class Worker:
         }
         self.totals["scheduled"] = scheduled
         self.totals["sent"] += out.sent
+        self.totals["dispatched"] += out.dispatched
         self.totals["done"] += n_done
         self._cpu = cpu
         self._tick_t = now

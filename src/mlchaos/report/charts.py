@@ -25,6 +25,15 @@ def _nice_max(v: float) -> float:
     return 10 * exp
 
 
+def _tick(v: float) -> str:
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:g}M"
+    if a >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:.3g}"
+
+
 def line_chart(
     series: list[tuple[str, list[tuple[float, float]]]],
     windows: list[tuple[float, float, str]] = (),  # type: ignore[assignment]
@@ -70,7 +79,7 @@ def line_chart(
     for i in range(5):
         v = y_min + (y_max - y_min) * i / 4
         out.append(f'<line x1="{left}" x2="{left + w}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#eee"/>'
-                   f'<text x="{left - 4}" y="{Y(v) + 3:.1f}" text-anchor="end">{v:.3g}{html.escape(unit)}</text>')
+                   f'<text x="{left - 4}" y="{Y(v) + 3:.1f}" text-anchor="end">{_tick(v)}{html.escape(unit)}</text>')
     for i in range(6):
         t = x_max * i / 5
         out.append(f'<text x="{X(t):.1f}" y="{height - 10}" text-anchor="middle">{t:.0f}s</text>')

@@ -239,6 +239,11 @@ def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
                 col.add((section, i, "target"),
                         f"unknown target {spec.target!r}{registry.suggest(spec.target, known)}"
                         f" (defined: {', '.join(known) or 'none'})")
+    for i, spec in enumerate(v.steady_state):
+        if v.faults and spec.window is not None and spec.window > exp.phases.recovery:
+            col.add(("steady_state", i, "window"),
+                    f"window ({spec.window:g}s) is longer than phases.recovery ({exp.phases.recovery:g}s): "
+                    "the 'after' checkpoint would still see the fault; lengthen the recovery or shorten the window")
     length = v.fault_phase_length()
     if exp.phases.fault is not None:
         for i, f in enumerate(v.faults):
