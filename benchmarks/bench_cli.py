@@ -72,7 +72,7 @@ def ensure_ctk() -> Path | None:
 def measure(cmd: list[str]) -> tuple[float, float, int]:
     """(wall s, cpu s, peak RSS KiB) of one whole process, from wait4's rusage of that child alone."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     _, status, ru = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)

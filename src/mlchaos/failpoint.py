@@ -17,9 +17,10 @@ disarmed, so the fault disappears by itself once the runner stops renewing.
 else ``~/.local/state/mlchaos/failpoints``.  Effects go to
 ``<dir>/<name>.effects.jsonl``, one JSON line per armed hit.
 
-Cost when disarmed: one ``stat`` of the directory per call (its mtime tells
-whether any record changed; records are re-read only then), about a
-microsecond.
+Cost when disarmed: two environment lookups and a clock read; at most every
+50 ms a ``stat`` of the directory (its mtime tells whether any record
+changed; records are re-read only then).  Arming from another process takes
+effect within those 50 ms; an expired lease is seen on the very next call.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import types
 import uuid
@@ -41,7 +41,11 @@ __all__ = ["FailpointError", "arm", "disarm", "effects", "failpoint", "failpoint
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
-_RECENT_NS = 100_000_000  # mtimes this fresh are not trusted (coarse filesystem clocks)
+_CHECK_INTERVAL = 0.05
+"""Seconds between two looks at the failpoint directory from a disarmed call."""
+_RECENT_NS = 1_000_000_000
+"""Directory mtimes younger than this are not trusted: filesystem timestamps come from a coarse
+clock (a few ms on Linux, up to 1 s on some filesystems), so two changes can share one mtime."""
 
 
 class FailpointError(RuntimeError):
@@ -90,34 +94,58 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 class _Cache:
-    """Records of one directory, re-read only when the directory's mtime moves."""
+    """Records of one directory, re-read only when the directory's mtime moves.
+
+    The directory is checked at most every :data:`_CHECK_INTERVAL` seconds
+    (so a disarmed call costs two environment lookups and a clock read), and
+    on every call while its mtime is fresh.  Arming from another process
+    therefore takes effect within that interval; arming, renewing or
+    disarming from this process takes effect at once.
+    """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.directory: str | None = None
         self.env_key: tuple[str | None, str | None] = (None, "\0unset")
         self.dir_str = ""
         self.mtime_ns = -1
+        self.absent = True
+        self.next_check = 0.0
         self.records: dict[str, dict[str, Any]] = {}
         self.hits: dict[str, int] = {}
+
+    def invalidate(self) -> None:
+        self.next_check = 0.0
+        self.records = {}
+
+    def _refresh(self, now: float) -> None:
+        try:
+            mtime = os.stat(self.dir_str).st_mtime_ns
+        except OSError:  # no directory: nothing was ever armed
+            self.absent, self.records, self.directory = True, {}, None
+            self.next_check = now + _CHECK_INTERVAL
+            return
+        self.absent = False
+        fresh = time.time_ns() - mtime < _RECENT_NS
+        if self.dir_str != self.directory or mtime != self.mtime_ns or fresh:
+            self.records = {}
+            self.directory, self.mtime_ns = self.dir_str, mtime
+        self.next_check = now if fresh else now + _CHECK_INTERVAL
 
     def lookup(self, name: str) -> dict[str, Any] | None:
         env = os.environ
         key = (env.get("MLCHAOS_FAILPOINT_DIR"), env.get("MLCHAOS_STATE_DIR"))
         if key != self.env_key:  # resolve the directory only when the environment changes
             self.env_key, self.dir_str = key, str(failpoint_dir())
-        try:
-            mtime = os.stat(self.dir_str).st_mtime_ns
-        except OSError:
-            return None  # no directory: nothing was ever armed
-        directory = self.dir_str
-        if directory != self.directory or mtime != self.mtime_ns or time.time_ns() - mtime < _RECENT_NS:
-            with self.lock:
-                self.records = {}
-                self.directory, self.mtime_ns = directory, mtime
+            self.next_check = 0.0
+        now = time.monotonic()
+        if now >= self.next_check:
+            self._refresh(now)
+        if self.absent:
+            return None
         rec = self.records.get(name)
         if rec is None:
-            rec = _read_json(_record_path(Path(directory), name)) or {}
+            _check_name(name)  # only on a cache miss: a bad name never reaches the filesystem
+            rec = _read_json(_record_path(Path(self.dir_str), name)) or {}
             self.records[name] = rec
         if not rec or float(rec.get("expires_at", 0)) <= time.time():
             return None
@@ -129,8 +157,9 @@ _cache = _Cache()
 
 def _apply(name: str, rec: dict[str, Any], data: Any) -> Any:
     """Run the armed corruption and log its effect (errors are logged, not raised into user code)."""
-    hit = _cache.hits.get(name, 0) + 1
-    _cache.hits[name] = hit
+    key = f"{name}\0{rec.get('lease_id')}"  # hits count per arming, so a replay needs only (seed, hit)
+    hit = _cache.hits.get(key, 0) + 1
+    _cache.hits[key] = hit
     entry: dict[str, Any] = {"t": time.time(), "name": name, "lease_id": rec.get("lease_id"),
                              "pid": os.getpid(), "hit": hit, "kind": rec.get("kind")}
     kind = rec.get("kind")
@@ -162,7 +191,7 @@ def _apply(name: str, rec: dict[str, Any], data: Any) -> Any:
 
 def _log_effect(name: str, entry: dict[str, Any]) -> None:
     try:
-        path = _effects_path(failpoint_dir(), name)
+        path = _effects_path(Path(_cache.dir_str) if _cache.dir_str else failpoint_dir(), name)
         path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(entry, default=str) + "\n").encode()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -273,6 +302,7 @@ def arm(
     except TypeError as exc:
         raise ValueError(f"params must be JSON-serialisable: {exc}") from None
     _write_json(_record_path(failpoint_dir(directory), name), record)
+    _cache.invalidate()
     return record
 
 
@@ -293,6 +323,7 @@ def renew(name: str, ttl: float | None = None, *, directory: str | os.PathLike[s
     rec["ttl"] = ttl
     rec["expires_at"] = time.time() + ttl
     _write_json(path, rec)
+    _cache.invalidate()
     return rec
 
 
@@ -310,6 +341,8 @@ def disarm(name: str, *, directory: str | os.PathLike[str] | None = None, lease_
         path.unlink()
     except FileNotFoundError:
         return False
+    finally:
+        _cache.invalidate()
     return True
 
 

@@ -111,7 +111,7 @@ def test_nulls_kind_semantics(frame: pd.DataFrame) -> None:
     out_i, _ = corrupt(frame, "nulls", "i", fraction=0.05, seed=3)
     assert out_i["i"].dtype == np.float64  # pandas semantics: an int column with NaN is float
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    t_out, t_mask = corrupt(table, "nulls", "i", fraction=0.05, seed=3)
+    t_out, _t_mask = corrupt(table, "nulls", "i", fraction=0.05, seed=3)
     assert t_out.column("i").type == pa.int64() and t_out.column("i").null_count == 100
     nan_out, _ = corrupt(table, "nulls", "x", fraction=0.05, seed=3, as_nan=True)
     assert nan_out.column("x").null_count == 0 and np.isnan(nan_out.column("x").to_numpy()).sum() == 100
@@ -257,7 +257,7 @@ def test_bernoulli_selection(frame: pd.DataFrame) -> None:
 
 
 def test_conditioned_selection(frame: pd.DataFrame) -> None:
-    out, mask = corrupt(frame, "nulls", "x", fraction=0.05, seed=1, given="i", quantiles=(0.8, 1.0))
+    _out, mask = corrupt(frame, "nulls", "x", fraction=0.05, seed=1, given="i", quantiles=(0.8, 1.0))
     hit = mask.cells["x"]
     assert hit.sum() == 100
     assert (frame["i"][hit] >= frame["i"].quantile(0.8)).all()
@@ -317,7 +317,7 @@ def test_every_kind_is_tested() -> None:
 def test_seed_none_is_replayable(frame: pd.DataFrame) -> None:
     out, mask = corrupt(frame, "typos", "s", fraction=0.1)
     assert mask.seed is not None
-    out2, mask2 = corrupt(frame, "typos", "s", fraction=0.1, seed=mask.seed)
+    out2, _mask2 = corrupt(frame, "typos", "s", fraction=0.1, seed=mask.seed)
     pd.testing.assert_frame_equal(out, out2)
 
 

@@ -17,7 +17,7 @@ dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] is not instal
 def corrupt_partition(pdf: pd.DataFrame, partition_info: dict[str, Any] | None = None) -> pd.DataFrame:
     batch = pa.RecordBatch.from_pandas(pdf, preserve_index=False)
     number = partition_info["number"] if partition_info else 0
-    out, mask = corrupt(batch, "nulls", "x", fraction=0.1, seed=1000 + number)  # a seed per partition
+    out, _mask = corrupt(batch, "nulls", "x", fraction=0.1, seed=1000 + number)  # a seed per partition
     assert isinstance(out, pa.RecordBatch)
     res = out.to_pandas()
     res.index = pdf.index

@@ -89,11 +89,15 @@ def test_reference_precomputed_matches(samples: tuple[np.ndarray, np.ndarray]) -
     w = c[:10_000]
     assert ref.psi(w) == pytest.approx(drift.psi(r, w), abs=1e-12)
     assert ref.ks(w) == pytest.approx(stats.ks_2samp(r, w).statistic, abs=1e-12)
-    assert ref.wasserstein(w) == pytest.approx(drift.wasserstein(r, w), abs=1e-12)
+    assert ref.wasserstein(w) == pytest.approx(drift.wasserstein(r, w), rel=1e-9)
     assert drift.psi(ref, w) == ref.psi(w) and drift.ks(ref, w) == ref.ks(w)
     ri = np.random.default_rng(1).integers(0, 20, 3000)
     ci = np.random.default_rng(2).integers(2, 22, 2000)
     assert drift.Reference(ri).ks(ci) == pytest.approx(stats.ks_2samp(ri, ci).statistic, abs=1e-12)
+    expected = stats.wasserstein_distance(ri, ci) / np.std(ri)
+    assert drift.Reference(ri).wasserstein(ci) == pytest.approx(expected, rel=1e-9)
+    far = r[:2000] + 10  # no overlap at all
+    assert ref.wasserstein(far) == pytest.approx(drift.wasserstein(r, far), rel=1e-9)
 
 
 def test_window_checks() -> None:

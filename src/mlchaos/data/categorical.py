@@ -63,7 +63,7 @@ def unseen_category(sub: pa.Array, ctx: CellContext) -> pa.Array:
     if "value" in ctx.params:
         value = ctx.params["value"]
     elif is_numeric(t):
-        value = int(ctx.stats[3]) + 1 if pa.types.is_integer(t) else ctx.stats[3] + 1.0
+        value = int(ctx.range[1]) + 1 if pa.types.is_integer(t) else ctx.range[1] + 1.0
     else:
         value = "__unseen__"
     if pc.any(pc.equal(ctx.categories, pa.scalar(value, type=t))).as_py():

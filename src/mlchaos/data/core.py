@@ -167,7 +167,10 @@ def corrupt(
     idx = np.zeros(0, dtype=np.int64)
     if spec.uses_rows:
         eligible: np.ndarray | None = None
-        if spec.scope == "cell" or spec.name in ("type_change", "stale_rows"):
+        if (spec.scope == "cell" or spec.name in ("type_change", "stale_rows")) and all(
+            frame.has_missing(c) for c in cols
+        ):
+            # Rows whose target cells are all missing cannot change; with any complete column, all rows can.
             eligible = np.zeros(n, dtype=bool)
             for c in cols:
                 eligible |= frame.not_null(c)

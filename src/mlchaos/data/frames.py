@@ -15,6 +15,7 @@ Writes are copy-on-write: the input object is never modified.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,45 @@ def _replace(arr: pa.Array, idx: np.ndarray, new: pa.Array) -> pa.Array:
         bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
         return pa.Array.from_buffers(t, len(arr), [bitmap, *arr.buffers()[1:]],
                                      null_count=len(arr) - int(np.count_nonzero(valid)))
+    if (pa.types.is_string(t) or pa.types.is_large_string(t)) and arr.offset == 0 and new.null_count == 0:
+        patched = _replace_same_length(arr, idx, new)
+        if patched is not None:
+            return patched
     if (pa.types.is_integer(t) or pa.types.is_floating(t)) and arr.null_count == 0 and new.null_count == 0:
         vals = arr.to_numpy(zero_copy_only=False).copy()
         vals[idx] = new.to_numpy(zero_copy_only=False)
         return pa.array(vals, type=t)
     return pc.replace_with_mask(arr, _bool_mask(len(arr), idx), new)
+
+
+def _string_offsets(arr: pa.Array) -> np.ndarray:
+    dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr) + 1]
+
+
+def _replace_same_length(arr: pa.Array, idx: np.ndarray, new: pa.Array) -> pa.Array | None:
+    """Strings that keep their byte length (typos, ASCII case changes): patch a copy of the
+    data buffer in place and reuse offsets and validity, instead of rebuilding the array."""
+    off = _string_offsets(arr)  # a view: only the selected rows' offsets are converted
+    start = off[idx].astype(np.int64)
+    new_off = _string_offsets(new).astype(np.int64)
+    lengths = new_off[1:] - new_off[:-1]
+    if not np.array_equal(off[idx + 1] - start, lengths):
+        return None
+    if arr.null_count and not np.asarray(arr.is_valid().take(pa.array(idx)).to_numpy(zero_copy_only=False)).all():
+        return None
+    data_buf = arr.buffers()[2]
+    if data_buf is None:
+        return None
+    data = np.frombuffer(data_buf, dtype=np.uint8).copy()
+    total = int(lengths.sum())
+    if total:
+        new_data = np.frombuffer(new.buffers()[2], dtype=np.uint8)[new_off[0] : new_off[0] + total]
+        dst = np.repeat(start - (new_off[:-1] - new_off[0]), lengths)
+        dst += np.arange(total, dtype=np.int64)
+        data[dst] = new_data
+    return pa.Array.from_buffers(arr.type, len(arr), [arr.buffers()[0], arr.buffers()[1], pa.py_buffer(data)],
+                                 null_count=arr.null_count)
 
 
 def differs(old: pa.Array, new: pa.Array) -> np.ndarray:
@@ -125,6 +160,10 @@ class Frame:
             s = self.df[name]
             if isinstance(s.dtype, pd.CategoricalDtype):
                 return pa.array(s.astype(object).to_numpy(), from_pandas=True)
+            if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+                vals = s.to_numpy()
+                if not np.isnan(np.sum(vals)):
+                    return pa.array(vals)  # zero-copy: no NaN, so no validity bitmap to build
             return _combine(pa.array(s, from_pandas=True))
         return _combine(self.table.column(name))
 
@@ -141,6 +180,22 @@ class Frame:
         if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)):
             raise ValueError(f"column {name!r} is not numeric ({arr.type})")
         return np.asarray(arr.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    def has_missing(self, name: str) -> bool:
+        """Any null or NaN in the column?  One pass, no n-sized temporary for plain float columns."""
+        if self.kind == "pandas":
+            s = self.df[name]
+            if isinstance(s.dtype, np.dtype) and s.dtype.kind == "f":
+                return bool(np.isnan(np.sum(s.to_numpy())))  # inf - inf also lands here: harmless
+            if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iub":
+                return False
+            return bool(s.isna().any())
+        arr = self.arrow(name)
+        if arr.null_count:
+            return True
+        if pa.types.is_floating(arr.type):
+            return bool(np.isnan(np.sum(arr.to_numpy(zero_copy_only=False))))
+        return False
 
     def not_null(self, name: str) -> np.ndarray:
         if self.kind == "pandas":
@@ -194,16 +249,14 @@ class Frame:
                 if new.null_count:
                     repl[np.asarray(new.is_null().to_numpy(zero_copy_only=False))] = None
             vals[idx] = repl
-            self.df[name] = pd.Series(vals, index=s.index, name=s.name)
+            self.df[name] = pd.Series(vals, index=s.index, name=s.name, copy=False)  # ours: no second copy
             return
         # pandas extension dtypes (Arrow-backed strings, nullable ints): through Arrow.
         out = _replace(self.arrow(name), idx, new)
         series = pd.Series(out.to_pandas(), name=s.name)
         series.index = s.index
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             series = series.astype(s.dtype)
-        except (TypeError, ValueError):
-            pass
         self.df[name] = series
 
     def set_arrow(self, name: str, arr: pa.Array) -> None:

@@ -36,20 +36,36 @@ class CellContext:
         return self.frame.arrow(self.column)
 
     @functools.cached_property
-    def stats(self) -> tuple[float, float, float, float]:
-        """(mean, sd, min, max) of the whole column, ignoring missing values."""
+    def moments(self) -> tuple[float, float]:
+        """(mean, population sd) of the whole column, ignoring missing values.
+
+        Arrow's single-pass aggregations (no temporary copies); a NaN mean
+        means NaN values are stored rather than nulls, so numpy takes over.
+        """
         full = self.full
-        if is_numeric(full.type) and not (pa.types.is_floating(full.type) and pc.any(pc.is_nan(full)).as_py()):
-            if full.null_count == len(full):
-                return (0.0, 0.0, 0.0, 0.0)
+        if is_numeric(full.type) and full.null_count < len(full):
+            if pa.types.is_floating(full.type) and full.null_count == 0:
+                mean = float(np.sum(full.to_numpy(zero_copy_only=False))) / len(full)  # zero-copy view
+            else:
+                mean = pc.mean(full).as_py()
+            if mean == mean:
+                return float(mean), float(pc.stddev(full, ddof=0).as_py())
+        x = self._finite()
+        return (float(x.mean()), float(x.std())) if x.size else (0.0, 0.0)
+
+    @functools.cached_property
+    def range(self) -> tuple[float, float]:
+        """(min, max) of the whole column, ignoring missing values."""
+        full = self.full
+        if is_numeric(full.type) and full.null_count < len(full) and not pa.types.is_floating(full.type):
             mm = pc.min_max(full)
-            return (pc.mean(full).as_py(), pc.stddev(full, ddof=0).as_py(),
-                    float(mm["min"].as_py()), float(mm["max"].as_py()))
+            return float(mm["min"].as_py()), float(mm["max"].as_py())
+        x = self._finite()
+        return (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+
+    def _finite(self) -> np.ndarray:
         x = self.frame.numpy(self.column)
-        x = x[~np.isnan(x)]
-        if x.size == 0:
-            return (0.0, 0.0, 0.0, 0.0)
-        return (float(x.mean()), float(x.std()), float(x.min()), float(x.max()))
+        return x[~np.isnan(x)]
 
     @functools.cached_property
     def categories(self) -> pa.Array:

@@ -29,7 +29,7 @@ def outliers(sub: pa.Array, ctx: CellContext) -> pa.Array:
     sigma = float(ctx.params.get("sigma", 3.0))
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    mean, sd, _, _ = ctx.stats
+    mean, sd = ctx.moments
     sd = sd or 1.0
     k = len(sub)
     side = np.where(ctx.rng.random(k) < 0.5, -1.0, 1.0)
@@ -53,7 +53,7 @@ def out_of_range(sub: pa.Array, ctx: CellContext) -> pa.Array:
     if "value" in ctx.params:
         values = np.full(len(sub), float(ctx.params["value"]))
     else:
-        _, _, lo, hi = ctx.stats
+        lo, hi = ctx.range
         span = (hi - lo) or max(abs(hi), 1.0)
         side = ctx.params.get("side", "high")
         u = 1.0 + ctx.rng.random(len(sub))
@@ -90,7 +90,7 @@ def mean_shift(sub: pa.Array, ctx: CellContext) -> pa.Array:
     if "delta" in ctx.params:
         delta = float(ctx.params["delta"])
     else:
-        delta = float(ctx.params.get("sd", 0.5)) * (ctx.stats[1] or 1.0)
+        delta = float(ctx.params.get("sd", 0.5)) * (ctx.moments[1] or 1.0)
     return from_numpy(to_numpy(sub) + delta, sub)
 
 
@@ -98,5 +98,5 @@ def scale_shift(sub: pa.Array, ctx: CellContext) -> pa.Array:
     """Stretch around the column mean by ``factor`` (default 1.5): variance changes, mean does not."""
     require_numeric(sub, ctx, "scale_shift")
     factor = float(ctx.params.get("factor", 1.5))
-    mean = ctx.stats[0]
+    mean = ctx.moments[0]
     return from_numpy(mean + (to_numpy(sub) - mean) * factor, sub)

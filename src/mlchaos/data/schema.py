@@ -27,7 +27,12 @@ _WIDEN = {
     pa.float16(): pa.float64(), pa.float32(): pa.float64(), pa.bool_(): pa.int64(),
     pa.string(): pa.large_string(),
 }
-_WIDEN_NUMPY = {"i": "float64", "u": "float64", "b": "int64"}
+_WIDEN_PANDAS = {
+    "int8": "int64", "int16": "int64", "int32": "int64", "int64": "float64", "uint8": "int64", "uint16": "int64",
+    "uint32": "int64", "uint64": "float64", "float16": "float64", "float32": "float64", "bool": "int64",
+    "Int8": "Int64", "Int16": "Int64", "Int32": "Int64", "Int64": "Float64", "UInt8": "Int64", "UInt16": "Int64",
+    "UInt32": "Int64", "Float32": "Float64",
+}
 
 
 def drop_column(frame: Frame, columns: list[str], idx: np.ndarray, rng: np.random.Generator,
@@ -89,9 +94,7 @@ def widen_type(frame: Frame, columns: list[str], idx: np.ndarray, rng: np.random
         before = frame.dtype_name(c)
         if frame.kind == "pandas":
             s = frame.df[c]
-            target = to or (_WIDEN_NUMPY.get(s.dtype.kind) if isinstance(s.dtype, np.dtype) else None)
-            if s.dtype == np.float32:
-                target = to or "float64"
+            target = to or _WIDEN_PANDAS.get(str(s.dtype))
             if target is None:
                 raise ValueError(f"to: no default widening for column {c!r} ({s.dtype}); pass to=")
             frame.set_pandas(c, s.astype(target))
@@ -148,7 +151,7 @@ def type_change(frame: Frame, columns: list[str], idx: np.ndarray, rng: np.rando
             vals = s.astype(object).to_numpy(copy=True)
             txt = np.asarray(rendered.to_numpy(zero_copy_only=False), dtype=object)
             vals[idx[valid]] = txt[valid]
-            frame.set_pandas(c, pd.Series(vals, index=s.index, name=s.name, dtype=object))
+            frame.set_pandas(c, pd.Series(vals, index=s.index, name=s.name, dtype=object, copy=False))
             mark[idx[valid]] = True
         else:
             full = frame.arrow(c)

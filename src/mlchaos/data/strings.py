@@ -32,7 +32,8 @@ def typos(sub: pa.Array, ctx: CellContext) -> pa.Array:
     k = len(sub)
     if k == 0:
         return sub
-    sub = pc.take(sub, pa.array(np.arange(k)))  # fresh, offset-0 buffers we may copy
+    if sub.offset:
+        sub = pc.take(sub, pa.array(np.arange(k)))  # offset-0 buffers, so buffer positions are row positions
     off = _offsets(sub)
     lengths = np.diff(off)
     valid = np.asarray(sub.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -73,7 +74,7 @@ def mojibake(sub: pa.Array, ctx: CellContext) -> pa.Array:
     require_string(sub, ctx, "mojibake")
     encoding = str(ctx.params.get("encoding", "latin-1"))
     try:
-        "x".encode().decode(encoding)
+        b"x".decode(encoding)
     except LookupError:
         raise ValueError(f"encoding: unknown codec {encoding!r}") from None
     non_ascii = np.flatnonzero(~np.asarray(pc.fill_null(pc.string_is_ascii(sub), True).to_numpy(zero_copy_only=False)))
