@@ -121,6 +121,11 @@ class Context(abc.ABC):
         """Append an event to the run's journal."""
 
     @property
+    def phase(self) -> str:
+        """The run's current phase (preflight, baseline, fault, recovery): lets a probe learn its reference."""
+        return "unknown"
+
+    @property
     @abc.abstractmethod
     def services(self) -> Mapping[str, Any]:
         """Shared run services (e.g. the running load generator under 'load')."""

@@ -42,6 +42,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "throughput": "mlchaos.probes.load:ThroughputProbe",
         "prometheus": "mlchaos.probes.prometheus:PrometheusProbe",
         "drift": "mlchaos.probes.drift:DriftProbe",
+        "predictions": "mlchaos.probes.predictions:PredictionsProbe",
         "validation": "mlchaos.probes.validation:ValidationProbe",
         "k8s-ready-pods": "mlchaos.probes.kubernetes:ReadyPods",
         "k8s-deployment-available": "mlchaos.probes.kubernetes:DeploymentAvailable",

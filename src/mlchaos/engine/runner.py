@@ -132,6 +132,10 @@ class _Ctx(Context):
     def services(self) -> dict[str, Any]:
         return self._services
 
+    @property
+    def phase(self) -> str:
+        return self._runner.phase
+
 
 class _Stop(Exception):
     pass

@@ -1,0 +1,131 @@
+"""What the model answered: class rates, means, quantiles, fallback share, model version, drift.
+
+Latency and error rate cannot see a service that silently answers with zero
+features: it is fast, green and wrong.  This probe reads the answers
+themselves — JSON bodies sampled by the running load generator (``source:
+load``) or a parquet/CSV file of predictions (``source: file``) — and turns a
+field into one number: the share equal to a label (fraud rate, fallback
+rate), a mean, a quantile, the most common value (model version), or a drift
+statistic against what the same field looked like during the baseline phase.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
+from mlchaos.probes.http import json_path
+
+_DRIFT = ("psi", "ks", "wasserstein", "jensen_shannon")
+
+
+class PredictionsSpec(ProbeSpec):
+    probe: Literal["predictions"] = "predictions"
+    source: Literal["load", "file"] = Field("load", description="Sampled load responses, or a predictions file.")
+    field: str = Field("prediction", description="JSON path in a response (load) or column name (file).")
+    path: str | None = Field(None, description="Predictions file (parquet or CSV) for source: file.")
+    stat: Literal["rate", "mean", "quantile", "mode", "missing", "psi", "ks", "wasserstein", "jensen_shannon"] = Field(
+        "rate", description="rate: share equal to 'label'; missing: share without the field; psi/ks/...: drift "
+                            "against the values seen during the baseline phase.")
+    label: Any = Field(1, description="Value counted by stat: rate (e.g. 1 for fraud, true for fallback).")
+    q: float = Field(0.5, ge=0, le=1, description="Quantile for stat: quantile.")
+    min_samples: int = Field(50, ge=1, description="Fewer values in the window means 'insufficient data'.")
+    last: int | None = Field(None, ge=1, description="source: file: only the last N rows.")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) is bool(b) if isinstance(a, bool) and isinstance(b, bool) else a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return bool(a == b)
+
+
+class PredictionsProbe(Probe):
+    """A statistic of what a model answered (from sampled responses or a predictions file)."""
+
+    Spec = PredictionsSpec
+    spec: PredictionsSpec
+    unit: ClassVar[str] = ""
+
+    def __init__(self, spec: Any, ctx: Any) -> None:
+        super().__init__(spec, ctx)
+        self._reference: list[Any] = []
+
+    def _values(self) -> tuple[list[Any], int]:
+        """(values of the field, number of records looked at) in the current window."""
+        s = self.spec
+        if s.source == "file":
+            if not s.path:
+                raise ProbeError("source: file needs 'path'")
+            from mlchaos.probes.drift import read_column
+
+            try:
+                col = read_column(s.path, s.field, s.last)
+            except (OSError, KeyError, ValueError) as exc:
+                raise ProbeError(f"cannot read {s.field!r} from {s.path}: {exc}") from None
+            rows = col.tolist()
+            return rows, len(rows)
+        load = self.ctx.services.get("load")
+        if load is None:
+            raise ProbeError("source: load needs a 'load' section in the experiment (with 'sample' above 0)")
+        window = load.window(s.window or 5.0)
+        values: list[Any] = []
+        seen = 0
+        for sample in window.samples:
+            doc = sample.get("json")
+            if doc is None:
+                continue
+            seen += 1
+            try:
+                values.append(json_path(doc, s.field))
+            except KeyError:
+                values.append(None)
+        return values, seen
+
+    async def measure(self) -> Measurement:
+        s = self.spec
+        values, seen = self._values()
+        present = [v for v in values if v is not None]
+        if self.ctx.phase == "baseline" and s.stat in _DRIFT:
+            self._reference = (self._reference + present)[-50_000:]
+        if seen < s.min_samples:
+            return Measurement(None, samples=seen,
+                               insufficient=f"{seen} answers in the window; {s.stat} needs ≥ {s.min_samples}")
+        detail: dict[str, Any] = {"field": s.field, "stat": s.stat}
+        if s.stat == "missing":
+            return Measurement(1 - len(present) / seen, detail, samples=seen)
+        if not present:
+            raise ProbeError(f"no answer in the window has the field {s.field!r}")
+        if s.stat == "rate":
+            return Measurement(sum(_same(v, s.label) for v in present) / len(present), detail, samples=len(present))
+        if s.stat == "mode":
+            value, count = collections.Counter(map(str, present)).most_common(1)[0]
+            return Measurement(value, {**detail, "share": count / len(present)}, samples=len(present))
+        nums = [float(v) for v in present if isinstance(v, int | float) and not isinstance(v, bool)]
+        if s.stat in ("mean", "quantile"):
+            if not nums:
+                raise ProbeError(f"{s.field!r} is not numeric")
+            if s.stat == "mean":
+                return Measurement(math.fsum(nums) / len(nums), detail, samples=len(nums))
+            nums.sort()
+            return Measurement(nums[min(len(nums) - 1, int(s.q * len(nums)))], detail, samples=len(nums))
+        return self._drift(present, detail)
+
+    def _drift(self, current: list[Any], detail: dict[str, Any]) -> Measurement:
+        from mlchaos import drift
+
+        s = self.spec
+        if len(self._reference) < s.min_samples:
+            return Measurement(None, insufficient=f"only {len(self._reference)} baseline values to compare against")
+        fn = {"psi": drift.psi, "ks": drift.ks, "wasserstein": drift.wasserstein,
+              "jensen_shannon": drift.jensen_shannon}[s.stat]
+        try:
+            value = fn(self._reference, current, min_size=s.min_samples)
+        except (ValueError, TypeError) as exc:
+            return Measurement(None, insufficient=str(exc))
+        return Measurement(float(value), {**detail, "reference": len(self._reference)}, samples=len(current))
