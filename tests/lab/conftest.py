@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -54,10 +56,10 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory, built_lab_dir: Path) -> I
     """``make_lab()`` → a Lab in a fresh directory (build copied); brought down and checked afterwards."""
     labs: list[Lab] = []
 
-    def factory(load_delay: float = 1.0) -> Lab:
+    def factory(load_delay: float = 1.0, **kwargs: Any) -> Lab:
         d = tmp_path_factory.mktemp("lab")
         _copy_build(built_lab_dir, d)
-        lab = Lab(d, load_delay=load_delay)
+        lab = Lab(d, load_delay=load_delay, **kwargs)
         labs.append(lab)
         return lab
 
@@ -68,10 +70,8 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory, built_lab_dir: Path) -> I
         pids = list(lab.pids().values())
         sup = lab.pids().get("supervisor")
         if sup:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 pids += [c.pid for c in psutil.Process(sup).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
         ports = [s.port for s in lab.status() if s.port]
         lab.down()
         assert_all_stopped(pids, ports)

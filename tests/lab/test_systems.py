@@ -23,12 +23,24 @@ def _rows(lab: Lab, n: int = 20) -> pd.DataFrame:
     return read_offline(lab.paths.offline, day).head(n)
 
 
-def test_all_systems_start_predict_and_stop(make_lab: Callable[..., Lab], check_stopped: Callable[..., None]) -> None:
+def test_all_systems_start_predict_and_stop(
+    make_lab: Callable[..., Lab], check_stopped: Callable[..., None]
+) -> None:
     lab = make_lab()
     status = lab.up(variant="naive", timeout=90)
     names = {s.name for s in status}
-    assert {"serving-0", "serving-1", "serving-2", "serving-lb", "features-0", "features-lb", "fraud", "embedding",
-            "recommender", "batch"} <= names
+    assert {
+        "serving-0",
+        "serving-1",
+        "serving-2",
+        "serving-lb",
+        "features-0",
+        "features-lb",
+        "fraud",
+        "embedding",
+        "recommender",
+        "batch",
+    } <= names
     assert all(s.ready for s in status)
     ep = lab.endpoints()
     current = load_fraud_model(lab.paths.models, "current")
@@ -39,8 +51,10 @@ def test_all_systems_start_predict_and_stop(make_lab: Callable[..., Lab], check_
         # serving: the load balancer's answers are the model file's predictions
         expected = current.predict_proba(rows[feats])
         for (_, row), p in zip(rows.iterrows(), expected, strict=True):
-            r = c.post(ep["serving"] + "/predict", json={k: row[k].item() if hasattr(row[k], "item") else row[k]
-                                                         for k in feats})
+            r = c.post(
+                ep["serving"] + "/predict",
+                json={k: row[k].item() if hasattr(row[k], "item") else row[k] for k in feats},
+            )
             assert r.status_code == 200
             body = r.json()
             assert body["model_version"] == "fraud-v2" and body["fallback"] is False
@@ -54,8 +68,12 @@ def test_all_systems_start_predict_and_stop(make_lab: Callable[..., Lab], check_
         for _, row in rows.head(10).iterrows():
             acct = store.get(int(row["account_id"]))
             assert acct is not None
-            req = {"account_id": int(row["account_id"]), "amount": float(row["amount"]),
-                   "merchant_category": str(row["merchant_category"]), "hour": int(row["hour"])}
+            req = {
+                "account_id": int(row["account_id"]),
+                "amount": float(row["amount"]),
+                "merchant_category": str(row["merchant_category"]),
+                "hour": int(row["hour"]),
+            }
             full = {**req, **{k: acct[k] for k in labdata.ACCOUNT_FEATURES}}
             body = c.post(ep["realtime"] + "/predict", json=req).json()
             assert body["fallback"] is False and body["feature_source"] == "live"
@@ -76,7 +94,10 @@ def test_all_systems_start_predict_and_stop(make_lab: Callable[..., Lab], check_
         for name in ("serving-0", "fraud", "recommender", "features-0"):
             text = c.get(ep[name] + "/metrics").text
             assert "mlchaos_request_latency_seconds" in text
-        assert 'mlchaos_model_info{service="fraud",version="fraud-v2"} 1.0' in c.get(ep["fraud"] + "/metrics").text
+        assert (
+            'mlchaos_model_info{service="fraud",version="fraud-v2"} 1.0'
+            in c.get(ep["fraud"] + "/metrics").text
+        )
         assert "mlchaos_autoscaler_replicas" in c.get(ep["supervisor"] + "/metrics").text
 
     # batch: predictions file equals the model on the extracted day

@@ -24,14 +24,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 from prometheus_client import Counter, Gauge
 
 from mlchaos.lab import observability as obs
+from mlchaos.lab.upstream import CONNECT_ERRORS, Upstream
 
-IN_ROTATION = Gauge("mlchaos_lb_backend_in_rotation", "1 when the backend receives traffic.", ["lb", "backend"])
-UPSTREAM_ERRORS = Counter("mlchaos_lb_upstream_errors_total", "Failed upstream attempts.", ["lb", "backend", "kind"])
+IN_ROTATION = Gauge(
+    "mlchaos_lb_backend_in_rotation", "1 when the backend receives traffic.", ["lb", "backend"]
+)
+UPSTREAM_ERRORS = Counter(
+    "mlchaos_lb_upstream_errors_total", "Failed upstream attempts.", ["lb", "backend", "kind"]
+)
 EJECTIONS = Counter("mlchaos_lb_ejections_total", "Passive ejections.", ["lb", "backend"])
 RETRIES = Counter("mlchaos_lb_retries_total", "Requests retried on another backend.", ["lb"])
 
@@ -46,6 +50,7 @@ class Backend:
     ejected_until: float = 0.0
     requests: int = 0
     errors: int = 0
+    failures: int = 0  # consecutive
     last_error: str | None = None
 
     def in_rotation(self, mode: str, now: float) -> bool:
@@ -60,6 +65,7 @@ class Balancer:
     probe_interval: float = 0.5
     eject_for: float = 5.0
     upstream_timeout: float = 10.0
+    consecutive: int = 3
     _rr: int = 0
     log: obs.JsonLog = field(init=False)
 
@@ -74,10 +80,26 @@ class Balancer:
         self._rr += 1
         return pool[self._rr % len(pool)]
 
-    def eject(self, b: Backend, why: str) -> None:
+    def eject(self, b: Backend, why: str, definitive: bool) -> None:
+        """Passive outlier detection (mitigated only).
+
+        A refused or reset connection (``definitive``) ejects at once; timeouts and
+        5xx only after ``consecutive`` in a row.  Never eject the last backend in
+        rotation: with none left every request fails anyway (Envoy's "panic mode").
+        """
         if self.mode != "mitigated":
             return
-        if time.monotonic() >= b.ejected_until:
+        b.failures += 1
+        if not definitive and b.failures < self.consecutive:
+            return
+        now = time.monotonic()
+        others = [o for o in self.backends if o is not b and o.in_rotation(self.mode, now)]
+        if not others:
+            self.log(
+                "eject_skipped", level="warning", backend=b.name, reason=why, why="last backend in rotation"
+            )
+            return
+        if now >= b.ejected_until:
             EJECTIONS.labels(self.name, b.name).inc()
             self.log("ejected", level="warning", backend=b.name, reason=why, seconds=self.eject_for)
         b.ejected_until = time.monotonic() + self.eject_for
@@ -112,19 +134,17 @@ class Balancer:
 
 
 def create_app(lb: Balancer) -> obs.ASGIApp:
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(lb.upstream_timeout, connect=1.0),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-    )
-    probe_client = httpx.AsyncClient(timeout=httpx.Timeout(0.4))
+    client = Upstream()
+    probe_client = Upstream(limit=50)
 
     async def probe_loop() -> None:
         while True:
+
             async def one(b: Backend) -> None:
                 try:
-                    r = await probe_client.get(b.url + "/ready")
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
+                    status, _ = await probe_client.get_json(b.url + "/ready", 0.4)
+                    ok = status == 200
+                except Exception:  # any failure to answer is "not ready"
                     ok = False
                 if ok != b.ready:
                     lb.log("readiness", backend=b.name, ready=ok)
@@ -136,8 +156,16 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
 
     async def json(send: obs.Send, status: int, body: Any) -> None:
         payload = orjson.dumps(body)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     async def read_body(receive: obs.Receive) -> bytes:
@@ -149,7 +177,9 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
                 return b"".join(chunks)
 
     async def proxy(scope: obs.Scope, body: bytes, send: obs.Send) -> None:
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.lower() not in _HOP
+        ]
         path = scope["path"] + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
         tried: set[str] = set()
         attempts = 2 if lb.mode == "mitigated" else 1
@@ -161,37 +191,41 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
             tried.add(b.name)
             b.requests += 1
             try:
-                r = await client.request(scope["method"], b.url + path, content=body, headers=headers)
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                status, rheaders, content = await client.request(
+                    scope["method"], b.url + path, body, headers, lb.upstream_timeout
+                )
+            except CONNECT_ERRORS as exc:
                 b.errors += 1
                 b.last_error = type(exc).__name__
                 last_err = f"{b.name}: {type(exc).__name__}"
                 UPSTREAM_ERRORS.labels(lb.name, b.name, "connect").inc()
-                lb.eject(b, last_err)
+                lb.eject(b, last_err, definitive=True)
                 if attempt + 1 < attempts:
                     RETRIES.labels(lb.name).inc()
                 continue
-            except httpx.TimeoutException:
+            except TimeoutError:
                 b.errors += 1
                 b.last_error = "timeout"
                 UPSTREAM_ERRORS.labels(lb.name, b.name, "timeout").inc()
-                lb.eject(b, "timeout")
+                lb.eject(b, "timeout", definitive=False)
                 await json(send, 504, {"error": "upstream timeout", "backend": b.name, "fallback": False})
                 return
-            if r.status_code >= 500:
+            if status >= 500:
                 b.errors += 1
-                b.last_error = f"http {r.status_code}"
+                b.last_error = f"http {status}"
                 UPSTREAM_ERRORS.labels(lb.name, b.name, "5xx").inc()
-                lb.eject(b, f"http {r.status_code}")
-                if r.status_code == 503 and attempt + 1 < attempts:
+                lb.eject(b, f"http {status}", definitive=False)
+                if status == 503 and attempt + 1 < attempts:
                     RETRIES.labels(lb.name).inc()
                     last_err = f"{b.name}: 503"
                     continue
-            out = [(k.encode(), v.encode()) for k, v in r.headers.items() if k.encode().lower() not in _HOP]
+            else:
+                b.failures = 0
+            out = [(k.encode(), v.encode()) for k, v in rheaders if k.encode().lower() not in _HOP]
             out.append((b"x-backend", b.name.encode()))
-            out.append((b"content-length", str(len(r.content)).encode()))
-            await send({"type": "http.response.start", "status": r.status_code, "headers": out})
-            await send({"type": "http.response.body", "body": r.content})
+            out.append((b"content-length", str(len(content)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": content})
             return
         lb.log("no_upstream", level="error", reason=last_err)
         await json(send, 502, {"error": "upstream unavailable", "reason": last_err, "fallback": False})
@@ -210,8 +244,8 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
                         task.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
                             await task
-                    await client.aclose()
-                    await probe_client.aclose()
+                    await client.close()
+                    await probe_client.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
@@ -226,7 +260,9 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
             await json(send, 200 if (n or path == "/health") else 503, {"ready": n > 0, "backends_ready": n})
         elif path == "/metrics":
             payload, ctype = obs.metrics_response()
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype.encode())]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype.encode())]}
+            )
             await send({"type": "http.response.body", "body": payload})
         elif path == "/lb/backends" and method == "PUT":
             spec = orjson.loads(body)

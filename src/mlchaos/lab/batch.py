@@ -52,7 +52,9 @@ def fraud_schema() -> Any:
             "tx_id": pa.Column(int, nullable=False, unique=True),
             "account_id": pa.Column(int, pa.Check.ge(0), nullable=False),
             "amount": num(0.01, 100_000.0),
-            "merchant_category": pa.Column(str, pa.Check.isin(list(data.MERCHANT_CATEGORIES)), nullable=False),
+            "merchant_category": pa.Column(
+                str, pa.Check.isin(list(data.MERCHANT_CATEGORIES)), nullable=False
+            ),
             "hour": pa.Column(int, pa.Check.in_range(0, 23), nullable=False),
             "account_age_days": num(0.0, 30_000.0),
             "txn_count_1h": num(0.0, 1_000.0),
@@ -64,7 +66,9 @@ def fraud_schema() -> Any:
     )
 
 
-def run(paths: LabPaths, variant: str = "naive", date: str | None = None, model: str = "current") -> dict[str, Any]:
+def run(
+    paths: LabPaths, variant: str = "naive", date: str | None = None, model: str = "current"
+) -> dict[str, Any]:
     """Run the pipeline once; return the result record (also printed as the last stdout line)."""
     started = time.time()
     dates = featurestore.offline_dates(paths.offline)
@@ -75,8 +79,13 @@ def run(paths: LabPaths, variant: str = "naive", date: str | None = None, model:
     df = featurestore.read_offline(paths.offline, date)
     rows_in = len(df)
     df = failpoint(FAILPOINT, df)
-    result: dict[str, Any] = {"run_id": run_id, "date": date, "variant": variant, "rows_in": rows_in,
-                              "failpoint": FAILPOINT}
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "date": date,
+        "variant": variant,
+        "rows_in": rows_in,
+        "failpoint": FAILPOINT,
+    }
     if variant == "mitigated":
         report = ValidationGate(fraud_schema()).report(df)
         result["validation"] = report.to_dict()
@@ -85,17 +94,26 @@ def run(paths: LabPaths, variant: str = "naive", date: str | None = None, model:
             reports.mkdir(parents=True, exist_ok=True)
             rep_path = reports / f"{run_id}.json"
             rep_path.write_text(json.dumps({**result, "summary": report.summary()}, indent=2))
-            return {**result, "status": "halted", "output": None, "manifest": None, "report": str(rep_path),
-                    "summary": report.summary(), "seconds": round(time.time() - started, 3)}
+            return {
+                **result,
+                "status": "halted",
+                "output": None,
+                "manifest": None,
+                "report": str(rep_path),
+                "summary": report.summary(),
+                "seconds": round(time.time() - started, 3),
+            }
     m = load_fraud_model(paths.models, model)
     proba = m.predict_proba(df)
-    out = pd.DataFrame({
-        "tx_id": df["tx_id"].to_numpy(),
-        "account_id": df["account_id"].to_numpy(),
-        "score": proba,
-        "prediction": m.label(proba),
-        "model_version": m.version,
-    })
+    out = pd.DataFrame(
+        {
+            "tx_id": df["tx_id"].to_numpy(),
+            "account_id": df["account_id"].to_numpy(),
+            "score": proba,
+            "prediction": m.label(proba),
+            "model_version": m.version,
+        }
+    )
     runs = paths.batch / "runs"
     tmp = runs / f".tmp-{run_id}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -116,8 +134,13 @@ def run(paths: LabPaths, variant: str = "naive", date: str | None = None, model:
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
-    return {**manifest, "output": str(final / "predictions.parquet"), "manifest": str(final / "manifest.json"),
-            "report": None, "seconds": round(time.time() - started, 3)}
+    return {
+        **manifest,
+        "output": str(final / "predictions.parquet"),
+        "manifest": str(final / "manifest.json"),
+        "report": None,
+        "seconds": round(time.time() - started, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

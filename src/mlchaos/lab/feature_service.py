@@ -49,8 +49,13 @@ def create_app(name: str, db: Path, stats: obs.RequestStats) -> FastAPI:
         age = max(0.0, time.time() - event_ts)
         obs.FEATURE_AGE.labels(name).observe(age)
         return obs.FastJSON(
-            {"account_id": account_id, "features": row, "event_ts": event_ts, "feature_age_seconds": age,
-             "replica": name}
+            {
+                "account_id": account_id,
+                "features": row,
+                "event_ts": event_ts,
+                "feature_age_seconds": age,
+                "replica": name,
+            }
         )
 
     @app.get("/metrics")

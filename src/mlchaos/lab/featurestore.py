@@ -56,8 +56,14 @@ class OnlineStore:
         """Upsert account rows (last write wins, like most online stores)."""
         ts = time.time() if event_ts is None else event_ts
         rows = [
-            (int(r.account_id), float(r.account_age_days), float(r.txn_count_1h), float(r.txn_count_24h),
-             float(r.amount_avg_7d), float(getattr(r, "event_ts", ts)))
+            (
+                int(r.account_id),
+                float(r.account_age_days),
+                float(r.txn_count_1h),
+                float(r.txn_count_24h),
+                float(r.amount_avg_7d),
+                float(getattr(r, "event_ts", ts)),
+            )
             for r in frame.itertuples(index=False)
         ]
         self._conn.execute("BEGIN")
@@ -76,7 +82,9 @@ def build_online(path: Path, tx: pd.DataFrame) -> None:
     acc = data.accounts()[["account_id"]].merge(
         latest[["account_id", *data.ACCOUNT_FEATURES]], on="account_id", how="left"
     )
-    acc = acc.fillna({"account_age_days": 365.0, "txn_count_1h": 0.0, "txn_count_24h": 2.0, "amount_avg_7d": 40.0})
+    acc = acc.fillna(
+        {"account_age_days": 365.0, "txn_count_1h": 0.0, "txn_count_24h": 2.0, "amount_avg_7d": 40.0}
+    )
     store = OnlineStore(path)
     store.write(acc, event_ts=time.time())
     store.close()

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-from fastapi import Body, FastAPI
+import orjson
+from fastapi import Body, FastAPI, Request
 from fastapi.responses import Response
 
 from mlchaos.lab import data
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import FraudModel, load_fraud_model
+from mlchaos.lab.upstream import ERRORS, Upstream
 from mlchaos.mitigations import CircuitBreaker, FeatureCache, Outcome, ReadinessGate
 
 #: Default account features (typical values of the training data) for the mitigated fallback.
@@ -62,6 +63,9 @@ class FeatureUnavailable(Exception):
     pass
 
 
+FETCH_ERRORS: tuple[type[BaseException], ...] = (*ERRORS, FeatureUnavailable)
+
+
 def create_app(name: str, models_dir: Path, version: str, settings: Settings) -> FastAPI:
     log = obs.JsonLog(name)
     gate = ReadinessGate()
@@ -79,7 +83,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         timeout=settings.mitigated_timeout,
         on_state_change=on_state,
     )
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+    client = Upstream()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -88,17 +92,22 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         obs.set_model_version(name, m.version)
         gate.mark_ready()
         obs.READY.labels(name).set(1)
-        log("starting", version=m.version, variant=settings.variant, feature_url=settings.feature_url, pid=os.getpid())
+        log(
+            "starting",
+            version=m.version,
+            variant=settings.variant,
+            feature_url=settings.feature_url,
+            pid=os.getpid(),
+        )
         yield
-        await client.aclose()
+        await client.close()
 
     app = FastAPI(lifespan=lifespan)
 
     async def fetch(account_id: int, timeout: float) -> dict[str, Any]:
-        r = await client.get(f"{settings.feature_url}/features/{account_id}", timeout=timeout)
-        if r.status_code != 200:
-            raise FeatureUnavailable(f"feature service answered {r.status_code}")
-        body: dict[str, Any] = r.json()
+        status, body = await client.get_json(f"{settings.feature_url}/features/{account_id}", timeout)
+        if status != 200 or not isinstance(body, dict):
+            raise FeatureUnavailable(f"feature service answered {status}")
         return body
 
     @app.get("/health")
@@ -113,15 +122,27 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
     @app.get("/info")
     async def info() -> dict[str, Any]:
         m = holder["model"]
-        return {"service": name, "variant": settings.variant, "feature_url": settings.feature_url,
-                "model": m.metadata, "breaker": breaker.state, "cached_accounts": len(cache)}
+        return {
+            "service": name,
+            "variant": settings.variant,
+            "feature_url": settings.feature_url,
+            "model": m.metadata,
+            "breaker": breaker.state,
+            "cached_accounts": len(cache),
+        }
 
     @app.post("/predict")
-    async def predict(body: dict[str, Any] = Body(...)) -> Response:  # noqa: B008
+    async def predict(request: Request) -> Response:
+        # Raw body + orjson rather than a pydantic model: this is the hot path.
+        try:
+            body = orjson.loads(await request.body())
+            account_id = int(body["account_id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            return obs.FastJSON({"error": f"bad request: {exc!r}"}, status_code=400)
         m = holder["model"]
-        account_id = int(body["account_id"])
         fallback, reason, source, age = False, None, "live", None
         if settings.variant == "mitigated":
+
             async def call() -> dict[str, Any]:
                 return await fetch(account_id, settings.mitigated_timeout + 0.05)
 
@@ -142,16 +163,25 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
             try:
                 got = await fetch(account_id, settings.silent_timeout)
                 feats, age = got["features"], got["feature_age_seconds"]
-            except (httpx.HTTPError, FeatureUnavailable):
+            except FETCH_ERRORS:
                 feats = dict(ZEROS)  # the silent failure: nobody is told
         else:
             try:
                 got = await fetch(account_id, settings.naive_timeout)
-            except (httpx.HTTPError, FeatureUnavailable) as exc:
-                log("feature_error", level="error", account_id=account_id, error=f"{type(exc).__name__}: {exc}")
+            except FETCH_ERRORS as exc:
+                log(
+                    "feature_error",
+                    level="error",
+                    account_id=account_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
                 return obs.FastJSON(
-                    {"error": "feature service unavailable", "detail": type(exc).__name__,
-                     "model_version": m.version, "fallback": False},
+                    {
+                        "error": "feature service unavailable",
+                        "detail": type(exc).__name__,
+                        "model_version": m.version,
+                        "fallback": False,
+                    },
                     status_code=503,
                 )
             feats, age = got["features"], got["feature_age_seconds"]
@@ -162,13 +192,20 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         label = "fraud" if proba >= m.threshold else "legit"
         obs.PREDICTIONS.labels(name, label).inc()
         return obs.FastJSON(
-            {"prediction": label, "score": proba, "model_version": m.version, "fallback": fallback,
-             "fallback_reason": reason, "feature_source": source, "feature_age_seconds": age,
-             "variant": settings.variant}
+            {
+                "prediction": label,
+                "score": proba,
+                "model_version": m.version,
+                "fallback": fallback,
+                "fallback_reason": reason,
+                "feature_source": source,
+                "feature_age_seconds": age,
+                "variant": settings.variant,
+            }
         )
 
     @app.post("/admin/variant")
-    async def set_variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def set_variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         v = str(body["variant"])
         if v not in VARIANTS:
             return {"error": f"unknown variant {v}", "variants": list(VARIANTS)}
@@ -177,13 +214,13 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         return {"variant": v}
 
     @app.post("/admin/dependency")
-    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         settings.feature_url = str(body["url"]).rstrip("/")
         log("dependency", feature_url=settings.feature_url)
         return {"feature_url": settings.feature_url}
 
     @app.post("/admin/model")
-    async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         m = load_fraud_model(models_dir, str(body["version"]))
         holder["model"] = m
         obs.set_model_version(name, m.version)

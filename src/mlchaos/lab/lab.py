@@ -9,6 +9,7 @@ attach to a running lab by its directory alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,8 +29,12 @@ from mlchaos.lab.paths import LabPaths, default_lab_dir, free_port
 SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender")
 VARIANTS: tuple[str, ...] = ("naive", "mitigated", "silent-zeros")
 #: Friendly names for each system's model endpoint, in addition to every process's own name.
-ENTRYPOINTS: dict[str, str] = {"serving": "serving-lb", "realtime": "fraud", "recommender": "recommender",
-                               "features": "features-lb"}
+ENTRYPOINTS: dict[str, str] = {
+    "serving": "serving-lb",
+    "realtime": "fraud",
+    "recommender": "recommender",
+    "features": "features-lb",
+}
 
 
 class LabError(RuntimeError):
@@ -55,9 +60,20 @@ class ServiceStatus:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ServiceStatus:
-        return cls(d["name"], d["system"], d["role"], d.get("pid"), d.get("port"), d.get("url"), bool(d.get("ready")),
-                   d.get("variant"), d.get("model_version"), int(d.get("restarts") or 0), d.get("group"),
-                   d.get("model_alias"))
+        return cls(
+            d["name"],
+            d["system"],
+            d["role"],
+            d.get("pid"),
+            d.get("port"),
+            d.get("url"),
+            bool(d.get("ready")),
+            d.get("variant"),
+            d.get("model_version"),
+            int(d.get("restarts") or 0),
+            d.get("group"),
+            d.get("model_alias"),
+        )
 
 
 class Lab:
@@ -70,9 +86,20 @@ class Lab:
     >>> lab.down()
     """
 
-    def __init__(self, dir: Path | str | None = None, *, load_delay: float = 1.5) -> None:
+    def __init__(
+        self,
+        dir: Path | str | None = None,
+        *,
+        load_delay: float = 1.5,
+        autoscale: Mapping[str, float] | None = None,
+    ) -> None:
+        """``load_delay``: model-load time of a serving replica (s).  ``autoscale``: fields of
+        :class:`mlchaos.lab.autoscaler.AutoscalerPolicy` for the feature service (``min_replicas``,
+        ``max_replicas``, ``target_concurrency``, ``target_latency_ms``, ``up_cooldown``, ``down_cooldown``);
+        both apply when this handle starts the supervisor."""
         self.paths = LabPaths(dir if dir is not None else default_lab_dir())
         self.load_delay = load_delay
+        self.autoscale = dict(autoscale or {})
         self._sup: subprocess.Popen[bytes] | None = None
 
     # --- reading state -------------------------------------------------------------------------
@@ -150,7 +177,8 @@ class Lab:
         ``ports`` pins service ports by name (e.g. ``{"serving-lb": 8000}``), the
         rest are chosen free.  ``dependency_urls`` points ``fraud`` (→ feature
         service) or ``recommender`` (→ embedding service) at another URL, e.g. a
-        fault proxy.  Adding systems to a running lab keeps the running ones.
+        fault proxy.  Adding systems to a running lab keeps the running ones
+        (switched to ``variant`` if they run another one).
         """
         chosen = list(systems or SYSTEMS)
         for s in chosen:
@@ -160,8 +188,17 @@ class Lab:
             raise LabError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         if not self.is_up():
             self._start_supervisor(timeout)
-        self._call("POST", "/up", {"systems": chosen, "variant": variant, "ports": dict(ports or {}),
-                                   "dependency_urls": dict(dependency_urls or {})}, timeout=timeout)
+        self._call(
+            "POST",
+            "/up",
+            {
+                "systems": chosen,
+                "variant": variant,
+                "ports": dict(ports or {}),
+                "dependency_urls": dict(dependency_urls or {}),
+            },
+            timeout=timeout,
+        )
         if wait:
             self.wait_ready(timeout)
         return self.status()
@@ -173,9 +210,22 @@ class Lab:
         log = open(self.paths.log_for("supervisor"), "ab")  # noqa: SIM115 - handed to the child
         try:
             self._sup = subprocess.Popen(
-                [sys.executable, "-m", "mlchaos.lab.supervisor", "--dir", str(self.paths.root), "--port", str(port),
-                 "--load-delay", str(self.load_delay)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "mlchaos.lab.supervisor",
+                    "--dir",
+                    str(self.paths.root),
+                    "--port",
+                    str(port),
+                    "--load-delay",
+                    str(self.load_delay),
+                    *(a for k, v in self.autoscale.items() for a in ("--autoscale", f"{k}={v}")),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
                 cwd=self.paths.root,
             )
         finally:
@@ -183,7 +233,9 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._sup.poll() is not None:
-                raise LabError(f"supervisor exited with {self._sup.returncode}; see {self.paths.log_for('supervisor')}")
+                raise LabError(
+                    f"supervisor exited with {self._sup.returncode}; see {self.paths.log_for('supervisor')}"
+                )
             st = self._state()
             if st and st["supervisor"]["pid"] == self._sup.pid:
                 try:
@@ -214,15 +266,11 @@ class Lab:
         sup_pid = (st or {}).get("supervisor", {}).get("pid")
         if self.is_up() and sup_pid:
             # the fork server and multiprocessing's resource tracker too: they exit after the supervisor
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 pids += [c.pid for c in psutil.Process(sup_pid).children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pass
         if self.is_up():
-            try:
+            with contextlib.suppress(httpx.HTTPError, LabError):
                 self._call("POST", "/down", timeout=timeout)
-            except (httpx.HTTPError, LabError):
-                pass
         deadline = time.monotonic() + timeout
         for pid in [sup_pid, *pids]:
             if not pid:
@@ -231,6 +279,8 @@ class Lab:
         if self._sup is not None:
             self._sup.wait(timeout=5)
             self._sup = None
+        elif sup_pid:
+            _reap_if_child(int(sup_pid))
 
     # --- run-time changes -----------------------------------------------------------------------
     def set_variant(self, variant: str, systems: Iterable[str] | None = None) -> None:
@@ -246,7 +296,9 @@ class Lab:
         supervisor remembers it, so a restarted replica comes back with the
         same version (as a bad deploy would).
         """
-        out = self._call("POST", "/model", {"version": version, "services": list(replicas) if replicas else None})
+        out = self._call(
+            "POST", "/model", {"version": version, "services": list(replicas) if replicas else None}
+        )
         return list(out["services"])
 
     def set_dependency_url(self, service: str, url: str | None) -> str:
@@ -265,8 +317,13 @@ class Lab:
     def log_path(self, service: str) -> Path:
         return self.paths.log_for(service)
 
-    def run_batch(self, variant: str | None = None, date: str | None = None,
-                  env: Mapping[str, str] | None = None, timeout: float = 120.0) -> dict[str, Any]:
+    def run_batch(
+        self,
+        variant: str | None = None,
+        date: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120.0,
+    ) -> dict[str, Any]:
         """Run the batch pipeline once (in a subprocess, so armed failpoints apply); return its result JSON.
 
         ``variant`` defaults to the batch system's variant in the running lab,
@@ -275,10 +332,20 @@ class Lab:
         """
         if variant is None:
             variant = (self._state() or {}).get("variants", {}).get("batch", "naive")
-        cmd = [sys.executable, "-m", "mlchaos.lab.batch", "--dir", str(self.paths.root), "--variant", str(variant)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlchaos.lab.batch",
+            "--dir",
+            str(self.paths.root),
+            "--variant",
+            str(variant),
+        ]
         if date:
             cmd += ["--date", date]
-        r = subprocess.run(cmd, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+        r = subprocess.run(
+            cmd, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False
+        )
         lines = r.stdout.decode().strip().splitlines()
         if not lines:
             raise LabError(f"batch run produced no result (exit {r.returncode}): {r.stderr.decode()[-2000:]}")
@@ -287,10 +354,25 @@ class Lab:
         return out
 
 
+def _reap_if_child(pid: int) -> None:
+    """Collect the exit status of a supervisor this process started through another ``Lab`` handle."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.02)
+
+
 def _stop_pid(pid: int, deadline: float) -> None:
     try:
         proc = psutil.Process(pid)
-    except psutil.NoSuchProcess:
+        # a pid from an old state.json may have been reused: only ever stop our own kind of process
+        cmd = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return
+    if "mlchaos" not in cmd and "multiprocessing" not in cmd:
         return
     try:
         if proc.status() == psutil.STATUS_ZOMBIE:

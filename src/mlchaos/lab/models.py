@@ -30,26 +30,46 @@ RECS_VERSION = "recs-v1"
 NUMERIC = ("amount", "hour", "account_age_days", "txn_count_1h", "txn_count_24h", "amount_avg_7d")
 
 
+def _num(v: Any) -> float:
+    if v is None:
+        return np.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan  # malformed → missing, as pd.to_numeric(errors="coerce") does
+
+
 def encode_fraud(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> np.ndarray:
     """Turn transaction records into the model's numeric matrix.
 
-    Numeric features pass through (missing → NaN, imputed by the model's own
-    imputer, as most sklearn pipelines do), plus a night flag, a log amount
-    ratio and a one-hot merchant category.  Kept in numpy so one prediction
-    costs well under a millisecond.
+    Numeric features pass through (missing or malformed → NaN, imputed by the
+    model's own imputer, as most sklearn pipelines do), plus a night flag, a
+    log amount ratio and a one-hot merchant category.  A DataFrame (batch) is
+    encoded column-wise with pandas; a few dicts (one request) without pandas,
+    which keeps a single prediction well under a millisecond.  Both paths give
+    the same matrix.
     """
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    num = np.column_stack(
-        [pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float) for c in NUMERIC]
-    ) if len(frame) else np.zeros((0, len(NUMERIC)))
+    if isinstance(rows, pd.DataFrame):
+        n = len(rows)
+        num = (
+            np.column_stack([pd.to_numeric(rows[c], errors="coerce").to_numpy(dtype=float) for c in NUMERIC])
+            if n
+            else np.zeros((0, len(NUMERIC)))
+        )
+        cats = rows["merchant_category"].astype(object).to_numpy() if n else np.array([], dtype=object)
+    else:
+        recs = list(rows)
+        num = np.array([[_num(r.get(c)) for c in NUMERIC] for r in recs], dtype=float).reshape(
+            len(recs), len(NUMERIC)
+        )
+        cats = np.array([r.get("merchant_category") for r in recs], dtype=object)
     amount, hour, avg = num[:, 0], num[:, 1], num[:, 5]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(np.clip(amount, 0.01, None) / np.clip(avg, 0.01, None))
     night = np.where(np.isnan(hour), np.nan, (hour < 6).astype(float))
-    cats = frame["merchant_category"].astype(object).to_numpy() if len(frame) else np.array([])
-    onehot = np.column_stack([(cats == c).astype(float) for c in data.MERCHANT_CATEGORIES]) if len(
-        frame
-    ) else np.zeros((0, len(data.MERCHANT_CATEGORIES)))
+    onehot = np.zeros((len(cats), len(data.MERCHANT_CATEGORIES)))
+    for j, c in enumerate(data.MERCHANT_CATEGORIES):
+        onehot[:, j] = cats == c
     return np.column_stack([num, night, ratio, onehot])
 
 
@@ -71,7 +91,11 @@ class FraudModel:
         x = encode_fraud(rows)
         if len(x) == 0:
             return np.zeros(0)
-        return np.asarray(self.estimator.predict_proba(x)[:, 1], dtype=float)
+        import sklearn
+
+        # The matrix is ours (NaN allowed, imputed by the pipeline): skip sklearn's per-call re-checks.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self.estimator.predict_proba(x)[:, 1], dtype=float)
 
     def label(self, proba: np.ndarray) -> list[str]:
         return ["fraud" if p >= self.threshold else "legit" for p in proba]
@@ -83,7 +107,9 @@ def _train_fraud(frame: pd.DataFrame) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500))
+    model = make_pipeline(
+        SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500)
+    )
     model.fit(encode_fraud(frame), frame["is_fraud"].to_numpy())
     return model
 
@@ -110,7 +136,12 @@ def build_models(models_dir: Path, tx: pd.DataFrame | None = None) -> dict[str, 
                 "fraud_rate": float(window["is_fraud"].mean()),
             },
             "features": list(data.FRAUD_FEATURES),
-            "encoded_columns": [*NUMERIC, "night", "amount_ratio", *(f"mc_{c}" for c in data.MERCHANT_CATEGORIES)],
+            "encoded_columns": [
+                *NUMERIC,
+                "night",
+                "amount_ratio",
+                *(f"mc_{c}" for c in data.MERCHANT_CATEGORIES),
+            ],
             "threshold": 0.5,
             "estimator": "SimpleImputer(median) → StandardScaler → LogisticRegression",
             "seed": data.SEED,

@@ -28,13 +28,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 LATENCY = Histogram(
-    "mlchaos_request_latency_seconds", "Request latency by endpoint.", ["service", "endpoint"], buckets=_BUCKETS
+    "mlchaos_request_latency_seconds",
+    "Request latency by endpoint.",
+    ["service", "endpoint"],
+    buckets=_BUCKETS,
 )
-REQUESTS = Counter("mlchaos_requests_total", "Requests by endpoint and status code.", ["service", "endpoint", "code"])
+REQUESTS = Counter(
+    "mlchaos_requests_total", "Requests by endpoint and status code.", ["service", "endpoint", "code"]
+)
 ERRORS = Counter("mlchaos_request_errors_total", "Requests answered with a 5xx.", ["service", "endpoint"])
 IN_FLIGHT = Gauge("mlchaos_in_flight_requests", "Requests being served now.", ["service"])
 PREDICTIONS = Counter("mlchaos_predictions_total", "Predictions by class.", ["service", "class"])
-FALLBACKS = Counter("mlchaos_fallbacks_total", "Responses served from a fallback, by reason.", ["service", "reason"])
+FALLBACKS = Counter(
+    "mlchaos_fallbacks_total", "Responses served from a fallback, by reason.", ["service", "reason"]
+)
 MODEL_INFO = Gauge("mlchaos_model_info", "1 for the model version being served.", ["service", "version"])
 FEATURE_AGE = Histogram(
     "mlchaos_feature_age_seconds",
@@ -130,8 +137,12 @@ class RequestStats:
         self.latency_sum = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"in_flight": self.in_flight, "requests": self.requests, "latency_sum_s": self.latency_sum,
-                "time": time.monotonic()}
+        return {
+            "in_flight": self.in_flight,
+            "requests": self.requests,
+            "latency_sum_s": self.latency_sum,
+            "time": time.monotonic(),
+        }
 
 
 def _endpoint(path: str) -> str:

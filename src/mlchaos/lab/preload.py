@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import aiohttp  # noqa: F401
 import fastapi  # noqa: F401
 import httpx  # noqa: F401
 import numpy  # noqa: F401
 import orjson  # noqa: F401
 import pandas  # noqa: F401
 import prometheus_client  # noqa: F401
-import sklearn.decomposition  # noqa: F401
-import sklearn.impute  # noqa: F401
-import sklearn.linear_model  # noqa: F401
-import sklearn.pipeline  # noqa: F401
+import sklearn.decomposition
+import sklearn.impute
+import sklearn.linear_model
+import sklearn.pipeline
 import sklearn.preprocessing  # noqa: F401
-import uvicorn  # noqa: F401
-import uvicorn.lifespan.on  # noqa: F401
-import uvicorn.loops.auto  # noqa: F401
+import uvicorn
+import uvicorn.lifespan.on
+import uvicorn.loops.auto
 import uvicorn.protocols.http.auto  # noqa: F401
 
+from mlchaos import mitigations  # noqa: F401
 from mlchaos.lab import (  # noqa: F401
     balancer,
     embedding_service,
@@ -26,7 +28,6 @@ from mlchaos.lab import (  # noqa: F401
     model_server,
     recommender_service,
 )
-from mlchaos import mitigations  # noqa: F401
 
 try:  # optional speed-ups uvicorn picks when present
     import httptools  # noqa: F401

@@ -17,17 +17,17 @@ import importlib
 import multiprocessing
 import os
 import sys
-from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 PRELOAD = [
     "mlchaos.lab.preload",
 ]
 
-_ctx: BaseContext | None = None
+_ctx: Any = None
 
 
-def context() -> BaseContext:
+def context() -> Any:
     """The fork-server context (plain fork-exec ``spawn`` where fork servers are unavailable)."""
     global _ctx
     if _ctx is None:
@@ -52,9 +52,13 @@ def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str]
     importlib.import_module(module).main(argv)
 
 
-def start(name: str, module: str, argv: list[str], log_path: str, env: dict[str, str] | None = None) -> BaseProcess:
+def start(
+    name: str, module: str, argv: list[str], log_path: str, env: dict[str, str] | None = None
+) -> BaseProcess:
     """Start ``module.main(argv)`` in a new process; return its handle (pid, exitcode, terminate, kill)."""
-    proc = context().Process(target=_child_main, args=(module, argv, log_path, env or {}), name=name, daemon=False)
+    proc = context().Process(
+        target=_child_main, args=(module, argv, log_path, env or {}), name=name, daemon=False
+    )
     proc.start()
     return proc
 

@@ -18,13 +18,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from fastapi import Body, FastAPI
 from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import RECS_VERSION, recommend
+from mlchaos.lab.upstream import ERRORS, Upstream
 from mlchaos.mitigations import CircuitBreaker, Outcome
 
 VARIANTS = ("naive", "mitigated")
@@ -34,8 +34,15 @@ class EmbeddingUnavailable(Exception):
     pass
 
 
+FETCH_ERRORS: tuple[type[BaseException], ...] = (*ERRORS, EmbeddingUnavailable)
+
+
 def create_app(
-    name: str, models_dir: Path, variant: str, embedding_url: str, naive_timeout: float = 2.0,
+    name: str,
+    models_dir: Path,
+    variant: str,
+    embedding_url: str,
+    naive_timeout: float = 2.0,
     mitigated_timeout: float = 0.05,
 ) -> FastAPI:
     d = models_dir / "recs" / RECS_VERSION
@@ -50,9 +57,10 @@ def create_app(
         obs.BREAKER_OPEN.labels(name, "embedding").set(1 if state == "opened" else 0)
         log("circuit", level="warning" if state == "opened" else "info", dependency="embedding", state=state)
 
-    breaker = CircuitBreaker("embedding", threshold=5, reset_after=2.0, timeout=mitigated_timeout,
-                             on_state_change=on_state)
-    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=100))
+    breaker = CircuitBreaker(
+        "embedding", threshold=5, reset_after=2.0, timeout=mitigated_timeout, on_state_change=on_state
+    )
+    client = Upstream()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -60,15 +68,15 @@ def create_app(
         obs.READY.labels(name).set(1)
         log("starting", version=version, variant=cfg["variant"], embedding_url=cfg["url"], pid=os.getpid())
         yield
-        await client.aclose()
+        await client.close()
 
     app = FastAPI(lifespan=lifespan)
 
     async def fetch(user_id: int, timeout: float) -> np.ndarray:
-        r = await client.get(f"{cfg['url']}/embedding/{user_id}", timeout=timeout)
-        if r.status_code != 200:
-            raise EmbeddingUnavailable(f"embedding service answered {r.status_code}")
-        return np.asarray(r.json()["embedding"], dtype=np.float32)
+        status, body = await client.get_json(f"{cfg['url']}/embedding/{user_id}", timeout)
+        if status != 200 or not isinstance(body, dict):
+            raise EmbeddingUnavailable(f"embedding service answered {status}")
+        return np.asarray(body["embedding"], dtype=np.float32)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -80,13 +88,19 @@ def create_app(
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
-        return {"service": name, "variant": cfg["variant"], "embedding_url": cfg["url"], "model": meta,
-                "breaker": breaker.state}
+        return {
+            "service": name,
+            "variant": cfg["variant"],
+            "embedding_url": cfg["url"],
+            "model": meta,
+            "breaker": breaker.state,
+        }
 
     @app.get("/recommend/{user_id}")
     async def rec(user_id: int, k: int = 10) -> Response:
         k = max(1, min(k, 50))
         if cfg["variant"] == "mitigated":
+
             async def call() -> np.ndarray:
                 return await fetch(user_id, mitigated_timeout + 0.05)
 
@@ -95,35 +109,53 @@ def create_app(
                 obs.FALLBACKS.labels(name, out.reason or "unknown").inc()
                 obs.PREDICTIONS.labels(name, "popular").inc()
                 return obs.FastJSON(
-                    {"user_id": user_id, "items": popular[:k], "model_version": version, "fallback": True,
-                     "fallback_reason": out.reason, "source": "popular", "variant": cfg["variant"]}
+                    {
+                        "user_id": user_id,
+                        "items": popular[:k],
+                        "model_version": version,
+                        "fallback": True,
+                        "fallback_reason": out.reason,
+                        "source": "popular",
+                        "variant": cfg["variant"],
+                    }
                 )
             emb = out.value
         else:
             try:
                 emb = await fetch(user_id, naive_timeout)
-            except (httpx.HTTPError, EmbeddingUnavailable) as exc:
+            except FETCH_ERRORS as exc:
                 log("embedding_error", level="error", user_id=user_id, error=type(exc).__name__)
                 return obs.FastJSON(
-                    {"error": "embedding service unavailable", "detail": type(exc).__name__,
-                     "model_version": version, "fallback": False},
+                    {
+                        "error": "embedding service unavailable",
+                        "detail": type(exc).__name__,
+                        "model_version": version,
+                        "fallback": False,
+                    },
                     status_code=503,
                 )
         obs.PREDICTIONS.labels(name, "personalized").inc()
         return obs.FastJSON(
-            {"user_id": user_id, "items": recommend(items, emb, k), "model_version": version, "fallback": False,
-             "fallback_reason": None, "source": "personalized", "variant": cfg["variant"]}
+            {
+                "user_id": user_id,
+                "items": recommend(items, emb, k),
+                "model_version": version,
+                "fallback": False,
+                "fallback_reason": None,
+                "source": "personalized",
+                "variant": cfg["variant"],
+            }
         )
 
     @app.post("/admin/variant")
-    async def set_variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def set_variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         v = str(body["variant"])
         cfg["variant"] = v if v in VARIANTS else "naive"
         log("variant", variant=cfg["variant"])
         return {"variant": cfg["variant"]}
 
     @app.post("/admin/dependency")
-    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         cfg["url"] = str(body["url"]).rstrip("/")
         log("dependency", embedding_url=cfg["url"])
         return {"embedding_url": cfg["url"]}

@@ -36,14 +36,19 @@ from mlchaos.lab.autoscaler import Autoscaler, AutoscalerPolicy, Decision
 from mlchaos.lab.build import ensure_built
 from mlchaos.lab.models import RECS_VERSION, resolve_fraud_version
 from mlchaos.lab.paths import HOST, LabPaths, free_port
+from mlchaos.lab.upstream import Upstream
 
 SYSTEMS = ("serving", "realtime", "batch", "recommender")
 VARIANTS = ("naive", "mitigated", "silent-zeros")
 SERVING_REPLICAS = 3
 
 AS_REPLICAS = Gauge("mlchaos_autoscaler_replicas", "Replicas of the autoscaled service.", ["service", "kind"])
-AS_DECISIONS = Counter("mlchaos_autoscaler_decisions_total", "Scaling decisions applied.", ["service", "direction"])
-AS_CONCURRENCY = Gauge("mlchaos_autoscaler_concurrency", "Average in-flight requests (Little's law).", ["service"])
+AS_DECISIONS = Counter(
+    "mlchaos_autoscaler_decisions_total", "Scaling decisions applied.", ["service", "direction"]
+)
+AS_CONCURRENCY = Gauge(
+    "mlchaos_autoscaler_concurrency", "Average in-flight requests (Little's law).", ["service"]
+)
 RESTARTS = Counter("mlchaos_supervisor_restarts_total", "Processes restarted after exiting.", ["service"])
 
 
@@ -97,7 +102,9 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         self.log = obs.JsonLog("supervisor")
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(1.0, connect=0.5))
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(1.0, connect=0.5))  # control calls (rare)
+        self.probe = Upstream(limit=50)  # readiness and stats polls (frequent)
+        self._last_written: str | None = None
         self._next_feature = 0
 
     # --- process specs -------------------------------------------------------------------------
@@ -110,7 +117,14 @@ class Supervisor:
     def args_for(self, p: Proc) -> list[str]:
         models, variant = str(self.paths.models), self.variants.get(p.system, "naive")
         if p.module == "mlchaos.lab.model_server":
-            return ["--models", models, "--version", p.model_version or "current", "--load-delay", str(self.load_delay)]
+            return [
+                "--models",
+                models,
+                "--version",
+                p.model_version or "current",
+                "--load-delay",
+                str(self.load_delay),
+            ]
         if p.module == "mlchaos.lab.balancer":
             mode = "mitigated" if p.group == "features" else system_variant("serving", variant)
             backs = [f"{q.name}={q.url}" for q in self.group(p.group or "")]
@@ -118,13 +132,27 @@ class Supervisor:
         if p.module == "mlchaos.lab.feature_service":
             return ["--db", str(self.paths.feature_db)]
         if p.module == "mlchaos.lab.fraud_service":
-            return ["--models", models, "--version", p.model_version or "current",
-                    "--feature-url", self.dependency_url("fraud"), "--variant", variant]
+            return [
+                "--models",
+                models,
+                "--version",
+                p.model_version or "current",
+                "--feature-url",
+                self.dependency_url("fraud"),
+                "--variant",
+                variant,
+            ]
         if p.module == "mlchaos.lab.embedding_service":
             return ["--models", models]
         if p.module == "mlchaos.lab.recommender_service":
-            return ["--models", models, "--embedding-url", self.dependency_url("recommender"),
-                    "--variant", system_variant("recommender", variant)]
+            return [
+                "--models",
+                models,
+                "--embedding-url",
+                self.dependency_url("recommender"),
+                "--variant",
+                system_variant("recommender", variant),
+            ]
         raise ValueError(p.module)
 
     def group(self, g: str) -> list[Proc]:
@@ -135,22 +163,65 @@ class Supervisor:
             return int(ports.get(name) or free_port())
 
         if system == "serving":
-            reps = [Proc(f"serving-{i}", "serving", "replica", "mlchaos.lab.model_server", port(f"serving-{i}"),
-                         group="serving", model_version="current") for i in range(SERVING_REPLICAS)]
-            return [*reps, Proc("serving-lb", "serving", "lb", "mlchaos.lab.balancer", port("serving-lb"),
-                                group="serving")]
+            reps = [
+                Proc(
+                    f"serving-{i}",
+                    "serving",
+                    "replica",
+                    "mlchaos.lab.model_server",
+                    port(f"serving-{i}"),
+                    group="serving",
+                    model_version="current",
+                )
+                for i in range(SERVING_REPLICAS)
+            ]
+            return [
+                *reps,
+                Proc(
+                    "serving-lb", "serving", "lb", "mlchaos.lab.balancer", port("serving-lb"), group="serving"
+                ),
+            ]
         if system == "realtime":
             n = self.autoscaler.policy.min_replicas
             reps = [self._feature_replica(ports) for _ in range(n)]
-            return [*reps,
-                    Proc("features-lb", "realtime", "lb", "mlchaos.lab.balancer", port("features-lb"), group="features"),
-                    Proc("fraud", "realtime", "service", "mlchaos.lab.fraud_service", port("fraud"),
-                         model_version="current")]
+            return [
+                *reps,
+                Proc(
+                    "features-lb",
+                    "realtime",
+                    "lb",
+                    "mlchaos.lab.balancer",
+                    port("features-lb"),
+                    group="features",
+                ),
+                Proc(
+                    "fraud",
+                    "realtime",
+                    "service",
+                    "mlchaos.lab.fraud_service",
+                    port("fraud"),
+                    model_version="current",
+                ),
+            ]
         if system == "recommender":
-            return [Proc("embedding", "recommender", "service", "mlchaos.lab.embedding_service", port("embedding"),
-                         model_version=RECS_VERSION),
-                    Proc("recommender", "recommender", "service", "mlchaos.lab.recommender_service",
-                         port("recommender"), model_version=RECS_VERSION)]
+            return [
+                Proc(
+                    "embedding",
+                    "recommender",
+                    "service",
+                    "mlchaos.lab.embedding_service",
+                    port("embedding"),
+                    model_version=RECS_VERSION,
+                ),
+                Proc(
+                    "recommender",
+                    "recommender",
+                    "service",
+                    "mlchaos.lab.recommender_service",
+                    port("recommender"),
+                    model_version=RECS_VERSION,
+                ),
+            ]
         return []  # batch runs on demand (python -m mlchaos.lab.batch), it has no long-lived process
 
     def _feature_replica(self, ports: dict[str, int] | None = None) -> Proc:
@@ -187,16 +258,22 @@ class Supervisor:
     async def up(self, systems: list[str], variant: str, ports: dict[str, int]) -> None:
         await asyncio.gather(asyncio.to_thread(ensure_built, self.paths), asyncio.to_thread(procs.warm_up))
         new: list[Proc] = []
+        running = [
+            s for s in systems if s in self.systems and self.variants.get(s) != system_variant(s, variant)
+        ]
+        if running:  # already up in another variant: switch it, as asked
+            await self.set_variant(running, variant)
         for s in systems:
-            self.variants[s] = system_variant(s, variant) if s not in self.systems else self.variants[s]
             if s in self.systems:
                 continue
+            self.variants[s] = system_variant(s, variant)
             self.systems.append(s)
             for p in self.plan(s, ports):
                 self.procs[p.name] = p
                 new.append(p)
         for p in new:
             self.spawn(p)
+        self.log("up", systems=systems, variants=self.variants, started=[p.name for p in new])
         self.write_state()
 
     async def post(self, p: Proc, path: str, body: dict[str, Any], method: str = "POST") -> None:
@@ -242,7 +319,7 @@ class Supervisor:
 
     # --- loops ---------------------------------------------------------------------------------
     async def monitor(self) -> None:
-        last_scale = time.monotonic()
+        last_scale = last_full = time.monotonic()
         while not self.stopping:
             now = time.time()
             for p in list(self.procs.values()):
@@ -253,7 +330,9 @@ class Supervisor:
                     continue
                 if p.restart_at is None:
                     quick = now - p.started_at < 5.0
-                    p.backoff = min(max(p.backoff * 2, self.restart_delay), 10.0) if quick else self.restart_delay
+                    p.backoff = (
+                        min(max(p.backoff * 2, self.restart_delay), 10.0) if quick else self.restart_delay
+                    )
                     p.restart_at = now + p.backoff
                     p.ready = False
                     self.log("exited", level="warning", service=p.name, code=code, restart_in_s=p.backoff)
@@ -261,28 +340,34 @@ class Supervisor:
                     p.restarts += 1
                     RESTARTS.labels(p.name).inc()
                     self.spawn(p)
-            await self.poll_ready()
+            # not-ready processes every tick (fast start-up detection), all of them once a second
+            full = time.monotonic() - last_full >= 1.0
+            if full:
+                last_full = time.monotonic()
+            await self.poll_ready(everyone=full)
             if "realtime" in self.systems and time.monotonic() - last_scale >= 1.0:
                 last_scale = time.monotonic()
                 await self.autoscale()
             self.write_state()
             await asyncio.sleep(0.25)
 
-    async def poll_ready(self) -> None:
+    async def poll_ready(self, everyone: bool = True) -> None:
         async def one(p: Proc) -> None:
             if p.pid is None:
                 p.ready = False
                 return
             try:
-                r = await self.client.get(p.url + "/ready", timeout=0.5)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
+                status, _ = await self.probe.get_json(p.url + "/ready", 0.5)
+                ok = status == 200
+            except Exception:  # any failure to answer is "not ready"
                 ok = False
             if ok and not p.ready:
                 self.log("ready", service=p.name, after_s=round(time.time() - p.started_at, 3))
             p.ready = ok
 
-        await asyncio.gather(*(one(p) for p in self.procs.values() if p.desired))
+        await asyncio.gather(
+            *(one(p) for p in self.procs.values() if p.desired and (everyone or not p.ready))
+        )
 
     async def autoscale(self) -> None:
         reps = self.group("features")
@@ -291,10 +376,10 @@ class Supervisor:
             if p.pid is None:
                 continue
             try:
-                s = (await self.client.get(p.url + "/stats", timeout=0.5)).json()
+                _, s = await self.probe.get_json(p.url + "/stats", 0.5)
                 reqs += s["requests"]
                 lat += s["latency_sum_s"]
-            except (httpx.HTTPError, ValueError, KeyError):
+            except Exception:  # a replica that cannot answer its stats counts as no data
                 continue
         d: Decision = self.autoscaler.observe(time.monotonic(), len(reps), reqs, lat)
         AS_CONCURRENCY.labels("features").set(d.concurrency)
@@ -303,9 +388,17 @@ class Supervisor:
         if d.direction == "hold":
             return
         AS_DECISIONS.labels("features", d.direction).inc()
-        rec = {"at": time.time(), "service": "features", "from": d.current, "to": d.desired,
-               "direction": d.direction, "reason": d.reason, "concurrency": round(d.concurrency, 3),
-               "latency_ms": round(d.latency_ms, 3), "rate": round(d.rate, 1)}
+        rec: dict[str, Any] = {
+            "at": time.time(),
+            "service": "features",
+            "from": d.current,
+            "to": d.desired,
+            "direction": d.direction,
+            "reason": d.reason,
+            "concurrency": round(d.concurrency, 3),
+            "latency_ms": round(d.latency_ms, 3),
+            "rate": round(d.rate, 1),
+        }
         self.decisions = [*self.decisions[-49:], rec]
         self.log("autoscale", **rec)
         lb = self.procs.get("features-lb")
@@ -315,12 +408,16 @@ class Supervisor:
                 self.procs[p.name] = p
                 self.spawn(p)
         else:
-            victims = sorted(reps, key=lambda q: q.started_at)[d.desired:]
+            victims = sorted(reps, key=lambda q: q.started_at)[d.desired :]
             for v in victims:
                 v.desired = False
         if lb is not None:
-            await self.post(lb, "/lb/backends", [{"name": q.name, "url": q.url} for q in self.group("features")],  # type: ignore[arg-type]
-                            method="PUT")
+            await self.post(
+                lb,
+                "/lb/backends",
+                [{"name": q.name, "url": q.url} for q in self.group("features")],  # type: ignore[arg-type]
+                method="PUT",
+            )
         if d.desired < d.current:
             await asyncio.sleep(0.5)  # let the balancer drain them first
             await self.reap([q for q in reps if not q.desired])
@@ -331,18 +428,43 @@ class Supervisor:
     def services(self) -> list[dict[str, Any]]:
         out = []
         for p in self.procs.values():
-            out.append({
-                "name": p.name, "system": p.system, "role": p.role, "pid": p.pid, "port": p.port, "url": p.url,
-                "ready": p.ready and p.pid is not None, "variant": self.variants.get(p.system),
-                "model_version": self.resolve(p.model_version), "model_alias": p.model_version,
-                "restarts": p.restarts, "alive": p.pid is not None,
-                "started_at": p.started_at, "group": p.group,
-            })
+            out.append(
+                {
+                    "name": p.name,
+                    "system": p.system,
+                    "role": p.role,
+                    "pid": p.pid,
+                    "port": p.port,
+                    "url": p.url,
+                    "ready": p.ready and p.pid is not None,
+                    "variant": self.variants.get(p.system),
+                    "model_version": self.resolve(p.model_version),
+                    "model_alias": p.model_version,
+                    "restarts": p.restarts,
+                    "alive": p.pid is not None,
+                    "started_at": p.started_at,
+                    "group": p.group,
+                }
+            )
         if "batch" in self.systems:
-            out.append({"name": "batch", "system": "batch", "role": "job", "pid": None, "port": None, "url": None,
-                        "ready": (self.paths.offline).exists(), "variant": self.variants.get("batch"),
-                        "model_version": self.resolve("current"), "model_alias": "current", "restarts": 0, "alive": True, "started_at": None,
-                        "group": None})
+            out.append(
+                {
+                    "name": "batch",
+                    "system": "batch",
+                    "role": "job",
+                    "pid": None,
+                    "port": None,
+                    "url": None,
+                    "ready": (self.paths.offline).exists(),
+                    "variant": self.variants.get("batch"),
+                    "model_version": self.resolve("current"),
+                    "model_alias": "current",
+                    "restarts": 0,
+                    "alive": True,
+                    "started_at": None,
+                    "group": None,
+                }
+            )
         return out
 
     def resolve(self, alias: str | None) -> str | None:
@@ -357,11 +479,16 @@ class Supervisor:
     def state(self) -> dict[str, Any]:
         return {
             "dir": str(self.paths.root),
-            "supervisor": {"pid": os.getpid(), "port": self.control_port, "url": f"http://{HOST}:{self.control_port}"},
+            "supervisor": {
+                "pid": os.getpid(),
+                "port": self.control_port,
+                "url": f"http://{HOST}:{self.control_port}",
+            },
             "systems": self.systems,
             "variants": self.variants,
-            "dependency_urls": {s: self.dependency_url(s) for s in ("fraud", "recommender")
-                                if s in self.procs},
+            "dependency_urls": {
+                s: self.dependency_url(s) for s in ("fraud", "recommender") if s in self.procs
+            },
             "services": self.services(),
             "autoscaler": {"policy": self.autoscaler.policy.__dict__, "decisions": self.decisions[-20:]},
             "load_delay": self.load_delay,
@@ -369,8 +496,15 @@ class Supervisor:
         }
 
     def write_state(self) -> None:
+        """Write ``state.json`` atomically, only when something other than the timestamp changed."""
+        st = self.state()
+        st.pop("updated_at")
+        text = json.dumps(st, indent=1)
+        if text == self._last_written:
+            return
+        self._last_written = text
         tmp = self.paths.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state(), indent=1))
+        tmp.write_text(json.dumps({**st, "updated_at": time.time()}, indent=1))
         tmp.replace(self.paths.state)
 
     async def shutdown(self) -> None:
@@ -394,26 +528,32 @@ def create_control_app(sup: Supervisor, holder: dict[str, Any]) -> FastAPI:
         return sup.state()
 
     @app.post("/up")
-    async def up(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
-        await sup.up(list(body.get("systems") or SYSTEMS), str(body.get("variant", "naive")),
-                     dict(body.get("ports") or {}))
+    async def up(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        await sup.up(
+            list(body.get("systems") or SYSTEMS),
+            str(body.get("variant", "naive")),
+            dict(body.get("ports") or {}),
+        )
         for svc, url in (body.get("dependency_urls") or {}).items():
             await sup.set_dependency(svc, url)
         return sup.state()
 
     @app.post("/variant")
-    async def variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         await sup.set_variant(list(body.get("systems") or sup.systems), str(body["variant"]))
         return sup.state()
 
     @app.post("/model")
-    async def model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+    async def model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         names = await sup.set_model(str(body["version"]), body.get("services"))
         return {"services": names, "version": body["version"]}
 
     @app.post("/dependency")
-    async def dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
-        return {"service": body["service"], "url": await sup.set_dependency(str(body["service"]), body.get("url"))}
+    async def dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return {
+            "service": body["service"],
+            "url": await sup.set_dependency(str(body["service"]), body.get("url")),
+        }
 
     @app.post("/down")
     async def down() -> dict[str, Any]:
@@ -433,11 +573,18 @@ async def run(sup: Supervisor) -> None:
     import uvicorn
 
     holder: dict[str, Any] = {}
-    config = uvicorn.Config(create_control_app(sup, holder), host=HOST, port=sup.control_port,
-                            log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_control_app(sup, holder),
+        host=HOST,
+        port=sup.control_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     holder["server"] = server
     sup.write_state()
+    sup.log("started", pid=os.getpid(), control_port=sup.control_port, dir=str(sup.paths.root))
     mon = asyncio.create_task(sup.monitor())
     try:
         await server.serve()
@@ -448,6 +595,7 @@ async def run(sup: Supervisor) -> None:
         if not sup.stopping:
             await sup.shutdown()
         await sup.client.aclose()
+        await sup.probe.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -458,11 +606,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--restart-delay", type=float, default=0.5)
     p.add_argument("--min-features", type=int, default=1)
     p.add_argument("--max-features", type=int, default=3)
+    p.add_argument(
+        "--autoscale",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="AutoscalerPolicy field, e.g. target_concurrency=2 (repeatable)",
+    )
     a = p.parse_args(argv)
+    policy = AutoscalerPolicy(min_replicas=a.min_features, max_replicas=a.max_features)
+    for kv in a.autoscale:
+        key, _, value = kv.partition("=")
+        setattr(policy, key, type(getattr(policy, key))(float(value)))
     paths = LabPaths(a.dir)
     paths.ensure()
-    sup = Supervisor(paths, a.port or free_port(), load_delay=a.load_delay, restart_delay=a.restart_delay,
-                     autoscaler=Autoscaler(AutoscalerPolicy(min_replicas=a.min_features, max_replicas=a.max_features)))
+    sup = Supervisor(
+        paths,
+        a.port or free_port(),
+        load_delay=a.load_delay,
+        restart_delay=a.restart_delay,
+        autoscaler=Autoscaler(policy),
+    )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     asyncio.run(run(sup))
 

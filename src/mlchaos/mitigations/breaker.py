@@ -117,7 +117,9 @@ class FeatureCache:
     show it.  Bounded LRU so memory stays flat under many entities.
     """
 
-    def __init__(self, default: Mapping[str, float], max_age: float = 300.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, default: Mapping[str, float], max_age: float = 300.0, max_entries: int = 100_000
+    ) -> None:
         self.default = dict(default)
         self.max_age = max_age
         self.max_entries = max_entries

@@ -41,4 +41,8 @@ class ReadinessGate:
 
     def status(self) -> tuple[int, dict[str, object]]:
         """``(http_status, body)`` for a ``/ready`` endpoint."""
-        return (200 if self._ready else 503), {"ready": self._ready, "reason": self.reason, "since": self.since}
+        return (200 if self._ready else 503), {
+            "ready": self._ready,
+            "reason": self.reason,
+            "since": self.since,
+        }

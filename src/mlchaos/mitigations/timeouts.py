@@ -42,5 +42,7 @@ class Deadline:
         if cap is not None:
             left = min(left, cap)
         if left <= 0:
+            if asyncio.iscoroutine(aw):
+                aw.close()  # never started: close it so it is not reported as never awaited
             raise TimeoutError("deadline expired")
         return await with_timeout(aw, left)

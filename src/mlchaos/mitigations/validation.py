@@ -28,7 +28,12 @@ class ValidationReport:
         return len(self.failures)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "rows": self.rows, "failed_checks": self.failed_checks, "failures": self.failures}
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "failed_checks": self.failed_checks,
+            "failures": self.failures,
+        }
 
     def summary(self) -> str:
         if self.ok:
@@ -59,7 +64,9 @@ class ValidationGate:
         except SchemaErrors as exc:
             return ValidationReport(False, len(frame), _failures(exc.failure_cases))
         except SchemaError as exc:  # pragma: no cover - lazy=True raises SchemaErrors
-            return ValidationReport(False, len(frame), [{"column": None, "check": str(exc), "count": 1, "examples": []}])
+            return ValidationReport(
+                False, len(frame), [{"column": None, "check": str(exc), "count": 1, "examples": []}]
+            )
         return ValidationReport(True, len(frame))
 
     def check(self, frame: pd.DataFrame) -> pd.DataFrame:
