@@ -25,6 +25,17 @@ BUILTIN: dict[str, dict[str, str]] = {
     "fault": {
         "process-pause": "mlchaos.faults.process:ProcessPause",
         "process-kill": "mlchaos.faults.process:ProcessKill",
+        "stale-model": "mlchaos.faults.lab:StaleModel",
+        "latency": "mlchaos.faults.network:Latency",
+        "bandwidth": "mlchaos.faults.network:Bandwidth",
+        "timeout": "mlchaos.faults.network:Timeout",
+        "reset": "mlchaos.faults.network:Reset",
+        "refuse": "mlchaos.faults.network:Refuse",
+        "slow-close": "mlchaos.faults.network:SlowClose",
+        "http-error": "mlchaos.faults.network:HttpError",
+        "abort": "mlchaos.faults.network:Abort",
+        "json-corrupt": "mlchaos.faults.network:JsonCorrupt",
+        "proxy": "mlchaos.faults.network:Generic",
         "failpoint": "mlchaos.faults.data:FailpointFault",
         "file-corrupt": "mlchaos.faults.data:FileCorrupt",
         "model-swap": "mlchaos.faults.data:ModelSwap",
@@ -52,6 +63,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "process": "mlchaos.targets.process:ProcessTarget",
         "http": "mlchaos.targets.http:HttpTarget",
         "kubernetes": "mlchaos.targets.kubernetes:KubernetesTarget",
+        "lab": "mlchaos.targets.lab:LabTarget",
     },
 }
 _eps_cache: dict[str, dict[str, Any]] = {}

@@ -405,6 +405,13 @@ class Runner:
 
         spec = self.v.load
         assert spec is not None
+        req = getattr(spec, "request", None)
+        body_file = getattr(req, "body_file", None)
+        if body_file and not Path(body_file).is_absolute() and self.v.source and Path(self.v.source).exists():
+            # a body file named next to the experiment file is found wherever the run starts
+            candidate = Path(self.v.source).resolve().parent / body_file
+            if candidate.exists():
+                spec = spec.model_copy(update={"request": req.model_copy(update={"body_file": str(candidate)})})
         base_url = None
         tname = getattr(spec, "target", None) or "default"
         if tname in self.targets:

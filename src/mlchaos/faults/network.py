@@ -137,7 +137,7 @@ class ProxyFault(Fault):
             if callable(found):
                 found = found()
             if not found:
-                found = getattr(target.spec, "proxy_control", None)
+                found = getattr(getattr(target, "spec", None), "proxy_control", None)
             if not isinstance(found, str) or not found:
                 raise FaultError(
                     f"{self.spec.fault}: no proxy to drive; set 'control: http://HOST:PORT' on the step "

@@ -23,6 +23,7 @@ from mlchaos.spec.types import Percent
 
 class _Selection(FaultSpec):
     pids: list[int] | None = Field(None, description="PIDs to choose from; default: the target's processes.")
+    select: str | None = Field(None, description="Which of the target's processes, e.g. 'serving-[0-9]' on a lab target.")
     count: int | None = Field(None, ge=1, description="Hit exactly this many processes.")
     percent: Percent | None = Field(None, description="Hit this share of the processes (rounded up).")
     keep_healthy: int = Field(0, ge=0, description="Leave at least this many processes untouched.")
@@ -44,7 +45,7 @@ class _ProcessFault(Fault):
     def _candidates(self) -> list[int]:
         if self.spec.pids:
             return list(self.spec.pids)
-        return self.ctx.target(self.spec.target).pids()
+        return self.ctx.target(self.spec.target).pids(self.spec.select)
 
     def _choose(self) -> tuple[list[int], dict[str, Any]]:
         pids = [p for p in self._candidates() if _start_time(p) is not None]

@@ -57,6 +57,8 @@ class ServiceStatus:
     restarts: int = 0
     group: str | None = None
     model_alias: str | None = None
+    control_url: str | None = None
+    """A fault proxy's control API (role ``proxy``): what network faults drive."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ServiceStatus:
@@ -73,6 +75,7 @@ class ServiceStatus:
             int(d.get("restarts") or 0),
             d.get("group"),
             d.get("model_alias"),
+            d.get("control_url"),
         )
 
 

@@ -76,10 +76,21 @@ class Proc:
     desired: bool = True
     restart_at: float | None = None
     backoff: float = 0.0
+    control_port: int | None = None
+    upstream: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def control_url(self) -> str | None:
+        return f"http://{HOST}:{self.control_port}" if self.control_port else None
+
+    @property
+    def ready_url(self) -> str:
+        # a fault proxy forwards every data-path path upstream: ask its own control API instead
+        return (self.control_url + "/health") if self.control_url else self.url + "/ready"
 
     @property
     def pid(self) -> int | None:
@@ -109,13 +120,18 @@ class Supervisor:
 
     # --- process specs -------------------------------------------------------------------------
     def dependency_url(self, service: str) -> str:
+        """Where ``service`` sends its dependency calls: an override, else the lab's fault proxy."""
         if service in self.dependency_overrides:
             return self.dependency_overrides[service]
-        target = {"fraud": "features-lb", "recommender": "embedding"}[service]
-        return self.procs[target].url
+        proxy, direct = {"fraud": ("features-proxy", "features-lb"), "recommender": ("embedding-proxy", "embedding")}[service]
+        return self.procs[proxy].url if proxy in self.procs else self.procs[direct].url
 
     def args_for(self, p: Proc) -> list[str]:
         models, variant = str(self.paths.models), self.variants.get(p.system, "naive")
+        if p.role == "proxy":
+            upstream = self.procs[p.upstream or ""]
+            return ["--listen", f"{HOST}:{p.port}", "--upstream", f"{HOST}:{upstream.port}", "--mode", "http",
+                    "--control", f"{HOST}:{p.control_port}"]
         if p.module == "mlchaos.lab.model_server":
             return [
                 "--models",
@@ -194,6 +210,8 @@ class Supervisor:
                     port("features-lb"),
                     group="features",
                 ),
+                Proc("features-proxy", "realtime", "proxy", "mlchaos.proxy.__main__", port("features-proxy"),
+                     control_port=port("features-proxy-control"), upstream="features-lb"),
                 Proc(
                     "fraud",
                     "realtime",
@@ -213,6 +231,8 @@ class Supervisor:
                     port("embedding"),
                     model_version=RECS_VERSION,
                 ),
+                Proc("embedding-proxy", "recommender", "proxy", "mlchaos.proxy.__main__", port("embedding-proxy"),
+                     control_port=port("embedding-proxy-control"), upstream="embedding"),
                 Proc(
                     "recommender",
                     "recommender",
@@ -232,7 +252,7 @@ class Supervisor:
 
     # --- process control -----------------------------------------------------------------------
     def spawn(self, p: Proc) -> None:
-        argv = ["--name", p.name, "--port", str(p.port), *self.args_for(p)]
+        argv = self.args_for(p) if p.role == "proxy" else ["--name", p.name, "--port", str(p.port), *self.args_for(p)]
         p.popen = procs.start(p.name, p.module, argv, str(self.paths.log_for(p.name)))
         p.started_at, p.ready, p.restart_at = time.time(), False, None
         self.log("spawned", service=p.name, pid=p.popen.pid, port=p.port)
@@ -357,7 +377,7 @@ class Supervisor:
                 p.ready = False
                 return
             try:
-                status, _ = await self.probe.get_json(p.url + "/ready", 0.5)
+                status, _ = await self.probe.get_json(p.ready_url, 0.5)
                 ok = status == 200
             except Exception:  # any failure to answer is "not ready"
                 ok = False
@@ -444,6 +464,7 @@ class Supervisor:
                     "alive": p.pid is not None,
                     "started_at": p.started_at,
                     "group": p.group,
+                    "control_url": p.control_url,
                 }
             )
         if "batch" in self.systems:

@@ -12,7 +12,10 @@ statistic against what the same field looked like during the baseline phase.
 from __future__ import annotations
 
 import collections
+import contextlib
+import glob
 import math
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -21,16 +24,20 @@ from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
 from mlchaos.probes.http import json_path
 
 _DRIFT = ("psi", "ks", "wasserstein", "jensen_shannon")
+_BASELINED = (*_DRIFT, "changed")
 
 
 class PredictionsSpec(ProbeSpec):
     probe: Literal["predictions"] = "predictions"
     source: Literal["load", "file"] = Field("load", description="Sampled load responses, or a predictions file.")
     field: str = Field("prediction", description="JSON path in a response (load) or column name (file).")
-    path: str | None = Field(None, description="Predictions file (parquet or CSV) for source: file.")
-    stat: Literal["rate", "mean", "quantile", "mode", "missing", "psi", "ks", "wasserstein", "jensen_shannon"] = Field(
-        "rate", description="rate: share equal to 'label'; missing: share without the field; psi/ks/...: drift "
-                            "against the values seen during the baseline phase.")
+    path: str | None = Field(None, description="Predictions file (parquet or CSV) for source: file; a glob picks "
+                                                "the newest match; relative paths resolve on the target (lab dir).")
+    stat: Literal["rate", "mean", "quantile", "mode", "missing", "changed", "psi", "ks", "wasserstein",
+                  "jensen_shannon"] = Field(
+        "rate", description="rate: share equal to 'label'; missing: share without the field; changed: share of "
+                            "rows that differ from the baseline's (same input, e.g. a batch re-run); psi/ks/...: "
+                            "drift against the values seen during the baseline phase.")
     label: Any = Field(1, description="Value counted by stat: rate (e.g. 1 for fraud, true for fallback).")
     q: float = Field(0.5, ge=0, le=1, description="Quantile for stat: quantile.")
     min_samples: int = Field(50, ge=1, description="Fewer values in the window means 'insufficient data'.")
@@ -64,8 +71,11 @@ class PredictionsProbe(Probe):
                 raise ProbeError("source: file needs 'path'")
             from mlchaos.probes.drift import read_column
 
+            path = self._file()
+            if path is None:
+                return [], 0
             try:
-                col = read_column(s.path, s.field, s.last)
+                col = read_column(str(path), s.field, s.last)
             except (OSError, KeyError, ValueError) as exc:
                 raise ProbeError(f"cannot read {s.field!r} from {s.path}: {exc}") from None
             rows = col.tolist()
@@ -87,18 +97,36 @@ class PredictionsProbe(Probe):
                 values.append(None)
         return values, seen
 
+    def _file(self) -> Path | None:
+        """The file to read: relative to the target (the lab dir) if it can resolve paths; newest glob match."""
+        assert self.spec.path is not None
+        raw = self.spec.path
+        resolve = None
+        with contextlib.suppress(Exception):
+            resolve = getattr(self.ctx.target(self.spec.target), "resolve_path", None)
+        path = resolve(raw) if callable(resolve) and not Path(raw).is_absolute() else Path(raw)
+        if any(c in str(path) for c in "*?["):
+            matches = [Path(m) for m in glob.glob(str(path))]
+            return max(matches, key=lambda m: m.stat().st_mtime) if matches else None
+        return path
+
     async def measure(self) -> Measurement:
         s = self.spec
         values, seen = self._values()
         present = [v for v in values if v is not None]
-        if self.ctx.phase == "baseline" and s.stat in _DRIFT:
-            self._reference = (self._reference + present)[-50_000:]
+        if self.ctx.phase == "baseline" and s.stat in _BASELINED:
+            if s.stat == "changed":
+                self._reference = list(values)  # the same input's answers, row by row
+            else:
+                self._reference = (self._reference + present)[-50_000:]
         if seen < s.min_samples:
             return Measurement(None, samples=seen,
                                insufficient=f"{seen} answers in the window; {s.stat} needs ≥ {s.min_samples}")
         detail: dict[str, Any] = {"field": s.field, "stat": s.stat}
         if s.stat == "missing":
             return Measurement(1 - len(present) / seen, detail, samples=seen)
+        if s.stat == "changed":
+            return self._changed(values, detail)
         if not present:
             raise ProbeError(f"no answer in the window has the field {s.field!r}")
         if s.stat == "rate":
@@ -115,6 +143,21 @@ class PredictionsProbe(Probe):
             nums.sort()
             return Measurement(nums[min(len(nums) - 1, int(s.q * len(nums)))], detail, samples=len(nums))
         return self._drift(present, detail)
+
+    def _changed(self, current: list[Any], detail: dict[str, Any]) -> Measurement:
+        ref = self._reference
+        if not ref:
+            return Measurement(None, insufficient="no baseline answers to compare against")
+        if len(ref) != len(current):
+            return Measurement(1.0, {**detail, "reference_rows": len(ref), "rows": len(current)}, samples=len(current))
+
+        def differ(a: Any, b: Any) -> bool:
+            if isinstance(a, float) and isinstance(b, float):
+                return not (a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-12 * max(1.0, abs(a)))
+            return bool(a != b)
+
+        changed = sum(differ(a, b) for a, b in zip(ref, current, strict=True))
+        return Measurement(changed / len(current), {**detail, "changed_rows": changed}, samples=len(current))
 
     def _drift(self, current: list[Any], detail: dict[str, Any]) -> Measurement:
         from mlchaos import drift

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import http
 from typing import Any, cast
 
 import httptools
@@ -109,8 +108,15 @@ class Message:
         self.forwarded = False
         self.raw: bytes | None = None
 
+    def find_chunked(self) -> None:
+        """Set ``chunked`` from the headers (only the rare re-serialised path needs it)."""
+        self.chunked = any(
+            k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in self.headers
+        )
+
     def serialise(self) -> bytes:
         """Rebuild the request from its parts (pipelined or multi-chunk requests only)."""
+        self.find_chunked()
         out = [self.method, b" ", self.url, b" HTTP/", self.version.encode(), b"\r\n"]
         for k, v in self.headers:
             out += [k, b": ", v, b"\r\n"]
@@ -124,17 +130,6 @@ class Message:
 
 def frame(piece: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(piece), piece)
-
-
-def local_response(resp: LocalResponse, keep_alive: bool) -> bytes:
-    try:
-        reason = http.HTTPStatus(resp.status).phrase
-    except ValueError:
-        reason = "Injected"
-    lines = [f"HTTP/1.1 {resp.status} {reason}", f"Content-Length: {len(resp.body)}"]
-    lines += [f"{k}: {v}" for k, v in resp.headers]
-    lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + resp.body
 
 
 class Downstream(asyncio.Protocol):
@@ -215,7 +210,7 @@ class Downstream(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         body = text.encode()
-        self.transport.write(local_response(LocalResponse(status, body, [("Content-Type", "text/plain")]), False))
+        self.transport.write(LocalResponse(status, body, [("Content-Type", "text/plain")]).wire(False))
         self.transport.close()
 
     # -- httptools callbacks -------------------------------------------------------------------
@@ -232,8 +227,6 @@ class Downstream(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.parsing is not None
         self.parsing.headers.append((name, value))
-        if len(name) == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
-            self.parsing.chunked = True
 
     def on_headers_complete(self) -> None:
         m = self.parsing
@@ -312,7 +305,7 @@ class Downstream(asyncio.Protocol):
         self.waiting_local = False
         m, plan = self.cur, self.plan
         assert m is not None and plan is not None and plan.local is not None
-        self._deliver(local_response(plan.local, m.keep_alive), m.keep_alive)
+        self._deliver(plan.local.wire(m.keep_alive), m.keep_alive)
 
     def _forward(self, m: Message) -> None:
         plan = self.plan
@@ -336,7 +329,7 @@ class Downstream(asyncio.Protocol):
 
     def _send(self, m: Message, up: Upstream) -> None:
         self.up = up
-        up.start(self, head=m.method == b"HEAD", collect=bool(self.plan and self.plan.corrupt))
+        up.start(self, head=m.method == b"HEAD")
         assert up.transport is not None
         up.transport.write(m.raw if m.raw is not None else m.serialise())
         m.body = []
@@ -357,7 +350,7 @@ class Downstream(asyncio.Protocol):
         self.resp_buf = None
         plan = self.plan
         if plan is not None and plan.corrupt:
-            data = corrupt_response(data, up, plan)
+            data = corrupt_response(data, plan)
         self._deliver(data, m.keep_alive and keep_alive)
 
     def upstream_lost(self, up: Upstream) -> None:
@@ -372,13 +365,6 @@ class Downstream(asyncio.Protocol):
             self._reset()  # a half-delivered response cannot be repaired: pass the failure on
         else:
             self._fail(502, "mlchaos proxy: upstream closed the connection before responding")
-
-    def on_response_data(self, data: bytes) -> None:
-        if self.resp_buf is None:
-            assert self.transport is not None
-            self.transport.write(data)
-        else:
-            self.resp_buf.append(data)
 
     # -- response effects ---------------------------------------------------------------------
     def _deliver(self, data: bytes, keep_alive: bool) -> None:
@@ -442,11 +428,25 @@ class Downstream(asyncio.Protocol):
             sockets.reset(self.transport)
 
 
-def corrupt_response(data: bytes, up: Upstream, plan: Plan) -> bytes:
-    """Apply the plan's JSON corruptions to a whole buffered response; rebuild framing if the body changed."""
-    if up.encoded:
+def corrupt_response(data: bytes, plan: Plan) -> bytes:
+    """Apply the plan's JSON corruptions to a whole buffered response; fix the framing if the body changed.
+
+    Works on the raw bytes (no per-header parser callbacks): the header block is searched once, the
+    body is the rest (de-chunked when needed), and only Content-Length / Transfer-Encoding lines change.
+    """
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return data
+    head = data[:head_end]
+    lhead = head.lower()
+    if _header(lhead, b"content-encoding", b"") not in (None, b"identity"):
         return data  # compressed bodies are passed on untouched (documented limitation)
-    body = b"".join(up.body)
+    body = data[head_end + 4 :]
+    if b"chunked" in (_header(lhead, b"transfer-encoding", b"") or b""):
+        plain = dechunk(body)
+        if plain is None:
+            return data
+        body = plain
     new = body
     for fault in plan.corrupt:
         patched = fault.corrupt(new)
@@ -454,13 +454,46 @@ def corrupt_response(data: bytes, up: Upstream, plan: Plan) -> bytes:
             new = patched
     if new is body:
         return data
-    head = data[: data.find(b"\r\n\r\n")]
-    lines = [
-        line for line in head.split(b"\r\n")
-        if not line.lower().startswith((b"content-length:", b"transfer-encoding:"))
-    ]
-    lines.append(b"Content-Length: %d" % len(new))
-    return b"\r\n".join(lines) + b"\r\n\r\n" + new
+    if b"\r\ntransfer-encoding:" in lhead:
+        head = _drop_header(head, lhead, b"transfer-encoding")
+        lhead = head.lower()
+    head = _drop_header(head, lhead, b"content-length")
+    return head + b"\r\nContent-Length: %d\r\n\r\n" % len(new) + new
+
+
+def _drop_header(head: bytes, lhead: bytes, name: bytes) -> bytes:
+    """``head`` without the header line ``name`` (splice, no split/join of every line)."""
+    i = lhead.find(b"\r\n" + name + b":")
+    if i < 0:
+        return head
+    j = lhead.find(b"\r\n", i + 2)
+    return head[:i] + (head[j:] if j >= 0 else b"")
+
+
+def _header(lhead: bytes, name: bytes, default: bytes) -> bytes | None:
+    """The (lower-cased, stripped) value of header ``name`` in a lower-cased header block, or None."""
+    i = lhead.find(b"\r\n" + name + b":")
+    if i < 0:
+        return None
+    start = i + len(name) + 3
+    end = lhead.find(b"\r\n", start)
+    return lhead[start : end if end >= 0 else len(lhead)].strip() or default
+
+
+def dechunk(body: bytes) -> bytes | None:
+    """Decode a chunked body (trailers ignored); None when it is malformed."""
+    out: list[bytes] = []
+    i = 0
+    try:
+        while True:
+            eol = body.index(b"\r\n", i)
+            size = int(body[i:eol].split(b";", 1)[0], 16)
+            if size == 0:
+                return b"".join(out)
+            out.append(body[eol + 2 : eol + 2 + size])
+            i = eol + 2 + size + 2
+    except ValueError:
+        return None
 
 
 class Upstream(asyncio.Protocol):
@@ -470,27 +503,23 @@ class Upstream(asyncio.Protocol):
         self.proxy = proxy
         self.transport: asyncio.Transport | None = None
         self.owner: Downstream | None = None
+        # Only "headers done" and "message done" callbacks: no Python call per header or body piece.
+        # Faults that transform a response work on the buffered raw bytes (see corrupt_response).
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.idle = True
         self.head = False
-        self.collect = False
         self.done = False
         self.headers_done = False
-        self.encoded = False
         self.got_bytes = False
         self.keep_alive = True
-        self.body: list[bytes] = []
 
-    def start(self, owner: Downstream, head: bool, collect: bool) -> None:
+    def start(self, owner: Downstream, head: bool) -> None:
         """Prepare for the response to the request ``owner`` is about to write."""
         self.owner = owner
         self.idle = False
         self.head = head
-        self.collect = collect
-        self.done = self.headers_done = self.encoded = self.got_bytes = False
-        if collect:
-            self.body = []
+        self.done = self.headers_done = self.got_bytes = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -524,7 +553,10 @@ class Upstream(asyncio.Protocol):
             self.close()  # bytes nobody asked for: the connection is out of sync
             return
         self.got_bytes = True
-        owner.on_response_data(data)
+        if owner.resp_buf is None:
+            owner.transport.write(data)  # type: ignore[union-attr]
+        else:
+            owner.resp_buf.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -534,23 +566,16 @@ class Upstream(asyncio.Protocol):
             return
         if self.done or (self.head and self.headers_done):
             keep = self.keep_alive
-            if self.head:
+            if self.head:  # llhttp still expects the body a HEAD response announces: start afresh
                 self.parser = httptools.HttpResponseParser(self)
             self.idle = True
             self.owner = None
             owner.response_complete(self, keep)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 16 and name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
-            self.encoded = True
-
     def on_headers_complete(self) -> None:
         self.headers_done = True
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message completes
 
-    def on_body(self, body: bytes) -> None:
-        if self.collect:
-            self.body.append(body)
-
     def on_message_complete(self) -> None:
         self.done = True
+

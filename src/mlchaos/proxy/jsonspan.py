@@ -13,6 +13,7 @@ index), ``*`` matching every key or element at that level.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -27,15 +28,50 @@ class JsonSpanError(ValueError):
     """The document is not the JSON the path expects."""
 
 
-def parse_path(path: str) -> list[str]:
-    """Split ``a.b.3`` into parts; an empty path means the whole document."""
-    return [p for p in path.split(".") if p != ""] if path else []
+Step = tuple[str, tuple[bytes, ...]]
+"""A path part and the byte forms of it as a JSON key (precomputed once per fault, not per response)."""
 
 
-def spans(doc: bytes, path: list[str]) -> list[tuple[int, int]]:
+def parse_path(path: str) -> list[Step]:
+    """Split ``a.b.3`` into steps; an empty path means the whole document."""
+    return [(p, _needles(p)) for p in path.split(".") if p != ""] if path else []
+
+
+def spans(doc: bytes, path: list[Step] | list[str]) -> list[tuple[int, int]]:
     """Byte spans ``(start, end)`` of every value ``path`` selects in ``doc`` (document order)."""
-    i = _WS.match(doc, 0).end()  # type: ignore[union-attr]
-    return list(_find(doc, i, path, 0))
+    steps: list[Step] = [p if isinstance(p, tuple) else (p, _needles(p)) for p in path]
+    i = _ws(doc, 0)
+    if all(part != "*" for part, _ in steps):
+        one = _single(doc, i, steps)
+        return [] if one is None else [one]
+    return list(_find(doc, i, steps, 0))
+
+
+def _single(doc: bytes, i: int, steps: list[Step]) -> tuple[int, int] | None:
+    """The common case, a path without wildcards: one straight walk, no generators."""
+    for part, needles in steps:
+        c = doc[i : i + 1]
+        if c == b"{":
+            for needle in needles:
+                j = _member(doc, i, needle)
+                if j is not None:
+                    break
+            else:
+                return None
+            i = _ws(doc, j)
+        elif c == b"[" and part.isdigit():
+            index = int(part)
+            i = _ws(doc, i + 1)
+            if doc[i : i + 1] == b"]":
+                return None
+            for _ in range(index):
+                i = _ws(doc, _skip(doc, i))
+                if doc[i : i + 1] != b",":
+                    return None
+                i = _ws(doc, i + 1)
+        else:
+            return None
+    return i, _skip(doc, i)
 
 
 def _skip(doc: bytes, i: int) -> int:
@@ -64,19 +100,23 @@ def _skip(doc: bytes, i: int) -> int:
 
 
 def _ws(doc: bytes, i: int) -> int:
+    if i < len(doc) and doc[i] > 32:  # compact JSON: no whitespace to skip, no regex call
+        return i
     return _WS.match(doc, i).end()  # type: ignore[union-attr]
 
 
-def _find(doc: bytes, i: int, path: list[str], depth: int) -> Iterator[tuple[int, int]]:
+def _find(doc: bytes, i: int, path: list[Step], depth: int) -> Iterator[tuple[int, int]]:
     if depth == len(path):
         yield i, _skip(doc, i)
         return
-    part = path[depth]
+    part, needles = path[depth]
     c = doc[i : i + 1]
     if c == b"{" and part != "*":
-        j = _member(doc, i, b'"' + part.encode() + b'"')
-        if j is not None:
-            yield from _find(doc, _ws(doc, j), path, depth + 1)
+        for needle in needles:
+            j = _member(doc, i, needle)
+            if j is not None:
+                yield from _find(doc, _ws(doc, j), path, depth + 1)
+                break
     elif c == b"{":
         i = _ws(doc, i + 1)
         if doc[i : i + 1] == b"}":
@@ -118,6 +158,13 @@ def _find(doc: bytes, i: int, path: list[str], depth: int) -> Iterator[tuple[int
                 raise JsonSpanError(f"expected ',' or ']' at byte {i}")
             i = _ws(doc, i + 1)
             n += 1
+
+
+def _needles(key: str) -> tuple[bytes, ...]:
+    """The key as JSON encoders write it: ASCII-escaped (Python's default) and raw UTF-8."""
+    a = json.dumps(key).encode()
+    b = json.dumps(key, ensure_ascii=False).encode()
+    return (a,) if a == b else (a, b)
 
 
 def _member(doc: bytes, obj: int, needle: bytes) -> int | None:

@@ -226,8 +226,8 @@ class Client(asyncio.Protocol):
 
         def shut() -> None:
             self.eofs += 1
-            t = other()
-            if isinstance(t, asyncio.WriteTransport) and not t.is_closing() and t.can_write_eof():
+            t = cast(asyncio.Transport | None, other())  # duck-typed: uvloop's transports are not subclasses
+            if t is not None and not t.is_closing() and t.can_write_eof():
                 t.write_eof()
             if self.eofs >= 2:
                 self.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import http
 import random
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -36,6 +37,21 @@ class LocalResponse:
     status: int
     body: bytes
     headers: list[tuple[str, str]]
+    _wire: dict[bool, bytes] = dataclasses.field(default_factory=dict, repr=False)
+
+    def wire(self, keep_alive: bool) -> bytes:
+        """The full response bytes, built once per fault (not per request)."""
+        cached = self._wire.get(keep_alive)
+        if cached is None:
+            try:
+                reason = http.HTTPStatus(self.status).phrase
+            except ValueError:
+                reason = "Injected"
+            lines = [f"HTTP/1.1 {self.status} {reason}", f"Content-Length: {len(self.body)}"]
+            lines += [f"{k}: {v}" for k, v in self.headers]
+            lines.append("Connection: keep-alive" if keep_alive else "Connection: close")
+            cached = self._wire[keep_alive] = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        return cached
 
 
 @dataclasses.dataclass(slots=True)

@@ -96,10 +96,22 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
     def corrupt(self, body: bytes) -> bytes | None:
         """Return the patched body, or None when no named field is present (or the body is not JSON)."""
         edits: list[tuple[int, int, bytes]] = []
+        if len(self._paths) == 1:  # the common case: one field, usually one span
+            field, path = self._paths[0]
+            try:
+                found = jsonspan.spans(body, path)
+                if len(found) == 1:
+                    start, end = found[0]
+                    new = self._replacement(field, body[start:end])
+                    if new is None or new == body[start:end]:
+                        return None
+                    return body[:start] + new + body[end:]
+            except (jsonspan.JsonSpanError, orjson.JSONDecodeError, ValueError):
+                return None
         try:
             for field, path in self._paths:
                 for n, (start, end) in enumerate(jsonspan.spans(body, path)):
-                    new = self._replacement(f"{field}#{n}", body[start:end])
+                    new = self._replacement(field if n == 0 else f"{field}#{n}", body[start:end])
                     if new is not None and new != body[start:end]:
                         edits.append((start, end, new))
         except (jsonspan.JsonSpanError, orjson.JSONDecodeError, ValueError):

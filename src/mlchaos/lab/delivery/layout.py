@@ -1,0 +1,42 @@
+"""Where the delivery system keeps its files inside a lab directory.
+
+One place for the paths so the pipeline, its step processes, the faults and
+the probes (separate processes) agree on them from the lab directory alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlchaos.lab.paths import LabPaths
+
+MODEL_NAME = "fraud"
+"""Registered model name of the lab's fraud model."""
+
+
+class DeliveryPaths:
+    """``<lab>/delivery/``: ``registry/`` (file registry), ``runs/<run_id>/`` (manifest, logs, outputs)."""
+
+    def __init__(self, lab_dir: Path | str) -> None:
+        self.lab = LabPaths(lab_dir)
+        self.root = self.lab.root / "delivery"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.sqlite"
+
+    @property
+    def serving_models(self) -> Path:
+        """Where serving replicas load fraud model files from (``<version>.pkl`` + ``<version>.json``)."""
+        return self.lab.models / MODEL_NAME
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id

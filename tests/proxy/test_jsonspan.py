@@ -1,0 +1,53 @@
+"""Byte spans of JSON values: the basis of 'only the named field changes'."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlchaos.proxy import jsonspan
+from mlchaos.proxy.faults.json_corrupt import JsonCorrupt, JsonCorruptParams
+
+DOC = b'{"note": "a \\"amount\\": {", "nested": {"amount": 5, "v": [1, {"amount": 6}]}, "amount": 12.50, "xs": [1, 2]}'
+
+
+def values(path: str) -> list[bytes]:
+    return [DOC[a:b] for a, b in jsonspan.spans(DOC, jsonspan.parse_path(path))]
+
+
+def test_paths() -> None:
+    assert values("amount") == [b"12.50"]
+    assert values("nested.amount") == [b"5"]
+    assert values("nested.v.1.amount") == [b"6"]
+    assert values("xs.*") == [b"1", b"2"]
+    assert values("xs.5") == [] and values("missing") == [] and values("note.x") == []
+    assert values("*.amount") == [b"5"]
+
+
+def test_corrupt_returns_none_when_nothing_to_do() -> None:
+    f = JsonCorrupt(JsonCorruptParams(fields=["missing"]), "response")
+    assert f.corrupt(DOC) is None
+    assert f.corrupt(b"not json") is None
+
+
+keys = st.text(alphabet="abcxyz\"\\ {}[]:,", min_size=1, max_size=6)
+docs = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(doc=st.dictionaries(keys, docs, min_size=1, max_size=5), indent=st.sampled_from([None, 2]))
+def test_every_top_level_value_is_found_exactly(doc: dict, indent: int | None) -> None:
+    raw = json.dumps(doc, indent=indent).encode()
+    for key, value in doc.items():
+        found = jsonspan.spans(raw, [key]) if "." not in key else []
+        if "." in key or key == "*":
+            continue
+        assert len(found) == 1
+        a, b = found[0]
+        assert json.loads(raw[a:b]) == value
