@@ -407,7 +407,7 @@ class Runner:
         assert spec is not None
         req = getattr(spec, "request", None)
         body_file = getattr(req, "body_file", None)
-        if body_file and not Path(body_file).is_absolute() and self.v.source and Path(self.v.source).exists():
+        if req is not None and body_file and not Path(body_file).is_absolute() and Path(self.v.source).exists():
             # a body file named next to the experiment file is found wherever the run starts
             candidate = Path(self.v.source).resolve().parent / body_file
             if candidate.exists():
