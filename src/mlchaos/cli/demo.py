@@ -1,50 +1,178 @@
-"""``mlchaos demo``: the built-in demonstration.
+"""``mlchaos demo``: every classic experiment of chaos engineering for ML, naive vs mitigated.
 
-Until the lab's six scenarios land, the demo runs the self-contained example
-``tiny-pause.yaml`` against a tiny prediction service it starts itself on a
-free loopback port, and writes a report directory.  Its expected verdict is
-``failed`` (one paused replica cannot keep a latency hypothesis); the demo
-exits 0 when every verdict is the expected one.
+The demo brings up the built-in lab in its own directory, runs the six
+shipped scenarios against the naive and then the mitigated variant of each
+system, brings the lab down (on every exit path), and writes one report
+directory: ``index.html``, ``summary.json``, ``junit.xml`` and the journals.
+It exits 0 when every verdict is the expected one (naive → failed or aborted,
+mitigated → passed), 1 otherwise, so it doubles as an end-to-end test.
 """
 
 from __future__ import annotations
 
-import socket
-import sys
+import dataclasses
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    file: str
+    systems: tuple[str, ...]
+    naive_variant: str = "naive"
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("replica-kill", "replica-kill.yaml", ("serving",)),
+    Scenario("batch-corruption", "batch-corruption.yaml", ("batch",)),
+    Scenario("feature-latency", "feature-latency.yaml", ("realtime",)),
+    Scenario("fraud-feature-store-delay", "fraud-feature-store-delay.yaml", ("realtime",)),
+    Scenario("embedding-outage", "embedding-outage.yaml", ("recommender",)),
+    Scenario("silent-zeros", "silent-zeros.yaml", ("realtime",), naive_variant="silent-zeros"),
+)
+EXPECTED = {"naive": ["failed", "aborted"], "mitigated": ["passed"]}
+
+
+def scenario_path(s: Scenario) -> Path:
+    from mlchaos.examples import path
+
+    return path("scenarios/" + s.file)
+
+
+class _Board:
+    """The live table: one row per scenario, one column per variant, updated as runs progress."""
+
+    def __init__(self, scenarios: list[Scenario], variants: list[str], quiet: bool) -> None:
+        self.scenarios, self.variants, self.quiet = scenarios, variants, quiet
+        self.cells: dict[tuple[str, str], str] = {}
+        self.live: Any = None
+        self.started = time.monotonic()
+        self.note = ""
+
+    def __enter__(self) -> _Board:
+        if not self.quiet:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self.render(), console=Console(stderr=True), refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.update(self.render())
+            self.live.__exit__(*exc)
+
+    def set(self, scenario: str, variant: str, text: str, note: str | None = None) -> None:
+        self.cells[(scenario, variant)] = text
+        if note is not None:
+            self.note = note
+        if self.live is not None:
+            self.live.update(self.render())
+
+    def render(self) -> Any:
+        from rich.table import Table
+
+        colours = {"passed": "green", "failed": "red", "aborted": "yellow", "not-run": "magenta", "errored": "magenta"}
+        t = Table(title=f"mlchaos demo — {time.monotonic() - self.started:.0f}s  {self.note}", expand=False)
+        t.add_column("scenario")
+        for v in self.variants:
+            t.add_column(v)
+        for s in self.scenarios:
+            row = [s.name]
+            for v in self.variants:
+                text = self.cells.get((s.name, v), "·")
+                word = text.split()[0] if text else ""
+                ok = word in EXPECTED.get(v, [])
+                style = colours.get(word)
+                row.append(f"[{style}]{text}[/{style}]" + (" ✓" if ok else " ✗") if style else text)
+            t.add_row(*row)
+        return t
+
+
+def run_demo(
+    out: Path,
+    *,
+    lab_dir: Path | None = None,
+    only: list[str] | None = None,
+    variants: list[str] | None = None,
+    quiet: bool = False,
+) -> list[dict[str, Any]]:
+    """Run the scenarios and write the report; return one summary per run (with scenario, variant, expected)."""
+    from mlchaos.engine.runner import run_experiment
+    from mlchaos.engine.state import state_dir
+    from mlchaos.lab import Lab
+    from mlchaos.report import write_report
+    from mlchaos.spec.loader import load_file
+
+    chosen = [s for s in SCENARIOS if not only or s.name in only]
+    variants = variants or ["naive", "mitigated"]
+    lab_dir = lab_dir or state_dir() / "demo-lab"
+    os.environ["MLCHAOS_LAB_DIR"] = str(lab_dir)  # the lab targets of the shipped experiments resolve it
+    journals = out / "journals"
+    journals.mkdir(parents=True, exist_ok=True)
+    lab = Lab(lab_dir)
+    runs: list[dict[str, Any]] = []
+    paths: list[Path] = []
+    systems = sorted({sys for s in chosen for sys in s.systems})
+    with _Board(chosen, variants, quiet) as board:
+        try:
+            board.set(chosen[0].name, variants[0], "starting lab…", note=f"lab up: {', '.join(systems)}")
+            lab.up(systems, variant=variants[0], timeout=120)
+            for variant in variants:
+                for s in chosen:
+                    lab_variant = s.naive_variant if variant == "naive" else variant
+                    lab.set_variant(lab_variant, list(s.systems))
+                    journal = journals / f"{s.name}-{variant}.jsonl"
+
+                    def progress(e: dict[str, Any], s: Scenario = s, variant: str = variant) -> None:
+                        if e["event"] in ("phase", "fault-inject", "fault-remove", "stop-requested"):
+                            label = e.get("phase") or e["event"]
+                            board.set(s.name, variant, f"running: {label}")
+
+                    board.set(s.name, variant, "running", note=f"{s.name} [{variant}]")
+                    result = run_experiment(load_file(scenario_path(s)), journal_path=journal, on_event=progress)
+                    run = {**result.summary, "scenario": s.name, "variant": variant, "lab_variant": lab_variant,
+                           "expected": EXPECTED[variant]}
+                    runs.append(run)
+                    paths.append(journal)
+                    board.set(s.name, variant, f"{result.status.value} ({result.summary['timing']['duration_s']:.0f}s)")
+        finally:
+            board.set(chosen[0].name, variants[0], board.cells.get((chosen[0].name, variants[0]), ""),
+                      note="lab down")
+            lab.down()
+    write_report(runs, out, journals=paths)
+    return runs
 
 
 def demo(
     out: Path = typer.Option(Path("mlchaos-report"), "--out", help="Report directory."),
+    lab_dir: Path | None = typer.Option(None, "--lab-dir", help="Lab directory (default: <state dir>/demo-lab)."),
+    only: list[str] = typer.Option([], "--only", help="Run only these scenarios (repeatable)."),
+    variant: list[str] = typer.Option([], "--variant", help="Run only these variants: naive, mitigated."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live table."),
 ) -> None:
-    """Run the built-in demo experiment(s) and write a report."""
-    from mlchaos.cli.run import _Progress
-    from mlchaos.engine.runner import run_experiment
-    from mlchaos.examples import path
-    from mlchaos.report import write_report
-    from mlchaos.spec.loader import load_file
-
-    port = _free_port()
-    v = load_file(path("tiny-pause.yaml"))
-    tgt = v.targets["default"]
-    tgt.command = [sys.executable, "-m", "mlchaos.examples.tiny_service", "--port", str(port)]
-    tgt.url = f"http://127.0.0.1:{port}"
-    out.mkdir(parents=True, exist_ok=True)
-    journal = out / "tiny-pause.jsonl"
-    journal.unlink(missing_ok=True)
-    with _Progress(v.planned_length(), False) as progress:
-        result = run_experiment(v, journal_path=journal, on_event=progress)
-    run = {**result.summary, "scenario": "tiny-pause", "variant": "naive", "expected": ["failed"]}
-    write_report([run], out, journals=[journal])
-    ok = result.status.value == "failed"
-    print(f"tiny-pause [naive]: {result.status.value} (expected failed) — {result.reason}")
-    print(f"report: {out / 'index.html'}")
+    """Run the classic ML chaos experiments on the built-in lab, naive vs mitigated, and write a report."""
+    known = {s.name for s in SCENARIOS}
+    bad = [o for o in only if o not in known]
+    if bad:
+        print(f"mlchaos demo: unknown scenario {', '.join(bad)} (known: {', '.join(sorted(known))})")
+        raise typer.Exit(2)
+    bad = [v for v in variant if v not in EXPECTED]
+    if bad:
+        print(f"mlchaos demo: unknown variant {', '.join(bad)} (naive, mitigated)")
+        raise typer.Exit(2)
+    t0 = time.monotonic()
+    runs = run_demo(out, lab_dir=lab_dir, only=only or None, variants=variant or None, quiet=quiet)
+    ok = all(r["status"] in r["expected"] for r in runs)
+    for r in runs:
+        mark = "ok " if r["status"] in r["expected"] else "BAD"
+        print(f"{mark} {r['scenario']:27} {r['variant']:10} {r['status']:8} {r['reason']}")
+    print(f"{sum(r['status'] in r['expected'] for r in runs)}/{len(runs)} verdicts as expected "
+          f"in {time.monotonic() - t0:.0f}s; report: {out / 'index.html'}")
     raise typer.Exit(0 if ok else 1)

@@ -45,7 +45,8 @@ class Journal:
         self._f: IO[str] | None = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the run
+            # one journal, one run: an existing file at this path is replaced, never appended to
+            self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - held for the run
         self.events: list[dict[str, Any]] = []
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
