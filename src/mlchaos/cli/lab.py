@@ -155,3 +155,14 @@ def batch(
     res = _lab(dir).run_batch(variant, date)
     typer.echo(json.dumps(res, indent=2))
     raise typer.Exit(0 if res.get("status") == "ok" else 1)
+
+
+def _register_manifests() -> None:
+    # Kubernetes manifests of the lab systems (practice project 1 on Minikube), from the k8s platform.
+    from mlchaos.cli.lab_manifests import manifests
+
+    app.command("manifests", help="Write Kubernetes manifests for the lab systems (and matching experiments).")(
+        manifests)
+
+
+_register_manifests()
