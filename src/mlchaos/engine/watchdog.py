@@ -71,8 +71,12 @@ def _stop_owned(base: Path, run_id: str, run_file: Path) -> None:
 
             if abs(psutil.Process(int(pid)).create_time() - float(started)) > 0.05:
                 continue
-            os.killpg(int(pid), signal.SIGCONT)
-            os.killpg(int(pid), signal.SIGTERM)
+            try:
+                os.killpg(int(pid), signal.SIGCONT)
+                os.killpg(int(pid), signal.SIGTERM)
+            except ProcessLookupError:  # not a group leader: signal the process itself
+                os.kill(int(pid), signal.SIGCONT)
+                os.kill(int(pid), signal.SIGTERM)
             _log(base, run_id, "runner died: stopped a process it had started", pid=pid)
         except Exception:
             continue

@@ -1,8 +1,18 @@
-"""Any HTTP service: a base URL that probes, load and the fault proxy point at."""
+"""Any HTTP service: a base URL that probes and load point at, optionally through a fault proxy.
+
+With ``proxy: true`` the target starts an mlchaos fault proxy in front of the
+service for the length of the run and routes the experiment's load and HTTP
+probes through it, so network and HTTP faults (``latency``, ``http-error``,
+``timeout``, ...) work against any service without touching it.  The proxy
+is a process this run owns: if the runner dies, the watchdog stops it, and
+its faults expire with their leases anyway.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -16,24 +26,70 @@ class HttpTargetSpec(TargetSpec):
     url: str = Field(description="Base URL, e.g. http://127.0.0.1:8000")
     health: str | None = Field(None, description="Path that must answer (status < 500) at preflight.")
     timeout: Duration = 2.0
+    proxy: bool = Field(False, description="Put a fault proxy in front for this run (network/HTTP faults need one).")
+    proxy_control: str | None = Field(None, description="Control URL of a proxy you already run in front of it.")
 
 
 class HttpTarget(Target):
+    """An HTTP service, reached directly or through a fault proxy the run starts."""
+
     Spec = HttpTargetSpec
+    spec: HttpTargetSpec
+
+    def __init__(self, spec: Any, ctx: Any) -> None:
+        super().__init__(spec, ctx)
+        self._proxy: Any = None
+
+    async def start(self) -> None:
+        if not self.spec.proxy:
+            return
+        from mlchaos.proxy import spawn
+
+        parts = urlsplit(self.spec.url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise TargetError(f"proxy: true needs a plain http:// URL, got {self.spec.url!r}")
+        upstream = f"{parts.hostname}:{parts.port or 80}"
+        try:
+            self._proxy = await asyncio.to_thread(spawn, upstream=upstream, mode="http")
+        except Exception as exc:
+            raise TargetError(f"could not start a fault proxy in front of {upstream}: {exc}") from None
+        self.ctx.log("proxy-started", upstream=upstream, listen=self._proxy.listen_addr,
+                     control=self._proxy.control_url, pid=self._proxy.pid)
 
     async def preflight(self) -> dict[str, Any]:
         import httpx
 
-        spec: HttpTargetSpec = self.spec  # type: ignore[assignment]
-        url = self.url(spec.health or "")
+        url = self.url(self.spec.health or "")
         try:
-            async with httpx.AsyncClient(timeout=spec.timeout) as client:
+            async with httpx.AsyncClient(timeout=self.spec.timeout) as client:
                 r = await client.get(url)
         except httpx.HTTPError as exc:
             raise TargetError(f"{url} unreachable: {type(exc).__name__}: {exc}") from None
-        if spec.health and r.status_code >= 500:
+        if self.spec.health and r.status_code >= 500:
             raise TargetError(f"{url} answered {r.status_code}")
-        return {"url": spec.url, "status": r.status_code}
+        return {"url": self.spec.url, "via": self.url(), "status": r.status_code}
+
+    async def stop(self) -> None:
+        if self._proxy is not None:
+            await asyncio.to_thread(self._proxy.stop)
+            self._proxy = None
+
+    def owned(self) -> list[list[float]]:
+        if self._proxy is None:
+            return []
+        try:
+            import psutil
+
+            return [[self._proxy.pid, float(psutil.Process(self._proxy.pid).create_time())]]
+        except Exception:
+            return []
+
+    def proxy_control_url(self) -> str | None:
+        return self._proxy.control_url if self._proxy is not None else self.spec.proxy_control
 
     def url(self, path: str = "") -> str:
-        return _join(self.spec.url, path)  # type: ignore[attr-defined]
+        if self._proxy is not None:
+            parts = urlsplit(self.spec.url)
+            base = f"http://{self._proxy.listen_addr}{parts.path}"
+            return _join(base, path)
+        return _join(self.spec.url, path)
