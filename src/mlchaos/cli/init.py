@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-FAULTS = {
+FAULTS: dict[str, dict[str, Any]] = {
     "latency": {"fault": "latency", "delay": "200ms"},
     "errors": {"fault": "http-error", "status": 503, "probability": "10%"},
     "timeout": {"fault": "timeout", "probability": "10%"},
