@@ -95,6 +95,34 @@ class _Board:
         return t
 
 
+def _warm_up(lab: Any, systems: list[str], requests: int = 150) -> None:
+    """First requests pay for lazy imports, model warm-up and connection set-up: not what a baseline measures."""
+    import itertools
+    import json
+
+    import httpx
+
+    from mlchaos.examples import path
+
+    ep = lab.endpoints()
+    calls: list[tuple[str, str, list[Any]]] = []
+    if "serving" in systems:
+        bodies = [json.loads(x) for x in path("scenarios/serving-requests.jsonl").read_text().splitlines()[:50]]
+        calls.append(("POST", ep["serving"] + "/predict", bodies))
+    if "realtime" in systems:
+        bodies = [json.loads(x) for x in path("scenarios/fraud-requests.jsonl").read_text().splitlines()[:300]]
+        calls.append(("POST", ep["realtime"] + "/predict", bodies))
+    if "recommender" in systems:
+        calls.append(("GET", ep["recommender"] + "/recommend/42?k=10", [None]))
+    with httpx.Client(timeout=5.0) as client:
+        for method, url, bodies in calls:
+            for body in itertools.islice(itertools.cycle(bodies), max(requests, len(bodies))):
+                try:
+                    client.request(method, url, json=body)
+                except httpx.HTTPError:
+                    pass
+
+
 def run_demo(
     out: Path,
     *,
@@ -124,6 +152,8 @@ def run_demo(
         try:
             board.set(chosen[0].name, variants[0], "starting lab…", note=f"lab up: {', '.join(systems)}")
             lab.up(systems, variant=variants[0], timeout=120)
+            board.set(chosen[0].name, variants[0], "warming up…", note="warm-up")
+            _warm_up(lab, systems)
             for variant in variants:
                 for s in chosen:
                     lab_variant = s.naive_variant if variant == "naive" else variant
