@@ -10,6 +10,7 @@ mitigated → passed), 1 otherwise, so it doubles as an end-to-end test.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -117,10 +118,8 @@ def _warm_up(lab: Any, systems: list[str], requests: int = 150) -> None:
     with httpx.Client(timeout=5.0) as client:
         for method, url, bodies in calls:
             for body in itertools.islice(itertools.cycle(bodies), max(requests, len(bodies))):
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     client.request(method, url, json=body)
-                except httpx.HTTPError:
-                    pass
 
 
 def run_demo(
