@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
+from mlchaos.engine.state import pid_alive
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
 
@@ -107,7 +108,7 @@ class ProcessTarget(Target):
 
     async def preflight(self) -> dict[str, Any]:
         pids = self.pids()
-        dead = [p for p in pids if not _alive(p)]
+        dead = [p for p in pids if not pid_alive(p)]
         if dead:
             raise TargetError(f"process(es) not running: {dead}")
         if not pids:
@@ -156,16 +157,6 @@ class ProcessTarget(Target):
         if self.proc is not None and self.proc.poll() is None:
             return [self.proc.pid]
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _join(base: str, path: str) -> str:
