@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 from mlchaos.plugin import StrictModel
 from mlchaos.spec.types import Duration, Percent, Rate
@@ -52,7 +52,7 @@ class RequestSpec(StrictModel):
     )
     body_file: str | None = Field(
         None,
-        alias="body_from",
+        validation_alias=AliasChoices("body_file", "body_from"),
         description="JSONL file, one request body per line, cycled in order (alias 'body_from').",
     )
 
