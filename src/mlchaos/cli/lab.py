@@ -29,8 +29,8 @@ DirOpt = Annotated[
 ]
 
 
-def _lab(dir: Path | None, load_delay: float = 1.5) -> Lab:
-    return Lab(dir, load_delay=load_delay)
+def _lab(dir: Path | None, load_delay: float = 1.5, feature_store: str | None = None) -> Lab:
+    return Lab(dir, load_delay=load_delay, feature_store=feature_store)
 
 
 def _table(lab: Lab) -> Table:
@@ -62,9 +62,16 @@ def up(
     port: Annotated[list[str] | None, typer.Option(help="Pin a port: SERVICE=PORT (repeatable).")] = None,
     load_delay: Annotated[float, typer.Option(help="Model-load delay of a serving replica, seconds.")] = 1.5,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for all services to be ready.")] = 60.0,
+    feature_store: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-store",
+            help="Online store: 'sqlite' or redis://HOST:PORT/DB (default: $MLCHAOS_LAB_REDIS_URL, else sqlite).",
+        ),
+    ] = None,
 ) -> None:
     """Start lab systems (or add some to a running lab) and wait until every service is ready."""
-    lab = _lab(dir, load_delay)
+    lab = _lab(dir, load_delay, feature_store)
     ports = {}
     for spec in port or []:
         name, _, p = spec.partition("=")

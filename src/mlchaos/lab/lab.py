@@ -95,14 +95,18 @@ class Lab:
         *,
         load_delay: float = 1.5,
         autoscale: Mapping[str, float] | None = None,
+        feature_store: str | None = None,
     ) -> None:
         """``load_delay``: model-load time of a serving replica (s).  ``autoscale``: fields of
         :class:`mlchaos.lab.autoscaler.AutoscalerPolicy` for the feature service (``min_replicas``,
-        ``max_replicas``, ``target_concurrency``, ``target_latency_ms``, ``up_cooldown``, ``down_cooldown``);
-        both apply when this handle starts the supervisor."""
+        ``max_replicas``, ``target_concurrency``, ``target_latency_ms``, ``up_cooldown``, ``down_cooldown``).
+        ``feature_store``: ``"sqlite"`` or a ``redis://HOST:PORT/DB`` URL for the online store (default:
+        ``$MLCHAOS_LAB_REDIS_URL`` if set, else SQLite).  All three apply when this handle starts the
+        supervisor; a running lab keeps the store it was started with (see ``state()["feature_store"]``)."""
         self.paths = LabPaths(dir if dir is not None else default_lab_dir())
         self.load_delay = load_delay
         self.autoscale = dict(autoscale or {})
+        self.feature_store = feature_store
         self._sup: subprocess.Popen[bytes] | None = None
 
     # --- reading state -------------------------------------------------------------------------
@@ -191,22 +195,43 @@ class Lab:
             raise LabError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         if not self.is_up():
             self._start_supervisor(timeout)
-        self._call(
-            "POST",
-            "/up",
-            {
-                "systems": chosen,
-                "variant": variant,
-                "ports": dict(ports or {}),
-                "dependency_urls": dict(dependency_urls or {}),
-            },
-            timeout=timeout,
-        )
+        try:
+            self._call(
+                "POST",
+                "/up",
+                {
+                    "systems": chosen,
+                    "variant": variant,
+                    "ports": dict(ports or {}),
+                    "dependency_urls": dict(dependency_urls or {}),
+                },
+                timeout=timeout,
+            )
+        except httpx.HTTPStatusError as exc:
+            raise LabError(
+                f"the supervisor could not start {', '.join(chosen)} ({exc.response.status_code}); "
+                f"see {self.paths.log_for('supervisor')}"
+            ) from None
         if wait:
             self.wait_ready(timeout)
         return self.status()
 
+    def _feature_store_arg(self) -> str:
+        """The store to start the supervisor with; a Redis URL must answer now (a clear error, not a
+        half-started lab whose feature service fails on every request)."""
+        from mlchaos.lab import featurestore
+
+        try:
+            url = featurestore.configured_url(self.feature_store)
+            if url is None:
+                return "sqlite"
+            featurestore.open_store(url).close()
+        except featurestore.FeatureStoreError as exc:
+            raise LabError(f"feature store: {exc}") from None
+        return url
+
     def _start_supervisor(self, timeout: float) -> None:
+        store = self._feature_store_arg()
         self.paths.ensure()
         self.paths.state.unlink(missing_ok=True)
         port = free_port()
@@ -223,6 +248,8 @@ class Lab:
                     str(port),
                     "--load-delay",
                     str(self.load_delay),
+                    "--feature-store",
+                    store,
                     *(a for k, v in self.autoscale.items() for a in ("--autoscale", f"{k}={v}")),
                 ],
                 stdout=log,

@@ -9,6 +9,12 @@ and the place where variants, model versions and dependency URLs are changed
 at run time.  Its state is written to ``state.json`` and served by a small
 control API on 127.0.0.1 (``GET /state``, ``POST /up``, ``/variant``,
 ``/model``, ``/dependency``, ``/down``, ``GET /metrics``).
+
+The online feature store is SQLite unless the supervisor is given a Redis URL
+(``--feature-store redis://…`` or ``$MLCHAOS_LAB_REDIS_URL``): then it copies
+the built rows into Redis once, before the first system starts, and starts
+every feature-service replica on Redis.  ``state.json`` records which store
+is in use, so feature-store faults (and their watchdog reverts) find it.
 """
 
 from __future__ import annotations
@@ -30,8 +36,8 @@ from fastapi import Body, FastAPI
 from fastapi.responses import Response
 from prometheus_client import Counter, Gauge
 
+from mlchaos.lab import featurestore, procs
 from mlchaos.lab import observability as obs
-from mlchaos.lab import procs
 from mlchaos.lab.autoscaler import Autoscaler, AutoscalerPolicy, Decision
 from mlchaos.lab.build import ensure_built
 from mlchaos.lab.models import RECS_VERSION, resolve_fraud_version
@@ -110,6 +116,8 @@ class Supervisor:
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     stopping: bool = False
+    feature_store: str | None = None
+    """Redis URL of the online store; None: the SQLite file under ``data/``."""
 
     def __post_init__(self) -> None:
         self.log = obs.JsonLog("supervisor")
@@ -117,6 +125,7 @@ class Supervisor:
         self.probe = Upstream(limit=50)  # readiness and stats polls (frequent)
         self._last_written: str | None = None
         self._next_feature = 0
+        self._store_loaded = False
 
     # --- process specs -------------------------------------------------------------------------
     def dependency_url(self, service: str) -> str:
@@ -146,7 +155,8 @@ class Supervisor:
             backs = [f"{q.name}={q.url}" for q in self.group(p.group or "")]
             return ["--mode", mode, *(a for b in backs for a in ("--backend", b))]
         if p.module == "mlchaos.lab.feature_service":
-            return ["--db", str(self.paths.feature_db)]
+            store = ["--store", self.feature_store] if self.feature_store else []
+            return ["--db", str(self.paths.feature_db), *store]
         if p.module == "mlchaos.lab.fraud_service":
             return [
                 "--models",
@@ -277,6 +287,11 @@ class Supervisor:
 
     async def up(self, systems: list[str], variant: str, ports: dict[str, int]) -> None:
         await asyncio.gather(asyncio.to_thread(ensure_built, self.paths), asyncio.to_thread(procs.warm_up))
+        if self.feature_store and not self._store_loaded:
+            # once per supervisor: a later `up` of another system must not undo a fault on the store
+            n = await asyncio.to_thread(featurestore.load_redis, self.feature_store, self.paths.feature_db)
+            self._store_loaded = True
+            self.log("feature_store_loaded", backend="redis", url=self.feature_store, rows=n)
         new: list[Proc] = []
         running = [
             s for s in systems if s in self.systems and self.variants.get(s) != system_variant(s, variant)
@@ -513,8 +528,15 @@ class Supervisor:
             "services": self.services(),
             "autoscaler": {"policy": self.autoscaler.policy.__dict__, "decisions": self.decisions[-20:]},
             "load_delay": self.load_delay,
+            "feature_store": self.feature_store_info(),
             "updated_at": time.time(),
         }
+
+    def feature_store_info(self) -> dict[str, str]:
+        """Which online store the feature service reads: ``backend`` and ``url`` (a Redis URL or the SQLite path)."""
+        if self.feature_store:
+            return {"backend": "redis", "url": self.feature_store}
+        return {"backend": "sqlite", "url": str(self.paths.feature_db)}
 
     def write_state(self) -> None:
         """Write ``state.json`` atomically, only when something other than the timestamp changed."""
@@ -634,6 +656,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="AutoscalerPolicy field, e.g. target_concurrency=2 (repeatable)",
     )
+    p.add_argument(
+        "--feature-store",
+        default=None,
+        help=f"'sqlite' or a Redis URL for the online store (default: ${featurestore.ENV_REDIS_URL}, else sqlite)",
+    )
     a = p.parse_args(argv)
     policy = AutoscalerPolicy(min_replicas=a.min_features, max_replicas=a.max_features)
     for kv in a.autoscale:
@@ -647,6 +674,7 @@ def main(argv: list[str] | None = None) -> None:
         load_delay=a.load_delay,
         restart_delay=a.restart_delay,
         autoscaler=Autoscaler(policy),
+        feature_store=featurestore.configured_url(a.feature_store),
     )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     asyncio.run(run(sup))
