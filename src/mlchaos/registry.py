@@ -58,6 +58,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "drift": "mlchaos.probes.drift:DriftProbe",
         "predictions": "mlchaos.probes.predictions:PredictionsProbe",
         "validation": "mlchaos.probes.validation:ValidationProbe",
+        "gx-validation": "mlchaos.probes.gx:GreatExpectationsProbe",
         "k8s-ready-pods": "mlchaos.probes.kubernetes:ReadyPods",
         "k8s-deployment-available": "mlchaos.probes.kubernetes:DeploymentAvailable",
         "k8s-events": "mlchaos.probes.kubernetes:PodEvents",

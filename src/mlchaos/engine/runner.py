@@ -62,6 +62,7 @@ class Observation:
     value: Any
     ok: bool | None  # None: insufficient data
     reason: str = ""
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -469,17 +470,20 @@ class Runner:
         except (ProbeError, PluginError) as exc:
             return Observation(t, self.phase, during, None, False, f"probe error: {exc}")
         if m.insufficient:
-            return Observation(t, self.phase, during, m.value, None, f"insufficient data: {m.insufficient}")
+            return Observation(t, self.phase, during, m.value, None, f"insufficient data: {m.insufficient}", m.detail)
         if pr.role == "abort":
             trip, why = verdict.tripped(pr.spec, m.value)
-            return Observation(t, self.phase, during, m.value, not trip, why)
+            return Observation(t, self.phase, during, m.value, not trip, why, m.detail)
         ok, why = verdict.within(pr.spec, m.value)
-        return Observation(t, self.phase, during, m.value, ok, why)
+        return Observation(t, self.phase, during, m.value, ok, why, m.detail)
 
     def _record(self, pr: ProbeRun, obs: Observation, checkpoint: str | None = None) -> None:
         pr.observations.append(obs)
+        # what the probe saw (which expectation failed, which rows changed) goes with every
+        # evaluation that did not hold, and with the checkpoints: the report's "why"
+        detail = obs.detail if (obs.ok is not True or checkpoint) and obs.detail else None
         self.log("probe", probe=pr.label, role=pr.role, phase=obs.phase, during=obs.during,
-                 value=obs.value, ok=obs.ok, reason=obs.reason or None, checkpoint=checkpoint)
+                 value=obs.value, ok=obs.ok, reason=obs.reason or None, checkpoint=checkpoint, detail=detail)
 
     async def _probe_loop(self, pr: ProbeRun) -> None:
         interval = self.exp.interval
