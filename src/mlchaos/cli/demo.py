@@ -26,6 +26,10 @@ class Scenario:
     file: str
     systems: tuple[str, ...]
     naive_variant: str = "naive"
+    prepare: str | None = None
+    """``module:function(lab)`` run before the experiment (set-up the scenario needs)."""
+    finish: str | None = None
+    """``module:function(lab)`` run after it (leave the lab as the next scenario expects)."""
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -35,7 +39,17 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("fraud-feature-store-delay", "fraud-feature-store-delay.yaml", ("realtime",)),
     Scenario("embedding-outage", "embedding-outage.yaml", ("recommender",)),
     Scenario("silent-zeros", "silent-zeros.yaml", ("realtime",), naive_variant="silent-zeros"),
+    Scenario("validation-outage", "validation-outage.yaml", ("serving",),
+             prepare="mlchaos.lab.delivery.scenario:prepare", finish="mlchaos.lab.delivery.scenario:finish"),
 )
+
+
+def _hook(ref: str | None, lab: Any) -> None:
+    if ref:
+        import importlib
+
+        module, _, attr = ref.partition(":")
+        getattr(importlib.import_module(module), attr)(lab)
 EXPECTED = {"naive": ["failed", "aborted"], "mitigated": ["passed"]}
 
 
@@ -165,7 +179,11 @@ def run_demo(
                             board.set(s.name, variant, f"running: {label}")
 
                     board.set(s.name, variant, "running", note=f"{s.name} [{variant}]")
-                    result = run_experiment(load_file(scenario_path(s)), journal_path=journal, on_event=progress)
+                    _hook(s.prepare, lab)
+                    try:
+                        result = run_experiment(load_file(scenario_path(s)), journal_path=journal, on_event=progress)
+                    finally:
+                        _hook(s.finish, lab)
                     run = {**result.summary, "scenario": s.name, "variant": variant, "lab_variant": lab_variant,
                            "expected": EXPECTED[variant]}
                     runs.append(run)

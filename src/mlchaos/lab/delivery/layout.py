@@ -38,5 +38,11 @@ class DeliveryPaths:
         """Where serving replicas load fraud model files from (``<version>.pkl`` + ``<version>.json``)."""
         return self.lab.models / MODEL_NAME
 
+    @property
+    def failpoints(self) -> Path:
+        """The failpoint directory delivery steps read (``MLCHAOS_FAILPOINT_DIR`` of every step process):
+        keyed to the lab, so a fault armed for this lab reaches its pipeline whatever the caller's env."""
+        return self.root / "failpoints"
+
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id

@@ -4,7 +4,7 @@ Each step gets a timeout, a log file (``<run>/<step>.log``) and an entry in
 ``<run>/manifest.json`` (status ``succeeded`` | ``failed`` | ``timeout`` |
 ``skipped``, exit code, times), rewritten after every step so a reader sees
 progress and a run that dies leaves a truthful manifest.  A step that
-outlives its timeout is killed with its whole process group.
+outlives its timeout is killed.
 
 Run once: ``python -m mlchaos.lab.delivery.pipeline --dir LAB --variant naive``
 (last stdout line: the manifest as JSON), or :func:`run_pipeline`.
@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -89,7 +88,8 @@ class Run:
         with open(log, "ab") as fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mlchaos.lab.delivery.step", name, "--run-dir", str(self.dir)],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "MLCHAOS_FAILPOINT_DIR": str(self.paths.failpoints)},
             )
             entry["pid"] = proc.pid
             self.save()
@@ -97,9 +97,8 @@ class Run:
                 rc = proc.wait(timeout=timeout)
                 status = "succeeded" if rc == 0 else "failed"
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                rc = proc.wait(timeout=10)
+                proc.kill()  # a step starts no children; it stays in the pipeline's process group, so
+                rc = proc.wait(timeout=10)  # killing the pipeline's group (delivery-run revert) stops it too
                 status = "timeout"
         entry.update(status=status, exit_code=rc, ended_at=_now(), duration_s=round(time.monotonic() - t0, 3))
         self.save()
@@ -209,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = json.loads(a.config) if a.config else {}
     if "thresholds" in extra:
         extra["thresholds"] = gates.Thresholds(**extra["thresholds"])
-    cfg = PipelineConfig(lab_dir=str(Path(a.dir).resolve()), variant=a.variant, registry=a.registry, **extra)
+    cfg = PipelineConfig(lab_dir=str(Path(a.dir).resolve()), variant=a.variant, registry=a.registry)
+    for k, v in extra.items():  # dict fields are merged into their defaults, so one timeout can be changed alone
+        current = getattr(cfg, k)
+        setattr(cfg, k, {**current, **v} if isinstance(current, dict) and isinstance(v, dict) else v)
     manifest = run_pipeline(cfg, a.run_id)
     print(json.dumps(manifest, default=str))
     return 0 if manifest["status"] == "succeeded" else 1

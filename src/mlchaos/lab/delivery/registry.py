@@ -119,6 +119,17 @@ class ModelRegistry(abc.ABC):
         self._available("by_alias")
         return self._by_alias(name, alias)
 
+    def inspect(self, name: str, version: str) -> ModelVersion | None:
+        """An observer's read (probes, reports): bypasses fault injection, None for an unknown version.
+
+        The registry outage is a fault of the *system under test*; the
+        experiment's own eyes must keep seeing the records through it.
+        """
+        try:
+            return self._get(name, version)
+        except RegistryError:
+            return None
+
     def fetch(self, name: str, version: str, dest: Path, *, verify: bool = True) -> Path:
         """Copy the version's artifact to ``dest``; with ``verify``, raise :class:`ChecksumMismatch` on a bad copy."""
         self._available("fetch")
@@ -265,13 +276,13 @@ def _corrupt_if_armed(reg: ModelRegistry, mv: ModelVersion) -> None:
     if mode == "swap" and params.get("replacement"):
         shutil.copyfile(str(params["replacement"]), path)
     elif mode == "truncate":
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2])
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
     else:  # bitflip
-        data = bytearray(path.read_bytes())
-        for i in range(len(data) // 3, len(data) // 3 + 16):
-            data[i] ^= 0xFF
-        path.write_bytes(bytes(data))
+        buf = bytearray(path.read_bytes())
+        for i in range(len(buf) // 3, min(len(buf), len(buf) // 3 + 16)):
+            buf[i] ^= 0xFF
+        path.write_bytes(bytes(buf))
     faultpoints.record_effect(faultpoints.ARTIFACT, params, version=mv.version, path=str(path))
 
 

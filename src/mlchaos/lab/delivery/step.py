@@ -55,7 +55,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 # -- train --------------------------------------------------------------------------------------
 def train(run: Path, cfg: dict[str, Any]) -> int:
-    from mlchaos import failpoint
+    from mlchaos.failpoint import failpoint
     from mlchaos.lab.delivery import training
     from mlchaos.lab.models import _train_fraud
 

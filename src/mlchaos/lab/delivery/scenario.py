@@ -1,0 +1,102 @@
+"""Scenario 7 ``validation-outage``: one release while the validation step crashes, naive vs mitigated.
+
+The demo calls :func:`run` once per variant: it brings up the lab's serving
+system in that variant (the variant also selects the delivery pipeline's
+behaviour, through ``delivery-run``'s ``variant: auto``), registers the
+set-up model as the validated production version, runs
+``examples/scenarios/validation-outage.yaml`` with the engine and brings the lab down
+again (only if this call started it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from mlchaos.engine.runner import RunResult
+
+EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "validation-outage.yaml"
+"""The experiment file shipped in the package (also under examples/scenarios/ in a checkout)."""
+
+PLUGINS: dict[str, dict[str, str]] = {
+    "fault": {
+        "validation-crash": "mlchaos.faults.delivery:ValidationCrash",
+        "validation-hang": "mlchaos.faults.delivery:ValidationHang",
+        "validation-nan": "mlchaos.faults.delivery:ValidationNan",
+        "registry-outage": "mlchaos.faults.delivery:RegistryOutage",
+        "artifact-corrupt": "mlchaos.faults.delivery:ArtifactCorrupt",
+        "training-poison": "mlchaos.faults.delivery:TrainingPoison",
+        "delivery-run": "mlchaos.faults.delivery:DeliveryRun",
+    },
+    "probe": {
+        "deployed-model": "mlchaos.probes.delivery:DeployedModel",
+        "canary-drift": "mlchaos.probes.delivery:CanaryDrift",
+        "shadow-accuracy": "mlchaos.probes.delivery:ShadowAccuracy",
+    },
+}
+"""The delivery plugins (the lines of ``mlchaos.registry.BUILTIN``)."""
+
+
+def ensure_plugins() -> None:
+    """Register the delivery plugins in this process unless the registry already knows them."""
+    import importlib
+
+    from mlchaos import registry
+
+    for kind, table in PLUGINS.items():
+        for name, ref in table.items():
+            if name in registry.BUILTIN[kind]:
+                continue
+            module, _, attr = ref.partition(":")
+            registry.register(kind, name, getattr(importlib.import_module(module), attr))  # type: ignore[arg-type]
+
+
+def experiment(lab_dir: Path, path: Path = EXPERIMENT) -> dict[str, Any]:
+    """The experiment file pointed at ``lab_dir`` (its lab target's ``dir``; the delivery faults and probes
+    follow their target)."""
+    exp: dict[str, Any] = yaml.safe_load(path.read_text())
+    exp.setdefault("target", {"platform": "lab", "system": "serving"})["dir"] = str(lab_dir)
+    return exp
+
+
+def run(variant: str, lab_dir: Path, journal: Path, *, load_delay: float = 0.5) -> RunResult:
+    """Run scenario 7 in ``variant`` (``naive`` | ``mitigated``) on the lab in ``lab_dir``.
+
+    Returns the engine's :class:`~mlchaos.engine.runner.RunResult`: naive →
+    ``failed`` (an unvalidated model reached serving), mitigated → ``passed``.
+    """
+    from mlchaos.engine.runner import run_experiment
+    from mlchaos.lab import Lab
+    from mlchaos.spec.loader import load_dict
+
+    if variant not in ("naive", "mitigated"):
+        raise ValueError(f"variant must be naive or mitigated, got {variant!r}")
+    ensure_plugins()
+    lab_dir = Path(lab_dir)
+    lab = Lab(lab_dir, load_delay=load_delay)
+    started = not lab.is_up()
+    try:
+        lab.up(["serving"], variant=variant)
+        prepare(lab)
+        return run_experiment(load_dict(experiment(lab_dir), source=str(EXPERIMENT)), journal_path=journal)
+    finally:
+        if started:
+            lab.down()
+
+
+def prepare(lab: Any) -> None:
+    """Serving back on the set-up model, and that model registered as the validated production version."""
+    from mlchaos.lab.delivery.pipeline import bootstrap
+
+    lab.set_model_version("current")  # a previous run may have left a delivered version in place
+    lab.wait_ready(30)
+    bootstrap(Path(lab.paths.root))
+
+
+def finish(lab: Any) -> None:
+    """Leave serving on the set-up model for whatever runs next."""
+    lab.set_model_version("current")
+    lab.wait_ready(30)
