@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,27 +14,8 @@ import pytest
 from mlchaos.engine.lease import Lease
 from mlchaos.failpoint import effects, failpoint, status
 from mlchaos.faults.data import FailpointFault, FileCorrupt, ModelSwap, ModelTruncate
-from mlchaos.plugin import Context, FaultError, Target
-
-
-class Ctx(Context):
-    run_id = "test"
-    state_dir = None
-    lease_ttl = 5.0
-
-    def target(self, name: str) -> Target:
-        raise NotImplementedError
-
-    def log(self, event: str, **fields: Any) -> None:
-        pass
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        return {}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+from mlchaos.plugin import FaultError
+from tests.data.standalone import Ctx, run
 
 
 def sha(path: Path) -> str:

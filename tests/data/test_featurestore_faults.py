@@ -7,10 +7,9 @@ answers over HTTP, and one engine run shows a probe seeing stale features.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +23,11 @@ from mlchaos.faults.featurestore import INLINE_ROWS, MissingEntities, OutOfOrder
 from mlchaos.lab import Lab
 from mlchaos.lab import featurestore as fs
 from mlchaos.lab.paths import LabPaths
-from mlchaos.plugin import Context, FaultError, Target
+from mlchaos.plugin import FaultError
 from mlchaos.spec.loader import load_dict
+from tests.data.standalone import Ctx, run
 from tests.lab.conftest import built_lab_dir, make_lab  # noqa: F401 - fixtures shared with the lab tests
 from tests.lab.test_redis_store import start_redis, stop_redis
-
-
-class Ctx(Context):
-    run_id = "test"
-    state_dir = None
-    lease_ttl = 5.0
-
-    def target(self, name: str) -> Target:
-        raise NotImplementedError
-
-    def log(self, event: str, **fields: Any) -> None:
-        pass
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        return {}
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 def dump(location: str) -> list[Any]:

@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 
 from mlchaos.data import corrupt
-from mlchaos.plugin import Context, ProbeError, Target
+from mlchaos.plugin import ProbeError
+from tests.data.standalone import Ctx
 
 SUITE = {
     "name": "features",
@@ -35,22 +36,6 @@ SUITE = {
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}},
     ],
 }
-
-
-class Ctx(Context):
-    run_id = "t"
-    state_dir = None
-    lease_ttl = 5.0
-
-    def target(self, name: str) -> Target:
-        raise NotImplementedError
-
-    def log(self, event: str, **fields: Any) -> None:
-        pass
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        return {}
 
 
 @pytest.fixture

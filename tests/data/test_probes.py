@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlchaos.data import corrupt
-from mlchaos.plugin import Context, Target
 from mlchaos.probes.drift import DriftProbe
-
-
-class Ctx(Context):
-    run_id = "t"
-    state_dir = None
-    lease_ttl = 5.0
-
-    def target(self, name: str) -> Target:
-        raise NotImplementedError
-
-    def log(self, event: str, **fields: Any) -> None:
-        pass
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        return {}
+from tests.data.standalone import Ctx
 
 
 @pytest.fixture
