@@ -90,10 +90,16 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
         return obs.FastJSON({"prediction": labels[0], "score": float(proba[0]), **common})
 
     @app.post("/admin/model")
-    async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+    async def switch_model(body: dict[str, Any] = Body(...)) -> Any:
         """Swap the served model version in place (a bad deploy, or its rollback)."""
         v = str(body["version"])
-        model = await asyncio.to_thread(load_fraud_model, models_dir, v)
+        try:
+            model = await asyncio.to_thread(load_fraud_model, models_dir, v)
+        except Exception as exc:  # a truncated or corrupt artifact: refuse it, keep serving the loaded model
+            log("model_rejected", level="error", version=v, error=f"{type(exc).__name__}: {exc}")
+            current = holder.get("model")
+            return obs.FastJSON({"error": f"cannot load model {v!r}: {type(exc).__name__}",
+                                 "model_version": current.version if current else None}, status_code=422)
         holder["model"] = model
         obs.set_model_version(name, model.version)
         log("model_switched", version=model.version, alias=model.alias)
