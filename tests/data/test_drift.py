@@ -135,6 +135,17 @@ print(json.dumps({
 """
 
 
+def _make_evidently_venv() -> None:
+    """Evidently pins pandas < 3, which mlchaos does not: it gets a venv of its own (made once, reused)."""
+    venv = EVIDENTLY_PY.parent.parent
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "evidently==0.7.23", "pandas<3"],
+                       check=True, capture_output=True, timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"could not install evidently into {venv}: {exc}")
+
+
 def _evidently_values(tmp_path: Path, arrays: dict[str, np.ndarray]) -> dict[str, float]:
     data = tmp_path / "drift.npz"
     np.savez(data, **arrays)
@@ -144,7 +155,7 @@ def _evidently_values(tmp_path: Path, arrays: dict[str, np.ndarray]) -> dict[str
         python = sys.executable
     except ImportError:
         if not EVIDENTLY_PY.exists():
-            pytest.skip("evidently is not installed (pip install 'evidently==0.7.23' 'pandas<3' in a venv)")
+            _make_evidently_venv()
         python = str(EVIDENTLY_PY)
     out = subprocess.run([python, "-c", EVIDENTLY_SCRIPT, str(data)], capture_output=True, text=True,
                          timeout=240, env={**os.environ, "DO_NOT_TRACK": "1"})
