@@ -179,6 +179,7 @@ def run_demo(
                             board.set(s.name, variant, f"running: {label}")
 
                     board.set(s.name, variant, "running", note=f"{s.name} [{variant}]")
+                    _warm_up(lab, list(s.systems), requests=60)  # connections and caches after the variant switch
                     _hook(s.prepare, lab)
                     try:
                         result = run_experiment(load_file(scenario_path(s)), journal_path=journal, on_event=progress)

@@ -52,6 +52,7 @@ class LabTarget(Target):
         self.lab = Lab(spec.dir)
         self._status: dict[str, Any] = {}
         self._batch: asyncio.Task[None] | None = None
+        self._batch_stop = asyncio.Event()
         self.batch_runs: list[dict[str, Any]] = []
 
     def _refresh(self) -> dict[str, Any]:
@@ -92,13 +93,20 @@ class LabTarget(Target):
             self.batch_runs.append(result)
             self.ctx.log("batch-run", status=result.get("status"), run_id=result.get("run_id"),
                          output=result.get("output"), error=result.get("error"))
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._batch_stop.wait(), every)
+            if self._batch_stop.is_set():
+                return
 
     async def stop(self) -> None:
+        # let a batch run in flight finish: cancelling the task would leave its process running
+        # (and writing) after the experiment, into whatever runs next
         if self._batch is not None:
-            self._batch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._batch
+            self._batch_stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._batch), 150)
+            except TimeoutError:
+                self._batch.cancel()
 
     def url(self, path: str = "") -> str:
         name = self.spec.entry or _ENTRY.get(self.spec.system)
