@@ -46,10 +46,7 @@ def create_app(name: str, models_dir: Path) -> FastAPI:
             {"user_id": user_id, "embedding": users[user_id].tolist(), "model_version": meta["version"]}
         )
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        payload, ctype = obs.metrics_response()
-        return Response(payload, media_type=ctype)
+    obs.add_metrics_route(app)
 
     return app
 

@@ -66,10 +66,7 @@ def create_app(name: str, db: Path, stats: obs.RequestStats, store_url: str | No
             }
         )
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        payload, ctype = obs.metrics_response()
-        return Response(payload, media_type=ctype)
+    obs.add_metrics_route(app)
 
     return app
 

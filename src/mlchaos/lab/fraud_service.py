@@ -227,10 +227,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         log("model_switched", version=m.version)
         return {"model_version": m.version}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        payload, ctype = obs.metrics_response()
-        return Response(payload, media_type=ctype)
+    obs.add_metrics_route(app)
 
     obs.BREAKER_OPEN.labels(name, "features").set(0)
     return app

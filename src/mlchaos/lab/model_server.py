@@ -105,10 +105,7 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
         log("model_switched", version=model.version, alias=model.alias)
         return {"replica": name, "model_version": model.version}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        payload, ctype = obs.metrics_response()
-        return Response(payload, media_type=ctype)
+    obs.add_metrics_route(app)
 
     obs.READY.labels(name).set(0)
     return app

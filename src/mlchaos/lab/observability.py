@@ -84,6 +84,16 @@ def metrics_response() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
+def add_metrics_route(app: Any) -> None:
+    """Every lab service exposes the same Prometheus ``/metrics``: one route, written once."""
+    from fastapi import Response
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        payload, ctype = metrics_response()
+        return Response(payload, media_type=ctype)
+
+
 class MetricsMiddleware:
     """Pure-ASGI middleware: latency histogram, request/error counters, in-flight gauge.
 

@@ -160,10 +160,7 @@ def create_app(
         log("dependency", embedding_url=cfg["url"])
         return {"embedding_url": cfg["url"]}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        payload, ctype = obs.metrics_response()
-        return Response(payload, media_type=ctype)
+    obs.add_metrics_route(app)
 
     obs.BREAKER_OPEN.labels(name, "embedding").set(0)
     return app

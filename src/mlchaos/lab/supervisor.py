@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 from fastapi import Body, FastAPI
-from fastapi.responses import Response
 from prometheus_client import Counter, Gauge
 
 from mlchaos.lab import featurestore, procs
@@ -604,10 +603,7 @@ def create_control_app(sup: Supervisor, holder: dict[str, Any]) -> FastAPI:
         holder["server"].should_exit = True
         return {"stopped": True}
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        payload, ctype = obs.metrics_response()
-        return Response(payload, media_type=ctype)
+    obs.add_metrics_route(app)
 
     return app
 
