@@ -24,18 +24,17 @@ def load_validated(experiment: Path, sets: list[str]) -> Any:
     from mlchaos.spec.loader import SpecErrors, load_dict, load_file
 
     try:
-        if sets:
-            import yaml
-
-            v0 = load_file(experiment)  # positions for errors in the file itself
-            data = apply_overrides(json.loads(json.dumps(v0.raw, default=str)), sets)
-            try:
-                return load_dict(data, source=f"{experiment} (with --set)")
-            except SpecErrors:
-                raise
-            finally:
-                del yaml
-        return load_file(experiment)
+        v = load_file(experiment)  # errors in the file itself keep their positions
+        if not sets:
+            return v
+        data = apply_overrides(json.loads(json.dumps(v.raw, default=str)), sets)
+        # the source stays the file's path: relative paths in it (body files) resolve next to it
+        try:
+            return load_dict(data, source=str(experiment))
+        except SpecErrors as exc:
+            for e in exc.errors:
+                print(f"{e} (after --set)", file=sys.stderr)
+            raise typer.Exit(2) from None
     except SpecErrors as exc:
         for e in exc.errors:
             print(e, file=sys.stderr)
