@@ -117,6 +117,13 @@ def test_phases_longer_than_max_duration() -> None:
     assert errs[0][2] == "max_duration"
 
 
+def test_max_duration_must_allow_the_whole_settle_window() -> None:
+    # baseline 1 + fault 3 + recovery 1 = 5 s fits in 10 s; with 6 s of settling it no longer does
+    assert load_text(GOOD + "max_duration: 10s\n", "exp.yaml")
+    errs = errors(GOOD + "phases: {settle: 6s}\nmax_duration: 10s\n")
+    assert errs[0][2] == "max_duration" and "settle 6s included" in errs[0][3]
+
+
 def test_python_dict_form() -> None:
     data = yaml.safe_load(GOOD)
     assert load_dict(data).experiment.title == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -128,3 +129,74 @@ def test_probe_exception_still_removes_faults(tmp_path: Path, tiny_service, when
     assert res.status.value == "errored" and "probe bug" in res.reason
     assert not is_stopped(proc.pid)
     assert not list((Path(__import__("os").environ["MLCHAOS_STATE_DIR"]) / "leases").glob("*.json"))
+
+
+def test_settle_waits_for_a_disturbed_baseline_and_journals_every_failed_check(tmp_path: Path, tiny_service) -> None:
+    """The dependency the hypothesis watches comes up 2 s late: the run settles, then proceeds."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            return
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        late_port = s.getsockname()[1]
+    servers: list[ThreadingHTTPServer] = []
+
+    def come_up() -> None:
+        srv = ThreadingHTTPServer(("127.0.0.1", late_port), Ok)
+        servers.append(srv)
+        srv.serve_forever(poll_interval=0.05)
+
+    _, url = tiny_service
+    bystander = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    later = threading.Timer(2.0, come_up)
+    later.start()
+    try:
+        exp = experiment(url, bystander.pid, phases={"baseline": "300ms", "settle": "15s", "recovery": "500ms"})
+        exp["steady_state"][0]["url"] = f"http://127.0.0.1:{late_port}/health"
+        j = tmp_path / "j.jsonl"
+        r = run_cli(write(tmp_path, exp), j)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ev = events(j)
+        unsettled = [e for e in ev if e["event"] == "baseline-unsettled"]
+        settled = [e for e in ev if e["event"] == "baseline-settled"]
+        assert unsettled and "health" in unsettled[0]["reason"]
+        assert len(settled) == 1 and settled[0]["attempts"] == len(unsettled) + 1
+        assert summary(j)["settle"] == {"failed_checks": len(unsettled), "settled": True,
+                                        "waited_s": settled[0]["waited"]}
+        names = [e["event"] for e in ev]
+        assert names.index("baseline-settled") < names.index("fault-inject")
+        rep = subprocess.run([sys.executable, "-m", "mlchaos", "report", str(j), "--out", str(tmp_path / "rep")],
+                             capture_output=True, text=True, timeout=60)
+        assert rep.returncode == 0, rep.stderr
+        assert "baseline settled after" in (tmp_path / "rep" / "index.html").read_text()
+    finally:
+        later.cancel()
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+        later.join(5)
+        bystander.kill()
+        bystander.wait()
+
+
+def test_settle_gives_up_with_not_run_and_says_how_long_it_waited(tmp_path: Path, tiny_service) -> None:
+    proc, url = tiny_service
+    exp = experiment(url, proc.pid, phases={"baseline": "300ms", "settle": "2s", "recovery": "500ms"})
+    exp["steady_state"][0]["equals"] = 418
+    j = tmp_path / "j.jsonl"
+    r = run_cli(write(tmp_path, exp), j)
+    assert r.returncode == 4, r.stdout + r.stderr
+    s = summary(j)
+    assert s["status"] == "not-run" and "still after 2s of settling" in s["reason"]
+    assert len([e for e in events(j) if e["event"] == "baseline-unsettled"]) >= 3
+    assert not any(e["event"] == "fault-inject" for e in events(j))

@@ -56,8 +56,8 @@ def build(url: str, path: str, method: str, body: Any, rate: float, p99: str, er
         ],
         "method": [step],
         "abort": [{"name": "service collapsed", "probe": "error_rate", "window": "2s", "above": "50%"}],
-        "phases": {"baseline": f"{window + 1}s", "fault": "12s", "recovery": f"{window + 1}s"},
-        "max_duration": f"{2 * window + 40}s",
+        "phases": {"baseline": f"{window + 1}s", "settle": "10s", "fault": "12s", "recovery": f"{window + 1}s"},
+        "max_duration": f"{2 * window + 50}s",
     }
 
 

@@ -117,6 +117,10 @@ class _Progress:
         elif ev == "probe" and e.get("checkpoint"):
             mark = "✓" if e.get("ok") else "✗"
             line = f"  {mark} {e['probe']} ({e['checkpoint']}): {e.get('value')!r} {e.get('reason') or ''}"
+        elif ev == "baseline-unsettled":
+            line = f"[yellow]baseline not met[/yellow] (check {e['attempt']}; settling up to {e['settle']:g}s): {e['reason']}"
+        elif ev == "baseline-settled":
+            line = f"[green]baseline settled[/green] after {e['waited']:.1f}s ({e['attempts']} checks)"
         elif ev in ("stop-requested", "error", "signal-ignored", "fault-inject-failed", "fault-remove-failed"):
             line = f"[magenta]{ev}[/magenta] {e.get('reason') or e.get('message') or e.get('error') or ''}"
         if line:

@@ -291,6 +291,8 @@ class Runner:
         self._set_phase("baseline")
         await self._sleep(self.exp.phases.baseline)
         ok, why = await self._checkpoint("before")
+        if not ok and self.exp.phases.settle > 0:
+            ok, why = await self._settle(why)
         if not ok:
             self.decided_by = [p.label for p in self.probes if p.before is not None and p.before.ok is not True]
             return Status.NOT_RUN, f"baseline steady state not met: {why}; no fault was injected"
@@ -505,6 +507,24 @@ class Runner:
         except Exception as exc:
             self._error(f"probe {pr.label} raised {type(exc).__name__}: {exc}")
 
+    async def _settle(self, why: str) -> tuple[bool, str]:
+        """Re-check the baseline every second until it holds or phases.settle runs out."""
+        settle = self.exp.phases.settle
+        t0 = time.monotonic()
+        attempt = 1
+        while True:
+            self.log("baseline-unsettled", attempt=attempt, reason=why,
+                     waited=round(time.monotonic() - t0, 3), settle=settle)
+            left = settle - (time.monotonic() - t0)
+            if left <= 0:
+                return False, f"{why} (still after {settle:g}s of settling, {attempt} checks)"
+            await self._sleep(min(1.0, left))
+            attempt += 1
+            ok, why = await self._checkpoint("before")
+            if ok:
+                self.log("baseline-settled", attempts=attempt, waited=round(time.monotonic() - t0, 3))
+                return True, ""
+
     async def _checkpoint(self, which: str) -> tuple[bool, str]:
         steady = [pr for pr in self.probes if pr.role == "steady"]
         if not steady:
@@ -703,6 +723,11 @@ class Runner:
             "config": self.effective_config(),
             "load": _as_dict(self._load_report),
         }
+        unsettled = [e for e in self.journal.events if e.get("event") == "baseline-unsettled"]
+        if unsettled:
+            settled = next((e for e in self.journal.events if e.get("event") == "baseline-settled"), None)
+            summary["settle"] = {"failed_checks": len(unsettled), "settled": settled is not None,
+                                 "waited_s": settled["waited"] if settled else unsettled[-1]["waited"]}
         aborted = next((e for e in self.journal.events if e.get("event") == "aborted"), None)
         if aborted:
             summary["removal_latency_s"] = aborted.get("removal_latency_s")

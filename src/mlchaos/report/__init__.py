@@ -185,9 +185,13 @@ def _run_html(r: dict[str, Any], idx: int) -> str:
     expected = f" <span class='muted'>expected: {' or '.join(r['expected'])}</span>" if r.get("expected") else ""
     decided = (f"<p class='muted'>decided by: {html.escape(', '.join(r['decided_by']))}</p>"
                if r.get("decided_by") else "")
+    st = r.get("settle") or {}
+    settle = (f"<p class='muted'>baseline {'settled' if st.get('settled') else 'never settled'} after "
+              f"{_fmt(st.get('waited_s'))} s ({st.get('failed_checks')} failed check(s) in the journal)</p>"
+              if st else "")
     return (f"<section class='run' id='run-{idx}'><h2>{head}{title}</h2>"
             f"<p class='badge {r['status']}'>{r['status']} (exit {r.get('exit_code', '?')}){expected}</p>"
-            f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{_charts(r)}"
+            f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{settle}{_charts(r)}"
             "<h3>Steady state</h3><table><tr><th>probe</th><th>role</th><th>tolerance</th><th>before</th>"
             f"<th>during the faults</th><th>after</th></tr>{''.join(rows)}</table>"
             "<h3>Blast radius</h3><table><tr><th>fault</th><th>plugin</th><th>planned</th><th>applied</th>"

@@ -74,6 +74,10 @@ class ValidatedExperiment:
         p = self.experiment.phases
         return p.baseline + self.fault_phase_length() + p.recovery
 
+    def longest_length(self) -> float:
+        """The planned length plus the whole settle window: what max_duration must allow."""
+        return self.planned_length() + self.experiment.phases.settle
+
 
 class _Positions:
     """Marks of every value and every key, by path."""
@@ -252,9 +256,11 @@ def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
                 col.add(("method", i, "at"), f"fault window [{f.at:g}s, {end:g}s] does not fit in phases.fault ({exp.phases.fault:g}s)")
     if v.faults and length <= 0:
         col.add(("method",), "the fault phase has zero length: give the faults a duration or set phases.fault")
-    total = v.planned_length()
+    total = v.longest_length()
     if total > exp.max_duration:
-        col.add(("max_duration",), f"the phases add up to {total:g}s, more than max_duration ({exp.max_duration:g}s)")
+        settle = f" (settle {exp.phases.settle:g}s included)" if exp.phases.settle else ""
+        col.add(("max_duration",),
+                f"the phases add up to {total:g}s{settle}, more than max_duration ({exp.max_duration:g}s)")
 
 
 def load_text(text: str, source: str = "<string>") -> ValidatedExperiment:

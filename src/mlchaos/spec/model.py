@@ -26,6 +26,15 @@ class Phases(StrictModel):
     baseline: Duration = Field(
         1.0, description="Observe the steady state this long before any fault; it must hold at the end."
     )
+    settle: Duration = Field(
+        0.0,
+        description=(
+            "If the steady state does not hold at the end of the baseline, keep watching up to this long "
+            "(re-checking every second) before giving up with not-run. Shared machines stall; a settle "
+            "window lets a system that was briefly disturbed reach steady state, and the journal records "
+            "every failed check, so nothing is hidden. 0 (default): one check only."
+        ),
+    )
     fault: Duration | None = Field(
         None,
         description="Length of the fault phase; default: until the last fault's end (at + duration).",
