@@ -40,14 +40,21 @@ MIN_VALUE = 1e-6
 MAX_VALUE = 1000.0
 _LOG_GAMMA = math.log1p(PRECISION)
 _NBUCKETS = math.ceil(math.log(MAX_VALUE / MIN_VALUE) / _LOG_GAMMA) + 1
+_LOG_MIN = math.log(MIN_VALUE)
+_INV_LOG_GAMMA = 1.0 / _LOG_GAMMA
 
 
 def bucket_of(values: npt.ArrayLike) -> npt.NDArray[np.int64]:
-    """Bucket indices of values in seconds (vectorised)."""
-    v = np.asarray(values, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        idx = np.floor(np.log(np.maximum(v, MIN_VALUE) / MIN_VALUE) / _LOG_GAMMA)
-    return np.clip(np.nan_to_num(idx, nan=0.0), 0, _NBUCKETS - 1).astype(np.int64)
+    """Bucket indices of values in seconds (vectorised, in place: five passes over one temporary).
+
+    ``fmax`` maps NaN and values below MIN to MIN (bucket 0); +inf lands in the last bucket.
+    """
+    x = np.fmax(np.asarray(values, dtype=np.float64), MIN_VALUE)
+    np.log(x, out=x)
+    x -= _LOG_MIN
+    x *= _INV_LOG_GAMMA
+    np.minimum(x, _NBUCKETS - 1, out=x)
+    return x.astype(np.int64)  # truncation is floor: x ≥ 0 here
 
 
 def bucket_value(idx: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -162,13 +169,17 @@ class LogHistogram:
         return int(self.counts[self.index > b].sum())
 
     # -- wire format ----------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (sparse); :meth:`from_dict` is its inverse."""
+    def to_dict(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-able form (sparse); :meth:`from_dict` is its inverse.
+
+        ``arrays=True`` keeps the numpy arrays (for orjson's ``OPT_SERIALIZE_NUMPY``, which writes them
+        several times faster than ``tolist()`` + encode: the generator's tick sits on its pacing path).
+        """
         if not self.count:
             return {}
         return {
-            "i": self.index.tolist(),
-            "c": self.counts.tolist(),
+            "i": self.index if arrays else self.index.tolist(),
+            "c": self.counts if arrays else self.counts.tolist(),
             "min": self._min,
             "max": self._max,
             "sum": self._sum,

@@ -30,7 +30,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Generator
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -205,6 +206,7 @@ class Worker:
         finally:
             ticker.cancel()
             sweeper.cancel()
+            await asyncio.gather(ticker, sweeper, return_exceptions=True)  # a tick in progress emits first
         end = time.monotonic()
         emit(self._tick(end))
         abandoned = pool.inflight
@@ -234,10 +236,36 @@ class Worker:
         while True:
             target = self.t0 + k * self.interval
             await asyncio.sleep(max(0.0, target - time.monotonic()))
-            emit(self._tick(time.monotonic()))
+            # the tick yields to the loop between its numpy steps: one ~1 ms block every 250 ms made a
+            # few hundred requests a second late (schedule lag p99 0.5 ms at 40 k/s, measured)
+            steps = self._tick_steps(time.monotonic())
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    emit(done.value)
+                    break
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:  # the run ended mid-tick: the swapped interval must not be lost
+                    emit(self._finish_steps(steps))
+                    raise
             k += 1
 
     def _tick(self, now: float) -> dict[str, Any]:
+        """The interval's message, built in one go (the last tick, after the plan)."""
+        return self._finish_steps(self._tick_steps(now))
+
+    @staticmethod
+    def _finish_steps(steps: Generator[None, None, dict[str, Any]]) -> dict[str, Any]:
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast(dict[str, Any], done.value)
+
+    def _tick_steps(self, now: float) -> Generator[None, None, dict[str, Any]]:
+        """Build the interval's message; each ``yield`` is a point where the pacer may run."""
         assert self.pool is not None and self.pacer is not None
         out = self.pool.swap()
         cpu = time.process_time()
@@ -257,20 +285,23 @@ class Worker:
             "conn": out.conn_errors,
             "conn_kinds": out.conn_kinds,
             "local": out.local_errors,
-            "lat": LogHistogram.from_values(out.latency).to_dict(),
-            "svc": LogHistogram.from_values(out.service).to_dict(),
-            "lag": LogHistogram.from_values(out.lag).to_dict(),
             "inflight": self.pool.inflight,
             "conns": self.pool.conns,
             "cpu": cpu - self._cpu,
-            "samples": [_sample_record(s, self.t0) for s in out.samples],
         }
+        # the counters move on before the first yield, so a tick that interleaves with this one
+        # (the run's last) counts only what came after
         self.totals["scheduled"] = scheduled
         self.totals["sent"] += out.sent
         self.totals["dispatched"] += out.dispatched
         self.totals["done"] += n_done
         self._cpu = cpu
         self._tick_t = now
+        for key, values in (("lat", out.latency), ("svc", out.service), ("lag", out.lag)):
+            yield
+            msg[key] = LogHistogram.from_values(values).to_dict(arrays=True)
+        yield
+        msg["samples"] = [_sample_record(s, self.t0) for s in out.samples]
         return msg
 
 
