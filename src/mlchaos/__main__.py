@@ -1,3 +1,3 @@
-from mlchaos.cli import main
+from mlchaos.entry import main
 
 main()

@@ -66,7 +66,13 @@ def test_demo_gives_every_expected_verdict_and_a_report_that_renders(tmp_path: P
     n = 2 * len(SCENARIOS)
     assert f"{n}/{n} verdicts as expected" in r.stdout
     assert (out / "junit.xml").read_text().count("<testcase") == n
-    assert len(list((out / "journals").glob("*.jsonl"))) == n
+    final = [p for p in (out / "journals").glob("*.jsonl") if "-attempt" not in p.name]
+    assert len(final) == n
+    page = (out / "index.html").read_text()
+    for x in runs:  # a re-run (after an unexpected verdict) is never silent
+        for a in x["earlier_attempts"]:
+            assert (out / "journals" / a["journal"]).exists() and f"attempt {a['attempt']} was" in page
+            assert f"attempt {a['attempt']} was {a['status']}" in r.stdout
 
     chromium = _chromium()
     if chromium is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -17,23 +16,9 @@ def validate(
 
     Exit 0 when every file is valid, 2 when any is not.
     """
-    from mlchaos.spec.loader import SpecErrors, load_file
+    from mlchaos.spec.check import validate_paths
 
-    bad = 0
-    for f in files:
-        try:
-            load_file(f)
-        except SpecErrors as exc:
-            bad += 1
-            for e in exc.errors:
-                print(e, file=sys.stderr)
-        except Exception as exc:  # never a traceback for a user's file
-            bad += 1
-            print(f"{f}:1:1: internal error while validating: {type(exc).__name__}: {exc}", file=sys.stderr)
-        else:
-            if not quiet:
-                print(f"{f}: ok")
-    raise typer.Exit(2 if bad else 0)
+    raise typer.Exit(validate_paths([str(f) for f in files], quiet=quiet))
 
 
 def schema() -> None:

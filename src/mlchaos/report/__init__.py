@@ -189,6 +189,10 @@ def _run_html(r: dict[str, Any], idx: int) -> str:
     settle = (f"<p class='muted'>baseline {'settled' if st.get('settled') else 'never settled'} after "
               f"{_fmt(st.get('waited_s'))} s ({st.get('failed_checks')} failed check(s) in the journal)</p>"
               if st else "")
+    settle += "".join(
+        f"<p class='muted'>attempt {a.get('attempt')} was <b>{html.escape(str(a.get('status')))}</b>: "
+        f"{html.escape(str(a.get('reason')))} (journal {html.escape(str(a.get('journal')))}); run again</p>"
+        for a in r.get("earlier_attempts") or [])
     return (f"<section class='run' id='run-{idx}'><h2>{head}{title}</h2>"
             f"<p class='badge {r['status']}'>{r['status']} (exit {r.get('exit_code', '?')}){expected}</p>"
             f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{settle}{_charts(r)}"

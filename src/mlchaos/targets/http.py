@@ -10,7 +10,6 @@ its faults expire with their leases anyway.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +17,6 @@ from pydantic import Field
 
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
-from mlchaos.targets.process import _join
 
 
 class HttpTargetSpec(TargetSpec):
@@ -50,7 +48,7 @@ class HttpTarget(Target):
             raise TargetError(f"proxy: true needs a plain http:// URL, got {self.spec.url!r}")
         upstream = f"{parts.hostname}:{parts.port or 80}"
         try:
-            self._proxy = await asyncio.to_thread(spawn, upstream=upstream, mode="http")
+            self._proxy = await _to_thread(spawn, upstream=upstream, mode="http")
         except Exception as exc:
             raise TargetError(f"could not start a fault proxy in front of {upstream}: {exc}") from None
         self.ctx.log("proxy-started", upstream=upstream, listen=self._proxy.listen_addr,
@@ -71,7 +69,7 @@ class HttpTarget(Target):
 
     async def stop(self) -> None:
         if self._proxy is not None:
-            await asyncio.to_thread(self._proxy.stop)
+            await _to_thread(self._proxy.stop)
             self._proxy = None
 
     def owned(self) -> list[list[float]]:
@@ -91,5 +89,20 @@ class HttpTarget(Target):
         if self._proxy is not None:
             parts = urlsplit(self.spec.url)
             base = f"http://{self._proxy.listen_addr}{parts.path}"
-            return _join(base, path)
-        return _join(self.spec.url, path)
+            return join_url(base, path)
+        return join_url(self.spec.url, path)
+
+
+def join_url(base: str, path: str) -> str:
+    """``path`` relative to ``base`` (an absolute URL stays as it is)."""
+    if not path:
+        return base
+    if path.startswith(("http://", "https://")):
+        return path
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+async def _to_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    import asyncio  # here, not at the top: validating an experiment imports this module, not an event loop
+
+    return await asyncio.to_thread(fn, *args, **kwargs)

@@ -22,6 +22,7 @@ from pydantic import Field
 from mlchaos.engine.state import pid_alive
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
+from mlchaos.targets.http import join_url as _join
 
 
 class ProcessTargetSpec(TargetSpec):
@@ -157,11 +158,3 @@ class ProcessTarget(Target):
         if self.proc is not None and self.proc.poll() is None:
             return [self.proc.pid]
         return []
-
-
-def _join(base: str, path: str) -> str:
-    if not path:
-        return base
-    if path.startswith(("http://", "https://")):
-        return path
-    return base.rstrip("/") + "/" + path.lstrip("/")

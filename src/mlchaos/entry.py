@@ -1,0 +1,34 @@
+"""The console-script entry point: answer the commonest cheap calls before importing the CLI framework.
+
+``mlchaos validate FILE...`` runs in editors and pre-commit hooks on every save, and
+``--version`` in every bug report; importing typer (and its click) costs about as much as
+validating a file. So these exact forms are answered here with plain ``sys.argv`` checks;
+anything else (an unknown option, ``--help``, every other command) goes to the typer app,
+which also documents these commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--version"]:
+        from mlchaos import __version__
+
+        print(f"mlchaos {__version__}")
+        return 0
+    if len(args) >= 2 and args[0] == "validate":
+        rest = args[1:]
+        quiet = False
+        while rest and rest[0] in ("-q", "--quiet"):
+            quiet, rest = True, rest[1:]
+        if rest and not any(a.startswith("-") for a in rest):
+            from mlchaos.spec.check import validate_paths
+
+            sys.exit(validate_paths(rest, quiet=quiet))
+    from mlchaos.cli import main as typer_main
+
+    return typer_main(argv)

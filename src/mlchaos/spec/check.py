@@ -1,0 +1,35 @@
+"""Validate experiment files and print every error as ``FILE:LINE:COL: field.path: message``.
+
+Shared by ``mlchaos validate`` (typer) and the entry point's fast path, so both print
+and exit alike: 0 when every file is valid, 2 when any is not.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+
+def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | None = None,
+                   err: TextIO | None = None) -> int:
+    """Check each file; never a traceback for a user's file. Returns the exit code."""
+    from mlchaos.spec.loader import SpecErrors, load_file
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    bad = 0
+    for f in paths:
+        try:
+            load_file(f)
+        except SpecErrors as exc:
+            bad += 1
+            for e in exc.errors:
+                print(e, file=err)
+        except Exception as exc:
+            bad += 1
+            print(f"{f}:1:1: internal error while validating: {type(exc).__name__}: {exc}", file=err)
+        else:
+            if not quiet:
+                print(f"{f}: ok", file=out)
+    return 2 if bad else 0
