@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 VENV = HERE / ".venv-ctk"
+OURS = HERE / ".venv-mlchaos"
 
 CTK_EXPERIMENT = {
     "title": "A paused single replica breaks the latency hypothesis",
@@ -69,6 +69,22 @@ def ensure_ctk() -> Path | None:
     return chaos
 
 
+def ensure_ours() -> str:
+    """mlchaos installed the way a user gets it (``pip install .``, not editable) in its own venv.
+
+    Both tools then start from an interpreter whose site-packages holds only their own
+    dependencies; the shared development interpreter has every test extra and sandbox
+    ``.pth`` hooks that would charge their start-up cost to whichever tool runs there.
+    """
+    exe = OURS / "bin" / "mlchaos"
+    if not OURS.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(OURS)], check=True)
+    subprocess.run([str(OURS / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps", str(ROOT)],
+                   check=True)  # the code under test, refreshed on every run
+    subprocess.run([str(OURS / "bin" / "pip"), "install", "-q", str(ROOT)], check=True)  # its dependencies
+    return str(exe)
+
+
 def measure(cmd: list[str]) -> tuple[float, float, int]:
     """(wall s, cpu s, peak RSS KiB) of one whole process, from wait4's rusage of that child alone."""
     t0 = time.perf_counter()
@@ -81,7 +97,7 @@ def measure(cmd: list[str]) -> tuple[float, float, int]:
 
 def startup(runs: int) -> list[dict[str, object]]:
     chaos = ensure_ctk()
-    mlchaos = shutil.which("mlchaos") or "mlchaos"
+    mlchaos = ensure_ours()
     tmp = Path(tempfile.mkdtemp())
     ctk_exp = tmp / "exp.json"
     ctk_exp.write_text(json.dumps(CTK_EXPERIMENT))

@@ -48,3 +48,38 @@ def test_bad_flag_is_a_usage_error() -> None:
     r = subprocess.run([sys.executable, "-m", "mlchaos", "run", "--no-such-flag", "x.yaml"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "no-such-flag" in r.stderr
+
+
+def test_validate_fast_path_skips_typer_and_asyncio_and_still_reports_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mlchaos.examples import path
+
+    good = str(path("tiny-pause.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\ntarget: {platform: http, url: 'http://127.0.0.1:9'}\nmethd: []\n")
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['mlchaos', 'validate', {good!r}, {str(bad)!r}]\n"
+        "import atexit, os\n"
+        "real_exit = os._exit\n"
+        "def spy(c):\n"
+        "    print('LOADED=' + ','.join(m for m in ('typer', 'click', 'asyncio', 'httpx') if m in sys.modules),"
+        " flush=True)\n"
+        "    real_exit(c)\n"
+        "os._exit = spy\n"
+        "from mlchaos.entry import main\n"
+        "main()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert f"{good}: ok" in r.stdout
+    assert f"{bad}:3:1: methd: unknown key" in r.stderr and "did you mean 'method'" in r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "LOADED=", r.stdout
+
+
+def test_validate_options_other_than_quiet_go_to_typer() -> None:
+    r = subprocess.run([sys.executable, "-m", "mlchaos", "validate", "--help"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "FILE:LINE:COL" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "mlchaos", "validate", "-q", "--bogus", "x.yaml"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "bogus" in r.stderr

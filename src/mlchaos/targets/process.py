@@ -9,15 +9,17 @@ dies (say, from a ``process-kill`` fault) is started again after
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
+
+if TYPE_CHECKING:
+    import asyncio
 
 from mlchaos.engine.state import pid_alive
 from mlchaos.plugin import Target, TargetError, TargetSpec
@@ -67,6 +69,8 @@ class ProcessTarget(Target):
                 out.close()
 
     async def start(self) -> None:
+        import asyncio  # here: validating an experiment imports this module, not an event loop
+
         if not self.spec.command:
             return
         self._spawn()
@@ -76,6 +80,8 @@ class ProcessTarget(Target):
             self._monitor = asyncio.create_task(self._watch())
 
     async def _wait_ready(self) -> None:
+        import asyncio
+
         import httpx
 
         deadline = time.monotonic() + self.spec.ready_timeout
@@ -96,6 +102,8 @@ class ProcessTarget(Target):
         raise TargetError(f"{url} not ready within {self.spec.ready_timeout:g}s ({last})")
 
     async def _watch(self) -> None:
+        import asyncio
+
         while not self._stopping:
             await asyncio.sleep(0.05)
             if self.proc is not None and self.proc.poll() is not None and not self._stopping:
@@ -117,6 +125,8 @@ class ProcessTarget(Target):
         return {"pids": pids, "url": self.spec.url}
 
     async def stop(self) -> None:
+        import asyncio
+
         self._stopping = True
         if self._monitor is not None:
             self._monitor.cancel()
