@@ -51,3 +51,29 @@ def test_every_top_level_value_is_found_exactly(doc: dict, indent: int | None) -
         assert len(found) == 1
         a, b = found[0]
         assert json.loads(raw[a:b]) == value
+
+
+def _leaf_paths(value: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _leaf_paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _leaf_paths(v, (*prefix, str(i)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(keys, docs, min_size=1, max_size=5), indent=st.sampled_from([None, 2]),
+       sep=st.sampled_from([(", ", ": "), (",", ":")]))
+def test_the_fast_locator_agrees_with_the_general_walk(doc: dict, indent: int | None, sep: tuple[str, str]) -> None:
+    """jsonspan.first (the proxy's hot path) must find exactly what spans() finds, or nothing where it finds nothing."""
+    raw = json.dumps(doc, indent=indent, separators=sep if indent is None else None).encode()
+    for parts in [*_leaf_paths(doc), ("missing",), (next(iter(doc)), "missing")]:
+        if any(p in ("*", "") or "." in p for p in parts):
+            continue
+        steps = jsonspan.parse_path(".".join(parts))
+        general = jsonspan.spans(raw, steps)
+        fast = jsonspan.first(raw, steps)
+        assert (general[0] if general else None) == fast, (raw, parts)

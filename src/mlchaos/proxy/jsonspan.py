@@ -47,6 +47,40 @@ def spans(doc: bytes, path: list[Step] | list[str]) -> list[tuple[int, int]]:
     return list(_find(doc, i, steps, 0))
 
 
+def first(doc: bytes, steps: list[Step]) -> tuple[int, int] | None:
+    """The span of a wildcard-free path, or None: the proxy's per-response hot path.
+
+    Same answer as :func:`spans` for such paths, with the common case (compact or
+    lightly spaced JSON, keys found before any nested container) inlined: about a
+    third of the Python calls of the general walk.  Anything unusual falls back to it.
+    """
+    n = len(doc)
+    i = 0
+    while i < n and doc[i] <= 32:
+        i += 1
+    for _part, needles in steps:
+        if i >= n or doc[i] != 123:  # not an object here: lists and misses take the general path
+            return _single(doc, _ws(doc, 0), steps)
+        pos = doc.find(needles[0], i + 1)
+        if pos < 0 or len(needles) > 1 or _HARD.search(doc, i + 1, pos) is not None or doc.count(b'"', i + 1, pos) % 2:
+            return _single(doc, _ws(doc, 0), steps)
+        j = pos + len(needles[0])
+        while j < n and doc[j] <= 32:
+            j += 1
+        if j >= n or doc[j] != 58:  # ':' — the needle was a value, not a key
+            return _single(doc, _ws(doc, 0), steps)
+        i = j + 1
+        while i < n and doc[i] <= 32:
+            i += 1
+    if i < n and doc[i] == 34:  # a string value
+        m = _STRING.match(doc, i)
+        if m is None:
+            raise JsonSpanError(f"unterminated string at byte {i}")
+        return i, m.end()
+    m = _SCALAR.match(doc, i) if i < n and doc[i] not in (123, 91) else None
+    return (i, m.end()) if m is not None else (i, _skip(doc, i))
+
+
 def _single(doc: bytes, i: int, steps: list[Step]) -> tuple[int, int] | None:
     """The common case, a path without wildcards: one straight walk, no generators."""
     for part, needles in steps:

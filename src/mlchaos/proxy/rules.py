@@ -98,6 +98,7 @@ class Rule:
         self.created = time.time()
         self.spec = {**spec, "id": self.id}
         self.rng = random.Random(common.seed)
+        self.coin = self.rng.random
         self.seen = 0
         self.affected = 0
         m = common.match
@@ -287,7 +288,11 @@ class FaultTable:
 
     # -- the decision -----------------------------------------------------------------------
     def plan_http(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Plan | None:
-        """Decide one HTTP request: None means pass-through untouched."""
+        """Decide one HTTP request: None means pass-through untouched.
+
+        Runs for every request while any rule is active, so :meth:`Rule.hit` is inlined here
+        (a method call per rule and request was a tenth of the proxy's Python time at 10 %).
+        """
         plan: Plan | None = None
         t = clock.now()
         for rule in self.rules:
@@ -295,7 +300,9 @@ class FaultTable:
                 continue
             if rule.matchers and not rule.selects(method, url, headers):
                 continue
-            if rule.hit():
+            rule.seen += 1
+            if rule.always or rule.coin() < rule.probability:
+                rule.affected += 1
                 if plan is None:
                     plan = Plan()
                 rule.fault.apply(plan, rule.rng)

@@ -70,6 +70,8 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
         super().__init__(params, direction)
         assert isinstance(params, JsonCorruptParams)
         self._paths = [(f, jsonspan.parse_path(f)) for f in params.fields]
+        # one field without wildcards (the usual fault): located by jsonspan.first, no generators
+        self._one = self._paths[0] if len(self._paths) == 1 and "*" not in params.fields[0].split(".") else None
         self._stale: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -96,16 +98,16 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
     def corrupt(self, body: bytes) -> bytes | None:
         """Return the patched body, or None when no named field is present (or the body is not JSON)."""
         edits: list[tuple[int, int, bytes]] = []
-        if len(self._paths) == 1:  # the common case: one field, usually one span
-            field, path = self._paths[0]
+        if self._one is not None:  # the common case: one field, one span
+            field, path = self._one
             try:
-                found = jsonspan.spans(body, path)
-                if len(found) == 1:
-                    start, end = found[0]
-                    new = self._replacement(field, body[start:end])
-                    if new is None or new == body[start:end]:
-                        return None
-                    return body[:start] + new + body[end:]
+                span = jsonspan.first(body, path)
+                if span is None:
+                    return None
+                start, end = span
+                old = body[start:end]
+                new = self._replacement(field, old)
+                return None if new is None or new == old else body[:start] + new + body[end:]
             except (jsonspan.JsonSpanError, orjson.JSONDecodeError, ValueError):
                 return None
         try:
