@@ -23,13 +23,12 @@ from .upstream import DOC
 def test_latency_200ms_accurate_and_never_early(http_proxy: ProxyHandle) -> None:
     """500 requests with 200 ms injected: none early, p99 within +5 ms at the client.
 
-    The box has 2 vCPUs shared with other engineers' test runs (load average
-    3-4): there, pass-through alone shows a p99 - p50 spread of several ms,
-    which is the scheduler, not the proxy.  So the bound is 205 ms plus the
-    pass-through spread measured just before under the same traffic pattern
-    (on a quiet box that spread is < 1 ms and the bound is the strict one),
-    and the 500-request measurement is repeated up to 3 times, passing when
-    one run meets it.  "Never early" must hold in every run, with no slack.
+    The added time is measured net of the path's own time (the pass-through p50
+    measured just before, ~0.2 ms); the bound is the issue's, 200 ms + 5 ms, with no
+    allowance for the scheduler.  A shared 2-vCPU box sometimes stalls for longer than
+    that (measured: 1 of 11 runs at p99 207.5 ms while pass-through alone spread by
+    14 ms), so the 500-request measurement may be repeated up to 3 times and passes
+    when one run meets the bound; "never early" must hold in every run, with no slack.
     """
 
     async def go(n: int) -> list[float]:
@@ -51,7 +50,7 @@ def test_latency_200ms_accurate_and_never_early(http_proxy: ProxyHandle) -> None
         assert times[0] >= 0.200, f"a delay fired early: {times[0] * 1000:.3f} ms"
         p99 = times[int(0.99 * len(times)) - 1]
         seen.append(f"p50 {times[250] * 1e3:.2f} ms p99 {p99 * 1e3:.2f} ms")
-        if p99 - 0.200 <= 0.005 + base_p50 + spread:
+        if p99 - 0.200 - base_p50 <= 0.005:
             break
     else:
         raise AssertionError(f"p99 over 205 ms in 3 runs: {seen} (pass-through p50 {base_p50 * 1e3:.2f} ms, "
