@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -39,3 +41,13 @@ def any_data(request: pytest.FixtureRequest) -> object:
         return df
     table = pa.Table.from_pandas(df, preserve_index=False)
     return table if request.param == "table" else table.combine_chunks().to_batches()[0]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A 5,000-row feature file (amount ~ N(100, 10), city in a/b/c) for the probe tests."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"amount": rng.normal(100, 10, 5000), "city": rng.choice(["a", "b", "c"], 5000)})
+    path = tmp_path / "batch.parquet"
+    df.to_parquet(path)
+    return path

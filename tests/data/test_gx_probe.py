@@ -39,15 +39,6 @@ SUITE = {
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame({"amount": rng.normal(100, 10, 5000), "city": rng.choice(["a", "b", "c"], 5000)})
-    path = tmp_path / "batch.parquet"
-    df.to_parquet(path)
-    return path
-
-
-@pytest.fixture
 def suite(tmp_path: Path) -> Path:
     path = tmp_path / "suite.json"
     path.write_text(json.dumps(SUITE))

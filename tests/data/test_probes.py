@@ -5,22 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from mlchaos.data import corrupt
 from mlchaos.probes.drift import DriftProbe
 from tests.data.standalone import Ctx
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame({"amount": rng.normal(100, 10, 5000), "city": rng.choice(["a", "b", "c"], 5000)})
-    path = tmp_path / "batch.parquet"
-    df.to_parquet(path)
-    return path
 
 
 @pytest.mark.parametrize("statistic", ["psi", "ks", "wasserstein", "jensen_shannon"])

@@ -1,4 +1,4 @@
-"""Fixtures for delivery tests: the delivery plugins registered, a serving lab per test (build copied)."""
+"""Fixtures for delivery tests: a serving lab per test (build copied)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,6 @@ import pytest
 from mlchaos.lab import Lab
 from mlchaos.lab.build import ensure_built
 from mlchaos.lab.paths import LabPaths
-
-
-@pytest.fixture(autouse=True)
-def delivery_plugins() -> Iterator[None]:
-    """The delivery faults and probes, registered in-process until they are in ``BUILTIN``."""
-    from mlchaos import registry
-    from mlchaos.lab.delivery import scenario
-
-    scenario.ensure_plugins()
-    yield
-    for kind, table in scenario.PLUGINS.items():
-        for name in table:
-            registry.unregister(kind, name)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -21,39 +21,6 @@ if TYPE_CHECKING:
 EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "validation-outage.yaml"
 """The experiment file shipped in the package (also under examples/scenarios/ in a checkout)."""
 
-PLUGINS: dict[str, dict[str, str]] = {
-    "fault": {
-        "validation-crash": "mlchaos.faults.delivery:ValidationCrash",
-        "validation-hang": "mlchaos.faults.delivery:ValidationHang",
-        "validation-nan": "mlchaos.faults.delivery:ValidationNan",
-        "registry-outage": "mlchaos.faults.delivery:RegistryOutage",
-        "artifact-corrupt": "mlchaos.faults.delivery:ArtifactCorrupt",
-        "training-poison": "mlchaos.faults.delivery:TrainingPoison",
-        "delivery-run": "mlchaos.faults.delivery:DeliveryRun",
-    },
-    "probe": {
-        "deployed-model": "mlchaos.probes.delivery:DeployedModel",
-        "canary-drift": "mlchaos.probes.delivery:CanaryDrift",
-        "shadow-accuracy": "mlchaos.probes.delivery:ShadowAccuracy",
-    },
-}
-"""The delivery plugins (the lines of ``mlchaos.registry.BUILTIN``)."""
-
-
-def ensure_plugins() -> None:
-    """Register the delivery plugins in this process unless the registry already knows them."""
-    import importlib
-
-    from mlchaos import registry
-
-    for kind, table in PLUGINS.items():
-        for name, ref in table.items():
-            if name in registry.BUILTIN[kind]:
-                continue
-            module, _, attr = ref.partition(":")
-            registry.register(kind, name, getattr(importlib.import_module(module), attr))  # type: ignore[arg-type]
-
-
 def experiment(lab_dir: Path, path: Path = EXPERIMENT) -> dict[str, Any]:
     """The experiment file pointed at ``lab_dir`` (its lab target's ``dir``; the delivery faults and probes
     follow their target)."""
@@ -74,7 +41,6 @@ def run(variant: str, lab_dir: Path, journal: Path, *, load_delay: float = 0.5) 
 
     if variant not in ("naive", "mitigated"):
         raise ValueError(f"variant must be naive or mitigated, got {variant!r}")
-    ensure_plugins()
     lab_dir = Path(lab_dir)
     lab = Lab(lab_dir, load_delay=load_delay)
     started = not lab.is_up()
