@@ -116,6 +116,24 @@ def test_add_applies_to_next_request_and_remove_too(http_proxy: ProxyHandle) -> 
     assert st == 200
 
 
+def test_table_knows_when_a_rule_needs_the_request_parts() -> None:
+    """The HTTP relay path reads no URL or headers, so it must step aside while any rule matches on them."""
+    from mlchaos.proxy.rules import FaultTable, parse_rule
+
+    table = FaultTable()
+    table.add(parse_rule({"kind": "http-error", "probability": "10%", "id": "p"}, "http"), schedule=False)
+    assert not table.matchers
+    table.add(parse_rule({"kind": "latency", "delay": "1ms", "match": {"path": "/x"}, "id": "m"}, "http"),
+              schedule=False)
+    assert table.matchers
+    table.remove("m")
+    assert not table.matchers
+    table.replace_all([parse_rule({"kind": "abort", "match": {"method": "POST"}, "id": "w"}, "http")])
+    assert table.matchers
+    table.clear()
+    assert not table.matchers
+
+
 def test_renew_extends_and_expiry_is_on_time(http_proxy: ProxyHandle) -> None:
     c = http_proxy.client
     fid = c.add({"kind": "http-error"}, ttl=0.3)

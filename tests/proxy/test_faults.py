@@ -118,6 +118,66 @@ def test_http_pipelined_requests_and_bodies(http_proxy: ProxyHandle) -> None:
     assert data.index(body) < data.index(DOC) < data.index(b"abcde") < data.rindex(DOC)
 
 
+def read_response(s: socket.socket) -> tuple[int, bytes]:
+    """(status, body) of one Content-Length response on a keep-alive socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    assert len(body) == length, "bytes beyond the response: the exchange is out of sync"
+    return int(head.split()[1]), body
+
+
+def test_http_relay_path_edges_on_one_connection(http_proxy: ProxyHandle) -> None:
+    """With no fault active, whole single requests take the relay path; every other read must still work."""
+    body = b'{"x": 1}'
+    post = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
+    with connect(http_proxy) as s:
+        s.sendall(GET)
+        assert read_response(s) == (200, DOC)
+        s.sendall(post)  # body in the same read
+        assert read_response(s) == (200, body)
+        s.sendall(post[:20])  # one request over two reads: the full parser takes over mid-request
+        time.sleep(0.05)
+        s.sendall(post[20:])
+        assert read_response(s) == (200, body)
+        s.sendall(GET + GET[:10])  # one and a bit: the bit must not be lost
+        assert read_response(s) == (200, DOC)
+        time.sleep(0.05)
+        s.sendall(GET[10:])
+        assert read_response(s) == (200, DOC)
+        fid = http_proxy.client.add({"kind": "http-error", "status": 503}, ttl=30)
+        s.sendall(GET)  # a fault added between requests applies to the next one on the same connection
+        assert read_response(s)[0] == 503
+        http_proxy.client.remove(fid)
+        s.sendall(GET)
+        assert read_response(s) == (200, DOC)
+        fid = http_proxy.client.add({"kind": "http-error", "status": 503, "match": {"headers": {"x-t": "b"}}}, ttl=30)
+        s.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\nX-T: b\r\n\r\n")  # a matcher needs the full parser
+        assert read_response(s)[0] == 503
+        s.sendall(GET)
+        assert read_response(s) == (200, DOC)
+        http_proxy.client.remove(fid)
+        s.sendall(b"HEAD /json HTTP/1.1\r\nHost: x\r\n\r\n")  # no body follows a HEAD response
+        head = s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"\r\n\r\n")
+        s.sendall(GET)
+        assert read_response(s) == (200, DOC)
+    with connect(http_proxy) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+        assert recv_all(s).startswith(b"HTTP/1.1 501")
+    with connect(http_proxy) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert recv_all(s).startswith(b"HTTP/1.1 400")
+
+
 def test_http_large_upload_streams(http_proxy: ProxyHandle) -> None:
     body = b"y" * 300_000
     (_, status, raw), = run(request(http_proxy.listen_addr, "/echo", "POST", body))

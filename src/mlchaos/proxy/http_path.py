@@ -17,6 +17,15 @@ Design (measured in docs/proxy.md and the research note):
   "all or nothing" behind a keep-alive pool).
 * Responses a fault must transform (corrupt, delay, throttle, abort) are
   buffered whole; everything else streams.
+* While no active fault matches on method, path or headers (the proxy's usual
+  state: no fault, or faults with a probability only), a request that arrives
+  whole in one read on an idle connection takes a relay path: a second parser
+  with boundary callbacks only (no URL, header or body callbacks, no
+  per-request call chain) proves it is exactly one complete request; the
+  fault decision is made as usual, and on pass-through its bytes go upstream
+  as they are.  Anything else (a fault appears, a partial or
+  pipelined read, a parse error) is parsed again by the full parser, which is
+  at the same message boundary, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -132,6 +141,33 @@ def frame(piece: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(piece), piece)
 
 
+class Bounds:
+    """Callbacks of the relay path's parser: where a request begins and ends, nothing else.
+
+    httptools calls only the callbacks its protocol object has, so leaving out
+    ``on_url``/``on_header``/``on_body`` removes a Python call per header and piece.
+    """
+
+    __slots__ = ("begun", "done", "keep_alive", "method", "parser")
+
+    def __init__(self) -> None:
+        self.begun = self.done = 0
+        self.keep_alive = True
+        self.method = b""
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.keep_alive = parser.should_keep_alive()  # llhttp forgets it once the message completes
+        self.method = parser.get_method()
+
+    def on_message_complete(self) -> None:
+        self.done += 1
+
+
 class Downstream(asyncio.Protocol):
     """The client side of one connection: parses requests, applies plans, writes responses."""
 
@@ -153,6 +189,7 @@ class Downstream(asyncio.Protocol):
         self.paused = False
         self.closed = False
         self.waiting_local = False
+        self.bounds: Bounds | None = None
 
     # -- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,6 +221,9 @@ class Downstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.black_hole:
             return
+        if (self.cur is None and self.parsing is None and not self.backlog and not self.proxy.table.matchers
+                and self._relay(data)):
+            return
         idle = self.parsing is None
         self.began = self.completed = 0
         try:
@@ -201,9 +241,51 @@ class Downstream(asyncio.Protocol):
             self._pump()
         elif self.waiting_local and self.cur.complete:
             self._respond_local()
-        if self.backlog and not self.paused and self.transport is not None:
-            self.paused = True
+        if self.cur is not None and self.backlog and not self.paused and self.transport is not None:
+            self.paused = True  # pipelined requests wait for the exchange in progress; resumed by _pump
             self.transport.pause_reading()
+
+    def _relay(self, data: bytes) -> bool:
+        """Take ``data`` on the relay path when it is exactly one whole request.
+
+        Only while no active fault has method/path/header matchers: the decision then
+        needs nothing the relay parser skips.
+        False (nothing done) sends the read through the full parser instead; the relay
+        parser is then replaced, since it may have stopped inside a message.
+        """
+        b = self.bounds
+        if b is None:
+            b = self.bounds = Bounds()
+        b.begun = b.done = 0
+        try:
+            b.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # the full parser reports it
+            b.begun = 0
+        if b.begun != 1 or b.done != 1:
+            self.bounds = None
+            return False
+        m = Message()
+        m.raw = data
+        m.method = b.method
+        m.keep_alive = b.keep_alive
+        m.complete = m.headers_done = True
+        proxy = self.proxy
+        proxy.stats.requests_total += 1
+        self.cur = m
+        if proxy.table.rules:  # none has matchers, so the decision needs no URL or headers
+            plan = self.plan = proxy.table.plan_http(m.method, b"", [])
+            if plan is not None:
+                self._execute(m, plan)
+                return True
+        self.plan = None
+        self.resp_buf = None
+        up = self.up
+        if up is None or up.closed:
+            up = self.proxy.acquire(self)
+            if up is None:
+                return True  # upstream_ready() continues
+        self._send(m, up)
+        return True
 
     def _fail(self, status: int, text: str) -> None:
         """Answer a request we cannot relay and close (used for parse errors and upstream failures)."""
@@ -260,20 +342,23 @@ class Downstream(asyncio.Protocol):
             m = self.backlog.popleft()
             self.cur = m
             self._start(m)
-        if self.paused and not self.backlog and self.transport is not None:
-            self.paused = False
+        if self.paused and (self.cur is None or not self.backlog) and self.transport is not None:
+            self.paused = False  # idle with a request still arriving: its rest must be read
             self.transport.resume_reading()
 
     def _start(self, m: Message) -> None:
-        stats = self.proxy.stats
-        stats.requests_total += 1
+        self.proxy.stats.requests_total += 1
         table = self.proxy.table
         plan = table.plan_http(m.method, m.url, m.headers) if table.rules else None
         self.plan = plan
         if plan is None:
             self._forward(m)
-            return
-        stats.requests_faulted += 1
+        else:
+            self._execute(m, plan)
+
+    def _execute(self, m: Message, plan: Plan) -> None:
+        """Carry out a request's plan (some fault hit it)."""
+        self.proxy.stats.requests_faulted += 1
         if plan.refuse or (plan.reset and not plan.reset_after):
             self._reset()
             return

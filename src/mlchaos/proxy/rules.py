@@ -206,6 +206,8 @@ class FaultTable:
         self.on_change: list[Callable[[], None]] = []
         self._timers: dict[str, clock.Timer] = {}
         self.version = 0
+        self.matchers = False
+        """True while some rule matches on method, path or headers (the HTTP relay path then steps aside)."""
 
     # -- lifecycle --------------------------------------------------------------------------
     def add(self, rule: Rule, schedule: bool = True) -> None:
@@ -268,6 +270,7 @@ class FaultTable:
             self.remove(rule_id, reason="expired")
 
     def _changed(self) -> None:
+        self.matchers = any(r.matchers for r in self.rules)
         self.version += 1
         for cb in self.on_change:
             cb()
@@ -284,6 +287,7 @@ class FaultTable:
                 new.append(r)
         self.by_id = {r.id: r for r in new}
         self.rules = new
+        self.matchers = any(r.matchers for r in new)
         self.version += 1
 
     # -- the decision -----------------------------------------------------------------------
