@@ -77,3 +77,32 @@ def test_the_fast_locator_agrees_with_the_general_walk(doc: dict, indent: int | 
         general = jsonspan.spans(raw, steps)
         fast = jsonspan.first(raw, steps)
         assert (general[0] if general else None) == fast, (raw, parts)
+
+
+def _at(value: object, parts: tuple[str, ...]) -> object:
+    for p in parts:
+        value = value[int(p)] if isinstance(value, list) else value[p]  # type: ignore[index]
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=st.dictionaries(keys, docs, min_size=1, max_size=5), indent=st.sampled_from([None, 2]),
+       sep=st.sampled_from([(", ", ": "), (",", ":")]))
+def test_every_nested_value_is_found_exactly(doc: dict, indent: int | None, sep: tuple[str, str]) -> None:
+    """Deep paths through (flat and nested) containers that precede the key: the skip shortcuts must agree."""
+    raw = json.dumps(doc, indent=indent, separators=sep if indent is None else None).encode()
+    for parts in _leaf_paths(doc):
+        if any(p in ("*", "") or "." in p for p in parts):
+            continue
+        found = jsonspan.spans(raw, jsonspan.parse_path(".".join(parts)))
+        assert len(found) == 1, (raw, parts)
+        a, b = found[0]
+        assert json.loads(raw[a:b]) == _at(doc, parts), (raw, parts)
+
+
+def test_a_key_after_a_flat_nested_object_is_found_without_a_step_per_string() -> None:
+    doc = json.dumps({"features": {f"f{i}": i * 0.5 for i in range(32)}, "note": "a}b", "amount": 12.5}).encode()
+    for path, want in (("amount", b"12.5"), ("note", b'"a}b"'), ("features.f31", b"15.5")):
+        (a, b), = jsonspan.spans(doc, jsonspan.parse_path(path))
+        assert doc[a:b] == want
+        assert jsonspan.first(doc, jsonspan.parse_path(path)) == (a, b)

@@ -22,6 +22,7 @@ _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _SCALAR = re.compile(rb"[^,\]}\s]+")
 _HARD = re.compile(rb"[\[\]{}\\]")
 _NEST = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_OPEN = re.compile(rb"[\[{\\]")
 
 
 class JsonSpanError(ValueError):
@@ -117,6 +118,9 @@ def _skip(doc: bytes, i: int) -> int:
             raise JsonSpanError(f"unterminated string at byte {i}")
         return m.end()
     if c in (b"{", b"["):
+        flat = _skip_flat(doc, i)
+        if flat is not None:
+            return flat
         depth = 0
         for m in _NEST.finditer(doc, i):
             t = m.group()
@@ -131,6 +135,19 @@ def _skip(doc: bytes, i: int) -> int:
     if m is None:
         raise JsonSpanError(f"expected a value at byte {i}")
     return m.end()
+
+
+def _skip_flat(doc: bytes, i: int) -> int | None:
+    """Index just past a container with no nested container and no escape (a feature vector), or None.
+
+    Three C calls instead of a Python step per string: the first closing bracket ends the
+    container when nothing before it opens another one or escapes, and an even number of
+    quotes before it proves it is not inside a string.
+    """
+    close = doc.find(b"}" if doc[i] == 123 else b"]", i + 1)
+    if close < 0 or _OPEN.search(doc, i + 1, close) is not None or doc.count(b'"', i + 1, close) % 2:
+        return None
+    return close + 1
 
 
 def _ws(doc: bytes, i: int) -> int:
@@ -223,7 +240,18 @@ def _member(doc: bytes, obj: int, needle: bytes) -> int | None:
     while pos >= 0:
         while tok is not None and tok.end() <= pos:
             t = tok.group()
-            if t in (b"{", b"["):
+            if t in (b"{", b"[") and depth == 0:
+                end = _skip_flat(doc, tok.start())
+                if end is not None:  # a flat nested container: jump past it, no step per string
+                    tokens = _NEST.finditer(doc, end)
+                    tok = next(tokens, None)
+                    if end > pos:
+                        pos = doc.find(needle, end)
+                        if pos < 0:
+                            return None
+                    continue
+                depth += 1
+            elif t in (b"{", b"["):
                 depth += 1
             elif t in (b"}", b"]"):
                 depth -= 1
