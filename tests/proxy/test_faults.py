@@ -178,6 +178,28 @@ def test_http_relay_path_edges_on_one_connection(http_proxy: ProxyHandle) -> Non
         assert recv_all(s).startswith(b"HTTP/1.1 400")
 
 
+@pytest.mark.parametrize("fault", [None, {"kind": "latency", "delay": "20ms"},
+                                   {"kind": "json-corrupt", "fields": ["x"]}])
+def test_http_expect_100_continue(http_proxy: ProxyHandle, fault: dict | None) -> None:
+    """curl and many Java clients send large bodies only after '100 Continue': the interim answer must reach
+    the client at once, and the final response must still end the exchange (also when a fault buffers it)."""
+    if fault:
+        http_proxy.client.add(fault, ttl=30)
+    body = b'{"x": 1, "y": 2}'
+    with connect(http_proxy) as s:
+        for _ in range(2):  # and the connection stays usable
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                      % len(body))
+            interim = b""
+            while not interim.endswith(b"\r\n\r\n"):
+                interim += s.recv(1)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            s.sendall(body)
+            status, got = read_response(s)
+            assert status == 200
+            assert got == (b'{"x": null, "y": 2}' if fault and fault["kind"] == "json-corrupt" else body)
+
+
 def test_http_large_upload_streams(http_proxy: ProxyHandle) -> None:
     body = b"y" * 300_000
     (_, status, raw), = run(request(http_proxy.listen_addr, "/echo", "POST", body))

@@ -2,6 +2,7 @@
 
 Routes: ``/json`` (a ~700-byte feature vector), ``/chunked`` (same JSON, chunked),
 ``/echo`` (echoes the request body), ``/big?n=N`` (N bytes), anything else -> /json.
+A request with ``Expect: 100-continue`` gets ``100 Continue`` when its headers are in (as nginx does).
 Prints its port on stdout once listening.
 """
 
@@ -43,6 +44,10 @@ class Server(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"expect" and value.lower() == b"100-continue":
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[attr-defined]
 
     def on_body(self, body: bytes) -> None:
         self.body += body

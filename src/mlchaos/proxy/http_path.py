@@ -438,6 +438,24 @@ class Downstream(asyncio.Protocol):
             data = corrupt_response(data, plan)
         self._deliver(data, m.keep_alive and keep_alive)
 
+    def flush_interim(self) -> None:
+        """Pass interim (1xx) responses on at once even while the final response is buffered for a fault.
+
+        The client may be waiting for '100 Continue' before it sends the body the final response needs.
+        """
+        assert self.resp_buf is not None
+        data = b"".join(self.resp_buf)
+        out = []
+        while data.startswith(b"HTTP/") and data[9:10] == b"1":
+            cut = data.find(b"\r\n\r\n")
+            if cut < 0:
+                break
+            out.append(data[: cut + 4])
+            data = data[cut + 4 :]
+        self.resp_buf = [data] if data else []
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out))
+
     def upstream_lost(self, up: Upstream) -> None:
         """The upstream closed: finish a read-until-close response, or fail the exchange."""
         if self.up is up:
@@ -599,6 +617,7 @@ class Upstream(asyncio.Protocol):
         self.headers_done = False
         self.got_bytes = False
         self.keep_alive = True
+        self.interim = False
 
     def start(self, owner: Downstream, head: bool) -> None:
         """Prepare for the response to the request ``owner`` is about to write."""
@@ -650,6 +669,10 @@ class Upstream(asyncio.Protocol):
             self.close()
             owner._reset()
             return
+        if self.interim:
+            self.interim = False
+            if owner.resp_buf is not None:
+                owner.flush_interim()
         if self.done or (self.head and self.headers_done):
             keep = self.keep_alive
             if self.head:  # llhttp still expects the body a HEAD response announces: start afresh
@@ -663,5 +686,10 @@ class Upstream(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message completes
 
     def on_message_complete(self) -> None:
-        self.done = True
+        if 100 <= self.parser.get_status_code() < 200:
+            # 100 Continue / 103 Early Hints: the final response follows on the same exchange
+            self.interim = True
+            self.headers_done = False
+        else:
+            self.done = True
 
