@@ -66,6 +66,33 @@ def test_connection_close_and_body_file(http_server: Callable[..., str], tmp_pat
     assert rep.codes == {200: 300} and rep.validity.dispatched == 300
 
 
+def test_close_delimited_responses_count_as_answers() -> None:
+    """Python's own http.server answers HTTP/1.0 with no Content-Length and closes: each body ends at the
+    close, and a generator that called that a connection error would fail a healthy model server."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"prediction": 0.5}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        rep = run_load(LoadSpec(rate="100/s", duration="1s", processes=1), f"http://127.0.0.1:{srv.server_address[1]}/")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert rep.codes == {200: 100} and rep.errors == {"status": 0, "timeout": 0, "connection": 0}
+    assert rep.latency.count == 100
+
+
 def test_two_processes_split_the_rate_and_merge(http_server: Callable[..., str]) -> None:
     url = http_server()
     rep = run_load(LoadSpec(rate="2000/s", duration="2s", processes=2), url)

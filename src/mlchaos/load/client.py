@@ -81,7 +81,7 @@ class Outcomes:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection; feeds httptools and reports to the pool."""
 
-    __slots__ = ("body", "busy", "intended", "parser", "pool", "sample", "sent_at", "transport")
+    __slots__ = ("body", "busy", "eof_framed", "intended", "parser", "pool", "sample", "sent_at", "transport")
 
     def __init__(self, pool: ClientPool) -> None:
         self.pool = pool
@@ -92,6 +92,7 @@ class _Conn(asyncio.Protocol):
         self.sent_at = 0.0
         self.sample = False
         self.body: list[bytes] | None = None
+        self.eof_framed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
@@ -102,10 +103,19 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError:
             self.pool._failed(self, "connection")
 
+    def on_headers_complete(self) -> None:
+        # A response with neither Content-Length nor chunked framing ends when the server closes
+        # (HTTP/1.0 style, e.g. Python's http.server); llhttp then never completes it by itself, and
+        # such a response is exactly one that cannot be kept alive.
+        self.eof_framed = not self.parser.should_keep_alive()
+
     def on_message_complete(self) -> None:
+        self.eof_framed = False
         self.pool._completed(self, self.parser.get_status_code(), self.parser.should_keep_alive())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None and self.busy and self.eof_framed:  # a clean close ends a close-delimited body
+            self.pool._completed(self, self.parser.get_status_code(), False)
         self.pool._lost(self)
 
 
