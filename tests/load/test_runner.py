@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,31 +69,56 @@ def test_connection_close_and_body_file(http_server: Callable[..., str], tmp_pat
     assert rep.codes == {200: 300} and rep.validity.dispatched == 300
 
 
-def test_close_delimited_responses_count_as_answers() -> None:
-    """Python's own http.server answers HTTP/1.0 with no Content-Length and closes: each body ends at the
-    close, and a generator that called that a connection error would fail a healthy model server."""
-    import http.server
-    import threading
+@contextlib.contextmanager
+def stdlib_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Python's own http.server on loopback: the simplest model server a user writes."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_close_delimited_responses_count_as_answers() -> None:
+    """http.server's default answers HTTP/1.0 with no Content-Length and closes: each body ends at the close,
+    and a generator that called that a connection error would fail a healthy model server."""
+
+    class Handler(_Quiet):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b'{"prediction": 0.5}')
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        rep = run_load(LoadSpec(rate="100/s", duration="1s", processes=1), f"http://127.0.0.1:{srv.server_address[1]}/")
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    with stdlib_server(Handler) as url:
+        rep = run_load(LoadSpec(rate="100/s", duration="1s", processes=1), url)
     assert rep.codes == {200: 100} and rep.errors == {"status": 0, "timeout": 0, "connection": 0}
     assert rep.latency.count == 100
+
+
+def test_head_requests_end_at_their_headers() -> None:
+    """A HEAD answer announces a Content-Length it does not send; waiting for that body times every request out."""
+
+    class Handler(_Quiet):
+        protocol_version = "HTTP/1.1"  # keep-alive, so a connection must be reusable after each HEAD
+
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "19")
+            self.end_headers()
+
+    with stdlib_server(Handler) as url:
+        rep = run_load(LoadSpec(rate="200/s", duration="1s", processes=1, method="HEAD", timeout="1s"), url)
+    assert rep.codes == {200: 200} and rep.errors == {"status": 0, "timeout": 0, "connection": 0}
+    assert (rep.latency.quantile(0.5) or 1) < 0.1
 
 
 def test_two_processes_split_the_rate_and_merge(http_server: Callable[..., str]) -> None:

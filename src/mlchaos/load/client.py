@@ -133,6 +133,25 @@ class _SamplingConn(_Conn):
             self.body.append(body)
 
 
+class _HeadConn(_Conn):
+    """A connection for HEAD requests: the answer ends with its headers.
+
+    A HEAD response announces the Content-Length of the body it does not send, and a response parser
+    cannot know the request was HEAD, so it would wait for that body until the timeout.
+    """
+
+    __slots__ = ()
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        status, keep_alive = parser.get_status_code(), parser.should_keep_alive()
+        self.parser = httptools.HttpResponseParser(self)  # the old one would wait for the announced body
+        self.pool._completed(self, status, keep_alive)
+
+    def on_message_complete(self) -> None:
+        pass  # a zero-length HEAD answer also completes in llhttp: already counted at its headers
+
+
 class ClientPool:
     """Connections to one origin; ``send(intended)`` is the only hot call."""
 
@@ -166,6 +185,9 @@ class ClientPool:
         self.out = Outcomes()
         self.loop = asyncio.get_event_loop()
         self._closing = False
+        self._conn_cls: type[_Conn] = (
+            _HeadConn if requests and requests[0].startswith(b"HEAD ") else _SamplingConn if sample_every else _Conn
+        )
 
     # -- hot path ---------------------------------------------------------------
     def send(self, intended: float) -> None:
@@ -238,7 +260,7 @@ class ClientPool:
 
     async def _connect(self) -> None:
         try:
-            cls = _SamplingConn if self.sample_every else _Conn
+            cls = self._conn_cls
             _, conn = await self.loop.create_connection(lambda: cls(self), self.host, self.port)
         except (TimeoutError, OSError) as exc:
             self.connecting -= 1
