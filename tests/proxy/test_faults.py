@@ -200,6 +200,25 @@ def test_http_expect_100_continue(http_proxy: ProxyHandle, fault: dict | None) -
             assert got == (b'{"x": null, "y": 2}' if fault and fault["kind"] == "json-corrupt" else body)
 
 
+@pytest.mark.parametrize("mode", ["http", "tcp"])
+@pytest.mark.parametrize("fault", [None, {"kind": "latency", "delay": "30ms"}])
+def test_half_closed_request_still_gets_its_answer(http_proxy: ProxyHandle, tcp_proxy: ProxyHandle, mode: str,
+                                                   fault: dict | None) -> None:
+    """`nc -N` and HTTP/1.0 tools shut their sending side after the request; the answer must still arrive.
+
+    On uvloop the client's bytes and EOF can arrive before the upstream is dialled, and the EOF again
+    after: the TCP path once closed both sides on that second EOF and lost the answer."""
+    h = http_proxy if mode == "http" else tcp_proxy
+    if fault:
+        h.client.add(fault, ttl=30)
+    for _ in range(3):
+        with connect(h) as s:
+            s.sendall(b"GET /json HTTP/1.0\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            data = recv_all(s)
+        assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(DOC)
+
+
 def test_http_large_upload_streams(http_proxy: ProxyHandle) -> None:
     body = b"y" * 300_000
     (_, status, raw), = run(request(http_proxy.listen_addr, "/echo", "POST", body))

@@ -190,6 +190,7 @@ class Downstream(asyncio.Protocol):
         self.closed = False
         self.waiting_local = False
         self.bounds: Bounds | None = None
+        self.eof = False
 
     # -- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -217,6 +218,11 @@ class Downstream(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.up is not None and self.up.transport is not None:
             self.up.transport.resume_reading()
+
+    def eof_received(self) -> bool:
+        """The client half-closed (HTTP/1.0 tools, ``nc -N``): answer what it sent, then close."""
+        self.eof = True
+        return self.cur is not None or bool(self.backlog)
 
     def data_received(self, data: bytes) -> None:
         if self.black_hole:
@@ -518,6 +524,8 @@ class Downstream(asyncio.Protocol):
         elif self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
+        if self.eof and self.cur is None and self.transport is not None:
+            self.transport.close()  # the client half-closed: nothing more can arrive
 
     def _reset(self) -> None:
         self.black_hole = True

@@ -125,6 +125,8 @@ class Client(asyncio.Protocol):
         self.closed = False
         self.eofs = 0
         self.connecting = False
+        self.client_eof = False
+        self.upstream_eof_seen = False
 
     # -- plumbing -------------------------------------------------------------------------------
     def _write_up(self, data: bytes) -> None:
@@ -196,6 +198,8 @@ class Client(asyncio.Protocol):
         for data in self.pending:
             self.to_up.send(data, self.plan is not None)
         self.pending.clear()
+        if self.client_eof:  # the client half-closed while we dialled: pass it on after its bytes
+            self._propagate_eof(self.to_up, lambda: self.up.transport if self.up else None)
         assert self.transport is not None
         self.transport.resume_reading()
 
@@ -216,8 +220,14 @@ class Client(asyncio.Protocol):
         self.to_up.send(data, faulted)
 
     def eof_received(self) -> bool:
-        self._propagate_eof(self.to_up, lambda: self.up.transport if self.up else None)
-        return True
+        # uvloop can deliver bytes and the EOF before pause_reading() takes effect, and then the same
+        # EOF again after resume_reading(): pass each direction's EOF on once, and only to a real upstream.
+        if self.client_eof:
+            return True
+        self.client_eof = True
+        if self.up is not None:
+            self._propagate_eof(self.to_up, lambda: self.up.transport if self.up else None)
+        return True  # keep the client side open: the upstream may still answer a half-closed request
 
     def _propagate_eof(self, pipe: Pipe, other: Callable[[], asyncio.BaseTransport | None]) -> None:
         """Pass an EOF on once the pipe is drained, ``close_delay`` later under slow-close."""
@@ -271,6 +281,9 @@ class Client(asyncio.Protocol):
         self.to_client.send(data, self.plan is not None and self.alive())
 
     def upstream_eof(self) -> None:
+        if self.upstream_eof_seen:
+            return
+        self.upstream_eof_seen = True
         self._propagate_eof(self.to_client, lambda: self.transport)
 
     def upstream_lost(self) -> None:
