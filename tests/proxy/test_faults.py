@@ -219,6 +219,17 @@ def test_half_closed_request_still_gets_its_answer(http_proxy: ProxyHandle, tcp_
         assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(DOC)
 
 
+@pytest.mark.parametrize("mode", ["http", "tcp"])
+def test_half_close_of_a_held_request_closes_it(http_proxy: ProxyHandle, tcp_proxy: ProxyHandle, mode: str) -> None:
+    """A timeout fault never answers, so a client that gives up (FIN) must not leave its connection behind."""
+    h = http_proxy if mode == "http" else tcp_proxy
+    h.client.add({"kind": "timeout"}, ttl=30)
+    with connect(h, timeout=2) as s:
+        s.sendall(GET)
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(100) == b""
+
+
 def test_http_large_upload_streams(http_proxy: ProxyHandle) -> None:
     body = b"y" * 300_000
     (_, status, raw), = run(request(http_proxy.listen_addr, "/echo", "POST", body))

@@ -222,6 +222,8 @@ class Downstream(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client half-closed (HTTP/1.0 tools, ``nc -N``): answer what it sent, then close."""
         self.eof = True
+        if self.black_hole:
+            return False  # held by a timeout fault or being reset: nothing will be answered, do not linger
         return self.cur is not None or bool(self.backlog)
 
     def data_received(self, data: bytes) -> None:

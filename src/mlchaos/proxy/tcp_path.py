@@ -222,6 +222,8 @@ class Client(asyncio.Protocol):
     def eof_received(self) -> bool:
         # uvloop can deliver bytes and the EOF before pause_reading() takes effect, and then the same
         # EOF again after resume_reading(): pass each direction's EOF on once, and only to a real upstream.
+        if self.black_hole:
+            return False  # held by a timeout fault or being reset: the client gave up, do not linger
         if self.client_eof:
             return True
         self.client_eof = True
