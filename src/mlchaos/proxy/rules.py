@@ -80,7 +80,8 @@ class Common(BaseModel):
 
 def _errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     return [
-        {"field": prefix + ".".join(str(p) for p in e["loc"]), "error": e["msg"]} for e in exc.errors()
+        {"field": prefix + ".".join(str(p) for p in e["loc"]), "error": e["msg"].removeprefix("Value error, ")}
+        for e in exc.errors()
     ]
 
 
