@@ -177,9 +177,12 @@ def test_cli_json(http_server: Callable[..., str]) -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["validity"]["verdict"] == "VALID" and doc["codes"] == {"200": doc["completed"]}
-    bad = subprocess.run([sys.executable, "-m", "mlchaos", "load", url, "--rate", "fast"],
+    bad = subprocess.run([sys.executable, "-m", "mlchaos", "load", url, "--rate", "fast", "--sample", "200%"],
                          capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "rate" in bad.stderr
+    # every bad flag by the name the user typed, no pydantic report, no traceback
+    assert bad.returncode == 2
+    assert "--rate: invalid rate 'fast'" in bad.stderr and "--sample: percentage must be" in bad.stderr
+    assert "pydantic" not in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_profiles_and_timer_only_pacer(http_server: Callable[..., str]) -> None:

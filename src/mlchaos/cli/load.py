@@ -24,6 +24,32 @@ def _fmt_ms(v: float | None) -> str:
     return "–" if v is None else f"{v * 1e3:.3f}"
 
 
+#: Where each LoadSpec field came from on the command line, so an error names the flag the user typed.
+_FLAGS = {
+    "rate": "--rate", "duration": "--duration", "arrivals": "--arrivals", "timeout": "--timeout",
+    "processes": "--processes", "sample": "--sample", "loop": "--loop", "connections": "--connections",
+    "lag_budget": "--lag-budget", "spin": "--spin", "seed": "--seed", "request.url": "URL",
+    "request.method": "--method", "request.headers": "--header", "request.body": "--body",
+    "request.body_file": "--body-file", "profile.type": "--profile", "profile.start": "--ramp-from",
+    "profile.over": "--ramp-over", "profile.baseline": "--baseline", "profile.at": "--spike-at",
+    "profile.length": "--spike-for", "profile.rise": "--spike-rise", "profile.steps": "--steps",
+}
+
+
+def _flag_errors(exc: Any) -> list[str]:
+    """``--rate: invalid rate 'fast': ...`` rather than pydantic's report on the model behind the flags."""
+    out = []
+    for e in exc.errors():
+        loc = [str(x) for x in e["loc"]]
+        flag = next((_FLAGS[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in _FLAGS),
+                    ".".join(loc) or "load")
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        given = e.get("input")
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) and repr(given) not in msg else ""
+        out.append(f"{flag}: {msg}{shown}")
+    return out
+
+
 def _build_spec(
     url: str,
     rate: str,
@@ -82,7 +108,7 @@ def _build_spec(
         "profile": prof,
         "duration": duration,
         "timeout": timeout,
-        "processes": processes if processes == "auto" else int(processes),
+        "processes": processes if processes == "auto" or not processes.isdigit() else int(processes),
         "sample": sample,
         "loop": loop,
     }
@@ -141,7 +167,11 @@ def load(
         spec = _build_spec(url, rate, duration, arrivals, profile, ramp_from, ramp_over, baseline, spike_at,
                            spike_for, spike_rise, steps, method, header, body, body_file, timeout, processes,
                            connections, sample, lag_budget, loop, spin, seed)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        for line in _flag_errors(exc):
+            print(f"mlchaos load: {line}", file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ValueError as exc:
         print(f"mlchaos load: {exc}", file=sys.stderr)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
