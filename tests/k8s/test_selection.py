@@ -118,3 +118,10 @@ def test_k8s_render_cli(tmp_path: Path, repo_root: Path) -> None:
     bad.write_text("title: x\nmethod:\n  - {fault: k8s-http, selector: a=b, port: 80, duration: 5s}\n")
     invalid = CliRunner().invoke(app, ["render", str(bad)])
     assert invalid.exit_code == 2
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(exp.read_text().replace("delay: 200ms", "delay: forever"))
+    located = CliRunner().invoke(app, ["render", str(wrong)])
+    line = next(i for i, ln in enumerate(wrong.read_text().splitlines(), 1) if "delay: forever" in ln)
+    assert located.exit_code == 2  # positioned as `mlchaos validate` does, no pydantic report
+    assert f"{wrong}:{line}:" in located.output and "method[0].delay: invalid duration 'forever'" in located.output
+    assert "pydantic" not in located.output

@@ -44,7 +44,14 @@ def render(
     from pydantic import ValidationError
 
     from mlchaos.platforms.kubernetes.manifests import render_plan
+    from mlchaos.spec.loader import SpecErrors, load_file
 
+    try:  # the whole experiment first, so errors carry FILE:LINE:COL as in `mlchaos validate`
+        load_file(experiment)
+    except SpecErrors as exc:
+        for e in exc.errors:
+            typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
     data = _load(experiment)
     try:
         steps = render_plan(data, run_id=run_id)
