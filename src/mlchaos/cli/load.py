@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json as jsonlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 EXIT_BAD_INPUT = 2
 EXIT_INVALID = 5
@@ -36,7 +39,7 @@ _FLAGS = {
 }
 
 
-def _flag_errors(exc: Any) -> list[str]:
+def _flag_errors(exc: ValidationError) -> list[str]:
     """``--rate: invalid rate 'fast': ...`` rather than pydantic's report on the model behind the flags."""
     out = []
     for e in exc.errors():

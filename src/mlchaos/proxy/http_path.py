@@ -286,13 +286,7 @@ class Downstream(asyncio.Protocol):
                 self._execute(m, plan)
                 return True
         self.plan = None
-        self.resp_buf = None
-        up = self.up
-        if up is None or up.closed:
-            up = self.proxy.acquire(self)
-            if up is None:
-                return True  # upstream_ready() continues
-        self._send(m, up)
+        self._forward(m)
         return True
 
     def _fail(self, status: int, text: str) -> None:
