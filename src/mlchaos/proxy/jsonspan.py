@@ -240,8 +240,8 @@ def _member(doc: bytes, obj: int, needle: bytes) -> int | None:
     while pos >= 0:
         while tok is not None and tok.end() <= pos:
             t = tok.group()
-            if t in (b"{", b"[") and depth == 0:
-                end = _skip_flat(doc, tok.start())
+            if t in (b"{", b"["):
+                end = _skip_flat(doc, tok.start()) if depth == 0 else None
                 if end is not None:  # a flat nested container: jump past it, no step per string
                     tokens = _NEST.finditer(doc, end)
                     tok = next(tokens, None)
@@ -250,8 +250,6 @@ def _member(doc: bytes, obj: int, needle: bytes) -> int | None:
                         if pos < 0:
                             return None
                     continue
-                depth += 1
-            elif t in (b"{", b"["):
                 depth += 1
             elif t in (b"}", b"]"):
                 depth -= 1
