@@ -38,6 +38,14 @@ def http_proxy(upstream: str) -> Iterator[ProxyHandle]:
 
 
 @pytest.fixture(scope="module")
+def pure_http_proxy(upstream: str) -> Iterator[ProxyHandle]:
+    """An HTTP proxy without the C accelerator (what a machine without a compiler runs)."""
+    h = spawn(upstream=upstream, mode="http", extra_env={"MLCHAOS_PURE_PYTHON": "1"})
+    yield h
+    h.stop()
+
+
+@pytest.fixture(scope="module")
 def tcp_proxy(upstream: str) -> Iterator[ProxyHandle]:
     h = spawn(upstream=upstream, mode="tcp")
     yield h
@@ -48,7 +56,7 @@ def tcp_proxy(upstream: str) -> Iterator[ProxyHandle]:
 def _clean_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test starts and ends with no faults on the module's proxies."""
     yield
-    for name in ("http_proxy", "tcp_proxy"):
+    for name in ("http_proxy", "pure_http_proxy", "json_proxy", "tcp_proxy"):
         if name in request.fixturenames:
             request.getfixturevalue(name).client.clear()
 

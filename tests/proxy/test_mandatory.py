@@ -84,8 +84,16 @@ def _check_only_field_changed(raw: bytes, field: str, new_value: bytes) -> None:
     assert f"content-length: {len(body)}".encode() in head.lower()
 
 
-def test_json_corruption_named_field_only(http_proxy: ProxyHandle) -> None:
+@pytest.fixture(scope="module", params=["http_proxy", "pure_http_proxy"])
+def json_proxy(request: pytest.FixtureRequest) -> ProxyHandle:
+    """The HTTP proxy with and without its C accelerator: both must corrupt exactly the same bytes."""
+    proxy: ProxyHandle = request.getfixturevalue(request.param)
+    return proxy
+
+
+def test_json_corruption_named_field_only(json_proxy: ProxyHandle) -> None:
     """Only 'amount' changes; every other byte of the body is identical (plain and chunked upstream)."""
+    http_proxy = json_proxy
     http_proxy.client.add({"kind": "json-corrupt", "fields": ["amount"], "action": "null"}, ttl=60)
     for path in ("/json", "/chunked"):
         (_, status, raw), = run(request(http_proxy.listen_addr, path))
@@ -103,7 +111,8 @@ def test_json_corruption_named_field_only(http_proxy: ProxyHandle) -> None:
         DOC.replace(json.dumps(ref["features"]["f03"]).encode(), b"")
 
 
-def test_json_corruption_actions(http_proxy: ProxyHandle) -> None:
+def test_json_corruption_actions(json_proxy: ProxyHandle) -> None:
+    http_proxy = json_proxy
     expected = {"nan": b"NaN", "wrong_type": b'"12.5"'}
     for action, value in expected.items():
         http_proxy.client.clear()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 from typing import Any, cast
 
 import httptools
@@ -42,6 +43,13 @@ from mlchaos.proxy.faults import LocalResponse, Plan
 from mlchaos.proxy.pacing import Pacer
 from mlchaos.proxy.rules import FaultTable
 from mlchaos.proxy.stats import Stats
+
+try:  # optional C build of corrupt_response's common case (setup.py); same results, ~8x less CPU
+    if os.environ.get("MLCHAOS_PURE_PYTHON"):
+        raise ImportError("MLCHAOS_PURE_PYTHON is set")
+    from mlchaos.proxy import _splice
+except ImportError:  # no compiler at install time, or the fallback asked for (tests, A/B benchmarks)
+    _splice = None  # type: ignore[assignment]
 
 MAX_IDLE = 512
 
@@ -540,7 +548,15 @@ def corrupt_response(data: bytes, plan: Plan) -> bytes:
 
     Works on the raw bytes (no per-header parser callbacks): the header block is searched once, the
     body is the rest (de-chunked when needed), and only Content-Length / Transfer-Encoding lines change.
+    The usual case (one fault, one plain path, a constant replacement, Content-Length framing) runs in C
+    when the extension is built; it returns None for anything else, which continues here.
     """
+    if _splice is not None and len(plan.corrupt) == 1:
+        fault = plan.corrupt[0]
+        if fault.needles is not None and fault.constant is not None:
+            out = _splice.rewrite(data, fault.needles, fault.constant)
+            if out is not None:
+                return out
     head_end = data.find(b"\r\n\r\n")
     if head_end < 0:
         return data

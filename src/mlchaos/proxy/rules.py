@@ -110,6 +110,15 @@ class Rule:
         ]
         self.always = self.probability >= 1.0
         self.matchers = bool(self.methods or self.path or self.headers)
+        self.solo = self.fresh_plan() if fault.fixed_effect else None
+        """The plan of a request only this rule hits, built once (see ProxyFault.fixed_effect)."""
+
+    def fresh_plan(self) -> Plan:
+        """A new plan holding this rule's effect."""
+        plan = Plan()
+        self.fault.apply(plan, self.rng)
+        plan.rules.append(self)
+        return plan
 
     def selects(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
         """True when the request is inside this rule's blast radius (before the coin)."""
@@ -298,6 +307,7 @@ class FaultTable:
         Runs for every request while any rule is active, so :meth:`Rule.hit` is inlined here
         (a method call per rule and request was a tenth of the proxy's Python time at 10 %).
         """
+        first: Rule | None = None
         plan: Plan | None = None
         t = clock.now()
         for rule in self.rules:
@@ -308,11 +318,16 @@ class FaultTable:
             rule.seen += 1
             if rule.always or rule.coin() < rule.probability:
                 rule.affected += 1
+                if first is None:
+                    first = rule  # usually the only hit: its shared plan, or one built below
+                    continue
                 if plan is None:
-                    plan = Plan()
+                    plan = first.fresh_plan()
                 rule.fault.apply(plan, rule.rng)
                 plan.rules.append(rule)
-        return plan
+        if plan is not None or first is None:
+            return plan
+        return first.solo or first.fresh_plan()
 
     def plan_tcp(self) -> Plan | None:
         """Decide one TCP connection: None means pass-through untouched."""

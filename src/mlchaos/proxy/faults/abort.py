@@ -17,6 +17,7 @@ class Abort(ProxyFault[AbortParams]):
     """Send the status line, headers and ``fraction`` of the body, then RST: a truncated response."""
 
     kind = "abort"
+    fixed_effect = True
     params_model = AbortParams
     http_only = True
     directions = ("response",)

@@ -22,6 +22,7 @@ class Bandwidth(ProxyFault[BandwidthParams]):
     """
 
     kind = "bandwidth"
+    fixed_effect = True
     params_model = BandwidthParams
     directions = ("response", "request", "both")
 

@@ -84,6 +84,11 @@ class Plan:
             or self.corrupt or self.close_delay
         )
 
+    @property
+    def response_effects(self) -> bool:
+        """True when delivering the response needs more than a write (delay, throttle, abort, slow close)."""
+        return bool(self.delay_response or self.rate_response or self.abort_fraction is not None or self.close_delay)
+
 
 P = TypeVar("P", bound=Params)
 
@@ -96,6 +101,9 @@ class ProxyFault(abc.ABC, Generic[P]):
     http_only: ClassVar[bool] = False
     directions: ClassVar[tuple[Direction, ...]] = ("response",)
     """Allowed directions; the first is the default."""
+    fixed_effect: ClassVar[bool] = False
+    """True when :meth:`apply` writes the same effect every time (no random draw): the rule then
+    builds its plan once and shares it, read-only, among all requests it alone hits."""
 
     def __init__(self, params: P, direction: Direction) -> None:
         self.params = params

@@ -20,6 +20,7 @@ class HttpError(ProxyFault[HttpErrorParams]):
     """Reply locally (e.g. 503); the request never reaches the upstream, as in Envoy's ``abort``."""
 
     kind = "http-error"
+    fixed_effect = True
     params_model = HttpErrorParams
     http_only = True
     directions = ("request",)

@@ -62,6 +62,7 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
     """
 
     kind = "json-corrupt"
+    fixed_effect = True
     params_model = JsonCorruptParams
     http_only = True
     directions = ("response",)
@@ -74,6 +75,13 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
         self._one = self._paths[0] if len(self._paths) == 1 and "*" not in params.fields[0].split(".") else None
         self._stale: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        # For the C fast path (http_path.corrupt_response): the one path's keys as quoted JSON, when
+        # every key has a single byte form, and the replacement once it no longer depends on the value.
+        one = self._one
+        self.needles = (
+            tuple(n[0] for _, n in one[1]) if one is not None and all(len(n) == 1 for _, n in one[1]) else None
+        )
+        self.constant: bytes | None = {"null": b"null", "nan": b"NaN"}.get(params.action)
 
     def apply(self, plan: Plan, rng: random.Random) -> None:
         plan.corrupt.append(self)
@@ -89,6 +97,8 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
             case "stale":
                 with self._lock:
                     old = self._stale.setdefault(field, raw)
+                    if self._one is not None:
+                        self.constant = old  # captured: from now on a constant replacement
                 return old
             case "wrong_type":
                 return orjson.dumps(_wrong_type(orjson.loads(raw)))

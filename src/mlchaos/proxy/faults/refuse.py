@@ -16,6 +16,7 @@ class Refuse(ProxyFault[Params]):
     """
 
     kind = "refuse"
+    fixed_effect = True
     params_model = Params
     directions = ("request",)
 

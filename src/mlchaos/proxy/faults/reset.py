@@ -20,6 +20,7 @@ class Reset(ProxyFault[ResetParams]):
     """
 
     kind = "reset"
+    fixed_effect = True
     params_model = ResetParams
     directions = ("request",)
 

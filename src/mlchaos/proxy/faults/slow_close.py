@@ -20,6 +20,7 @@ class SlowClose(ProxyFault[SlowCloseParams]):
     """
 
     kind = "slow-close"
+    fixed_effect = True
     params_model = SlowCloseParams
     directions = ("response",)
 

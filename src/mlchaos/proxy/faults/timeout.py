@@ -24,6 +24,7 @@ class Timeout(ProxyFault[TimeoutParams]):
     """
 
     kind = "timeout"
+    fixed_effect = True
     params_model = TimeoutParams
     directions = ("request",)
 
