@@ -53,3 +53,57 @@ def test_counters_follow_the_coins() -> None:
     assert [r.seen for r in t.rules] == [2000, 2000]
     assert [r.affected for r in t.rules] == hits
     assert 500 < hits[0] < 700 and 900 < hits[1] < 1100
+
+
+def test_countdowns_have_the_law_of_a_coin_per_request() -> None:
+    """Geometric gaps between hits: rate p, and P(next request hits) = p whatever happened before."""
+    t = _table({"kind": "http-error", "probability": "10%", "seed": 11})
+    hits = [i for i in range(50_000) if t.plan_http(b"GET", b"/", []) is not None]
+    n = len(hits)
+    assert 5000 - 3.3 * 67 < n < 5000 + 3.3 * 67  # binomial sd = sqrt(50000 * 0.1 * 0.9) = 67
+    gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
+    share_1 = sum(g == 1 for g in gaps) / len(gaps)
+    assert 0.085 < share_1 < 0.115  # memoryless: a hit right after a hit is as likely as any
+    assert 9.4 < sum(gaps) / len(gaps) < 10.6
+
+
+def test_seen_counts_every_decided_request_while_the_rule_is_active() -> None:
+    t = _table({"kind": "http-error", "probability": "50%", "id": "plain", "seed": 1},
+               {"kind": "abort", "match": {"method": "POST"}, "id": "posts", "seed": 2})
+    for i in range(300):
+        t.plan_http(b"POST" if i % 3 == 0 else b"GET", b"/", [])
+    plain, posts = t.by_id["plain"], t.by_id["posts"]
+    assert plain.seen == 300 and posts.seen == 100  # a matcher rule sees only its requests
+    assert 100 < plain.affected < 200 and posts.affected == 100
+    t.remove("posts")
+    for _ in range(200):  # no matcher left: the table counts for the plain rule
+        t.plan_http(b"GET", b"/", [])
+    assert plain.seen == 500 and t.retired["posts"]["seen"] == 100
+    view = t.remove("plain")
+    assert view is not None and view["seen"] == 500
+    t.plan_http(b"GET", b"/", [])
+    assert plain.seen == 500  # removed: frozen
+
+
+def test_a_lapsed_lease_stops_hitting_and_counting_before_its_timer_fires() -> None:
+    t = _table({"kind": "http-error", "id": "a"}, {"kind": "json-corrupt", "fields": ["x"], "probability": 0, "id": "b"})
+    a = t.by_id["a"]
+    for _ in range(10):
+        assert t.plan_http(b"GET", b"/", []) is a.solo
+    a.expires_at = 0.0  # lease over; no event loop here, so no timer removes it
+    t._changed()
+    for _ in range(10):
+        assert t.plan_http(b"GET", b"/", []) is None
+    assert a.seen == 10 and a.affected == 10 and t.by_id["b"].seen == 20
+    t.renew("a", ttl=30)  # renewed before removal: counted and hitting again
+    assert t.plan_http(b"GET", b"/", []) is a.solo and a.seen == 11
+
+
+def test_worker_counts_add_to_a_table_counted_rule() -> None:
+    t = _table({"kind": "http-error", "probability": "10%", "id": "a"})
+    for _ in range(50):
+        t.plan_http(b"GET", b"/", [])
+    t.by_id["a"].seen += 1000  # what the control plane does with a worker's report
+    assert t.by_id["a"].seen == 1050
+    t.plan_http(b"GET", b"/", [])
+    assert t.by_id["a"].seen == 1051

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import fnmatch
+import math
 import random
 import re
 import secrets
@@ -99,9 +100,18 @@ class Rule:
         self.created = time.time()
         self.spec = {**spec, "id": self.id}
         self.rng = random.Random(common.seed)
-        self.coin = self.rng.random
-        self.seen = 0
+        # Blast radius by countdown: the number of eligible requests up to and including the next hit
+        # is drawn from the geometric law, which is exactly the law of a coin flipped per request;
+        # the data path then pays a subtraction per request instead of a random draw.
+        self._log_miss = math.log1p(-common.probability) if 0.0 < common.probability < 1.0 else None
+        self._seen = 0
         self.affected = 0
+        self.table: FaultTable | None = None
+        """Set while the table counts this rule's eligible requests for it (rules without matchers)."""
+        self.mark = 0
+        """The table's request count when it last folded its count into ``_seen``."""
+        self.due = 0
+        """The table's request number of this rule's next hit (rules without matchers)."""
         m = common.match
         self.methods = {x.upper().encode() for x in m.method} if m.method else None
         self.path = re.compile(fnmatch.translate(m.path).encode()) if m.path else None
@@ -109,9 +119,29 @@ class Rule:
             (k.lower().encode(), re.compile(fnmatch.translate(v).encode(), re.I)) for k, v in m.headers.items()
         ]
         self.always = self.probability >= 1.0
+        self.left = self.gap()
         self.matchers = bool(self.methods or self.path or self.headers)
         self.solo = self.fresh_plan() if fault.fixed_effect else None
         """The plan of a request only this rule hits, built once (see ProxyFault.fixed_effect)."""
+
+    @property
+    def seen(self) -> int:
+        """Eligible requests so far.  Without matchers every request the table decides is eligible,
+        so the table counts them once for all such rules instead of once per rule and request."""
+        table = self.table
+        return self._seen + (table.count - self.mark if table is not None else 0)
+
+    @seen.setter
+    def seen(self, value: int) -> None:  # the control plane adds its workers' counts
+        self._seen += value - self.seen
+
+    def gap(self) -> int:
+        """Eligible requests until this rule's next hit, counting the hit (1 = the next one)."""
+        if self.always:
+            return 1
+        if self._log_miss is None:  # probability 0: never
+            return 1 << 62
+        return 1 + int(math.log(1.0 - self.rng.random()) / self._log_miss)
 
     def fresh_plan(self) -> Plan:
         """A new plan holding this rule's effect."""
@@ -135,12 +165,14 @@ class Rule:
         return True
 
     def hit(self) -> bool:
-        """Count one eligible request or connection and flip this rule's coin."""
-        self.seen += 1
-        if self.always or self.rng.random() < self.probability:
-            self.affected += 1
-            return True
-        return False
+        """Count one eligible request or connection and advance this rule's countdown (rules with matchers)."""
+        self._seen += 1
+        self.left -= 1
+        if self.left:
+            return False
+        self.left = self.gap()
+        self.affected += 1
+        return True
 
     def view(self) -> dict[str, Any]:
         """The rule as the control API shows it."""
@@ -218,12 +250,19 @@ class FaultTable:
         self.version = 0
         self.matchers = False
         """True while some rule matches on method, path or headers (the HTTP relay path then steps aside)."""
+        self.earliest = math.inf
+        """The first lease deadline among the rules: per-rule expiry checks only once it has passed."""
+        self.count = 0
+        """Requests (connections in TCP mode) decided so far."""
+        self.next_due = math.inf
+        """The request number of the next hit of any rule without matchers."""
 
     # -- lifecycle --------------------------------------------------------------------------
     def add(self, rule: Rule, schedule: bool = True) -> None:
         if rule.id in self.by_id:
             self.remove(rule.id, reason="replaced")
         self.by_id[rule.id] = rule
+        self._attach(rule)
         self.rules = [*self.rules, rule]  # copy-on-write: a data-path iteration never sees a half change
         if schedule:
             self._schedule(rule)
@@ -237,6 +276,7 @@ class FaultTable:
         if rule is None:
             return None
         self.rules = [r for r in self.rules if r is not rule]
+        self._detach(rule, self.count)
         view = {**rule.view(), "state": reason, "expires_in": 0.0}
         self.retired[rule_id] = view
         while len(self.retired) > 1000:
@@ -251,6 +291,7 @@ class FaultTable:
         if ttl is not None:
             rule.ttl = ttl
         rule.expires_at = clock.now() + rule.ttl
+        self._attach(rule)  # in case a lapsed lease was detached before its timer fired
         self._schedule(rule)
         self._changed()
         return rule
@@ -279,8 +320,23 @@ class FaultTable:
         if rule is not None and rule.expires_at <= clock.now():
             self.remove(rule_id, reason="expired")
 
+    def _attach(self, rule: Rule) -> None:
+        """Start counting and scheduling ``rule`` by the table's request count (rules without matchers)."""
+        if not rule.matchers and rule.table is None:
+            rule.table = self
+            rule.mark = self.count
+            rule.due = self.count + rule.gap()
+
+    def _detach(self, rule: Rule, upto: int) -> None:
+        """Stop counting for ``rule``: its ``seen`` keeps the requests up to number ``upto``."""
+        if rule.table is self:
+            rule._seen += upto - rule.mark
+            rule.table = None
+
     def _changed(self) -> None:
         self.matchers = any(r.matchers for r in self.rules)
+        self.earliest = min((r.expires_at for r in self.rules), default=math.inf)
+        self.next_due = min((r.due for r in self.rules if r.table is self), default=math.inf)
         self.version += 1
         for cb in self.on_change:
             cb()
@@ -295,36 +351,67 @@ class FaultTable:
                 new.append(old)
             else:
                 new.append(r)
+        kept = {id(r) for r in new}
+        for r in self.rules:
+            if id(r) not in kept:
+                self._detach(r, self.count)
+        for r in new:
+            self._attach(r)
         self.by_id = {r.id: r for r in new}
         self.rules = new
         self.matchers = any(r.matchers for r in new)
+        self.earliest = min((r.expires_at for r in new), default=math.inf)
+        self.next_due = min((r.due for r in new if r.table is self), default=math.inf)
         self.version += 1
 
     # -- the decision -----------------------------------------------------------------------
     def plan_http(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Plan | None:
         """Decide one HTTP request: None means pass-through untouched.
 
-        Runs for every request while any rule is active, so :meth:`Rule.hit` is inlined here
-        (a method call per rule and request was a tenth of the proxy's Python time at 10 %).
+        Runs for every request while any rule is active.  While no rule has matchers (the
+        usual "10 % of requests" fault), a request no rule is due to hit costs a counter and
+        two comparisons: each such rule draws the distance to its next hit from the geometric
+        law (the law of a coin per request) and the table counts the requests for all of them.
         """
+        c = self.count = self.count + 1
+        t = clock.now()
+        lapsed = t >= self.earliest  # a lease ran out and its timer has not fired yet
+        if c < self.next_due and not lapsed and not self.matchers:
+            return None
         first: Rule | None = None
         plan: Plan | None = None
-        t = clock.now()
+        due = math.inf
         for rule in self.rules:
-            if rule.expires_at <= t:
+            if lapsed and rule.expires_at <= t:
+                self._detach(rule, c - 1)  # this request and later ones are not its to count
                 continue
-            if rule.matchers and not rule.selects(method, url, headers):
-                continue
-            rule.seen += 1
-            if rule.always or rule.coin() < rule.probability:
-                rule.affected += 1
-                if first is None:
-                    first = rule  # usually the only hit: its shared plan, or one built below
+            if rule.table is self:
+                nxt = rule.due
+                if nxt > c:  # not this request
+                    if nxt < due:
+                        due = nxt
                     continue
-                if plan is None:
-                    plan = first.fresh_plan()
-                rule.fault.apply(plan, rule.rng)
-                plan.rules.append(rule)
+                nxt = rule.due = c + (1 if rule.always else rule.gap())
+                if nxt < due:
+                    due = nxt
+            else:
+                if rule.matchers and not rule.selects(method, url, headers):
+                    continue
+                rule._seen += 1
+                left = rule.left - 1
+                if left:
+                    rule.left = left
+                    continue
+                rule.left = 1 if rule.always else rule.gap()
+            rule.affected += 1
+            if first is None:
+                first = rule  # usually the only hit: its shared plan, or one built below
+                continue
+            if plan is None:
+                plan = first.fresh_plan()
+            rule.fault.apply(plan, rule.rng)
+            plan.rules.append(rule)
+        self.next_due = due
         if plan is not None or first is None:
             return plan
         return first.solo or first.fresh_plan()
