@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from mlchaos.proxy.rules import FaultTable, parse_rule
 
 
@@ -61,7 +63,7 @@ def test_countdowns_have_the_law_of_a_coin_per_request() -> None:
     hits = [i for i in range(50_000) if t.plan_http(b"GET", b"/", []) is not None]
     n = len(hits)
     assert 5000 - 3.3 * 67 < n < 5000 + 3.3 * 67  # binomial sd = sqrt(50000 * 0.1 * 0.9) = 67
-    gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(hits)]
     share_1 = sum(g == 1 for g in gaps) / len(gaps)
     assert 0.085 < share_1 < 0.115  # memoryless: a hit right after a hit is as likely as any
     assert 9.4 < sum(gaps) / len(gaps) < 10.6

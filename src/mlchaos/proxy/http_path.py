@@ -44,7 +44,7 @@ from mlchaos.proxy.pacing import Pacer
 from mlchaos.proxy.rules import FaultTable
 from mlchaos.proxy.stats import Stats
 
-try:  # optional C build of corrupt_response's common case (setup.py); same results, ~8x less CPU
+try:  # optional C build of corrupt_response's common case (setup.py); same bytes, ~13x less CPU (bench_splice.py)
     if os.environ.get("MLCHAOS_PURE_PYTHON"):
         raise ImportError("MLCHAOS_PURE_PYTHON is set")
     from mlchaos.proxy import _splice
@@ -288,11 +288,16 @@ class Downstream(asyncio.Protocol):
         proxy = self.proxy
         proxy.stats.requests_total += 1
         self.cur = m
-        if proxy.table.rules:  # none has matchers, so the decision needs no URL or headers
-            plan = self.plan = proxy.table.plan_http(m.method, b"", [])
-            if plan is not None:
-                self._execute(m, plan)
-                return True
+        table = proxy.table
+        if table.rules:  # none has matchers, so the decision needs no URL or headers
+            c = table.count + 1
+            if c < table.next_due and clock.now() < table.earliest:
+                table.count = c  # no rule is due: FaultTable.plan_http's first test, without its call
+            else:
+                plan = self.plan = table.plan_http(m.method, b"", [])
+                if plan is not None:
+                    self._execute(m, plan)
+                    return True
         self.plan = None
         self._forward(m)
         return True
