@@ -198,6 +198,7 @@ class Downstream(asyncio.Protocol):
         self.closed = False
         self.waiting_local = False
         self.bounds: Bounds | None = None
+        self.relay_msg: Message | None = None
         self.eof = False
 
     # -- connection ---------------------------------------------------------------------------
@@ -280,11 +281,13 @@ class Downstream(asyncio.Protocol):
         if b.begun != 1 or b.done != 1:
             self.bounds = None
             return False
-        m = Message()
+        m = self.relay_msg
+        if m is None:  # one per connection, reused: the relay path runs only between exchanges
+            m = self.relay_msg = Message()
+            m.complete = m.headers_done = True
         m.raw = data
         m.method = b.method
         m.keep_alive = b.keep_alive
-        m.complete = m.headers_done = True
         proxy = self.proxy
         proxy.stats.requests_total += 1
         self.cur = m
@@ -432,7 +435,8 @@ class Downstream(asyncio.Protocol):
         up.start(self, head=m.method == b"HEAD")
         assert up.transport is not None
         up.transport.write(m.raw if m.raw is not None else m.serialise())
-        m.body = []
+        if m.body:
+            m.body = []
         if not m.complete:
             m.forwarded = True  # the rest of the body streams from on_body
 
