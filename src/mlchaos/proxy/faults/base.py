@@ -84,11 +84,6 @@ class Plan:
             or self.corrupt or self.close_delay
         )
 
-    @property
-    def response_effects(self) -> bool:
-        """True when delivering the response needs more than a write (delay, throttle, abort, slow close)."""
-        return bool(self.delay_response or self.rate_response or self.abort_fraction is not None or self.close_delay)
-
 
 P = TypeVar("P", bound=Params)
 
