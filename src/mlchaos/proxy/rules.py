@@ -151,7 +151,7 @@ class Rule:
         return plan
 
     def selects(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-        """True when the request is inside this rule's blast radius (before the coin)."""
+        """True when the request is inside this rule's blast radius (before its countdown)."""
         if self.methods is not None and method not in self.methods:
             return False
         if self.path is not None and not self.path.match(url.split(b"?", 1)[0]):
@@ -162,16 +162,6 @@ class Rule:
                     break
             else:
                 return False
-        return True
-
-    def hit(self) -> bool:
-        """Count one eligible request or connection and advance this rule's countdown (rules with matchers)."""
-        self._seen += 1
-        self.left -= 1
-        if self.left:
-            return False
-        self.left = self.gap()
-        self.affected += 1
         return True
 
     def view(self) -> dict[str, Any]:
