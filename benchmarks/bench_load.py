@@ -16,6 +16,8 @@ What it does (all on 127.0.0.1; every process it starts is stopped):
   0.25 ms, the issue's goal), uvloop and the stdlib loop;
 * B. fixed rates 1 k, 10 k, 20 k req/s: mlchaos vs LoadGen (Server scenario,
   Poisson, driving a raw asyncio keep-alive client as its SUT) on p50/p99;
+* E. (``--only E``) https against http: the same nginx with and without TLS,
+  wrk's maximum and mlchaos at ``--tls-rates``: what TLS costs the generator;
 * C. the stall test (server freezes 200 ms every second, 1 k req/s):
   mlchaos, LoadGen, wrk (closed loop with its CO back-fill), Locust (closed loop).
 
@@ -81,9 +83,12 @@ def ensure_tools() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def nginx() -> Iterator[str]:
+def nginx(tls: tuple[str, str] | None = None) -> Iterator[str]:
+    """nginx on loopback; ``tls=(certificate chain, key)`` serves https (TLS 1.3, session tickets off)."""
     d = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     p = port()
+    ssl_conf = (f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; ssl_protocols TLSv1.2 TLSv1.3;"
+                if tls else "")
     (d / "nginx.conf").write_text(f"""
 worker_processes 1;
 daemon off;
@@ -95,7 +100,8 @@ http {{
   keepalive_requests 100000000;
   keepalive_timeout 120s;
   server {{
-    listen 127.0.0.1:{p} backlog=4096;
+    listen 127.0.0.1:{p} backlog=4096{" ssl" if tls else ""};
+    {ssl_conf}
     location / {{ return 200 "ok"; }}
   }}
 }}
@@ -105,7 +111,7 @@ http {{
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(p)
-        yield f"http://127.0.0.1:{p}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{p}"
     finally:
         proc.terminate()
         proc.wait(10)
@@ -154,11 +160,13 @@ def pinned(cmd: list[str]) -> list[str]:
 # -- generators ---------------------------------------------------------------------------------------
 
 
-def run_mlchaos(url: str, rate: int, duration: float, loop: str = "auto") -> dict[str, Any]:
+def run_mlchaos(url: str, rate: int, duration: float, loop: str = "auto", cacert: str | None = None,
+                spin: str | None = None) -> dict[str, Any]:
     c0 = child_cpu()
     out = subprocess.run(
         pinned([sys.executable, "-m", "mlchaos", "load", url + "/", "--rate", f"{rate}/s", "--duration",
-                f"{duration}s", "--processes", "1", "--loop", loop, "--json", "--lag-budget", "0.25ms"]),
+                f"{duration}s", "--processes", "1", "--loop", loop, "--json", "--lag-budget", "0.25ms",
+                *(["--cacert", cacert] if cacert else []), *(["--spin", spin] if spin else [])]),
         capture_output=True, text=True, timeout=duration + 60,
     )
     doc = json.loads(out.stdout)
@@ -337,10 +345,11 @@ def main() -> None:
     ap.add_argument("--rates", default="20000,30000,40000,60000")
     ap.add_argument("--out", default=str(HERE / "results" / "load.json"))
     ap.add_argument("--pin", action="store_true", help="generators on CPU 0, servers on CPU 1")
-    ap.add_argument("--only", default="ABC", help="which parts to run (A, B, C, D)")
+    ap.add_argument("--only", default="ABC", help="which parts to run (A, B, C, D, E)")
     ap.add_argument("--sweep", default="20000,26000,30000,40000",
                     help="D: rates for the VALID sweep (each run --sweep-runs times, Locust's maximum between)")
     ap.add_argument("--sweep-runs", type=int, default=6)
+    ap.add_argument("--tls-rates", default="5000,10000,20000", help="E: rates for the http vs https comparison")
     a = ap.parse_args()
     global PIN
     PIN = a.pin
@@ -374,6 +383,28 @@ def main() -> None:
             for rate in (1000, 10000, 20000):
                 add(f"B.mlchaos.{rate}", run_mlchaos(url, rate, dur))
                 add(f"B.loadgen.{rate}", run_loadgen(url, rate, dur))
+    if "E" in a.only:
+        # E. https: what TLS costs the generator, same nginx configuration, http then https, same rates
+        import trustme
+
+        ca = trustme.CA()
+        tdir = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+        ca.cert_pem.write_to_path(str(tdir / "ca.pem"))
+        leaf = ca.issue_cert("127.0.0.1")
+        leaf.cert_chain_pems[0].write_to_path(str(tdir / "cert.pem"))
+        for extra in leaf.cert_chain_pems[1:]:
+            extra.write_to_path(str(tdir / "cert.pem"), append=True)
+        leaf.private_key_pem.write_to_path(str(tdir / "key.pem"))
+        for _ in range(a.repeats):
+            for scheme, tls in (("http", None), ("https", (str(tdir / "cert.pem"), str(tdir / "key.pem")))):
+                with nginx(tls) as eurl:
+                    add(f"E.wrk.{scheme}.max", run_wrk(eurl, dur))
+                    for rate in (int(r) for r in a.tls_rates.split(",")):
+                        add(f"E.mlchaos.{scheme}.{rate}", run_mlchaos(eurl, rate, dur, cacert=str(tdir / "ca.pem")))
+                        # the spinning pacer hides the cost in its ~100 % CPU: measure the cost without spinning
+                        add(f"E.mlchaos_cost.{scheme}.{rate}",
+                            run_mlchaos(eurl, rate, dur, cacert=str(tdir / "ca.pem"), spin="0"))
+        shutil.rmtree(tdir, ignore_errors=True)
     with stall_server() as surl:
         for _ in range(a.repeats if "C" in a.only else 0):
             add("C.mlchaos", run_mlchaos(surl, 1000, dur))

@@ -1,7 +1,7 @@
 """A tiny, fast HTTP/1.1 keep-alive server for the load tests (loopback only).
 
 Run as a subprocess: ``python testserver.py [--stall-every S --stall-for S]``; it
-prints ``PORT <n>`` once listening.  Paths:
+prints ``PORT <n>`` once listening; ``--tls-cert C --tls-key K`` serves https.  Paths:
 
 * ``/``        → 200 ``ok``
 * ``/json``    → 200 JSON ``{"model_version": "v3", "fallback": false, "prediction": <n % 2>}``
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import sys
 import time
 
@@ -91,9 +92,16 @@ async def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--stall-every", type=float, default=0.0)
     ap.add_argument("--stall-for", type=float, default=0.0)
+    ap.add_argument("--tls-cert", help="serve https with this PEM certificate chain (and --tls-key)")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
     srv = Server(a.stall_every, a.stall_for)
-    server = await asyncio.get_running_loop().create_server(lambda: _Proto(srv), "127.0.0.1", a.port, backlog=4096)
+    ctx = None
+    if a.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+    server = await asyncio.get_running_loop().create_server(lambda: _Proto(srv), "127.0.0.1", a.port, backlog=4096,
+                                                            ssl=ctx)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     # exit when the parent closes our stdin (no orphan servers)

@@ -11,6 +11,7 @@ Exit codes follow the run verdicts: 0 VALID, 2 bad flags or URL, 5 INVALID
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ _FLAGS = {
     "request.body_file": "--body-file", "profile.type": "--profile", "profile.start": "--ramp-from",
     "profile.over": "--ramp-over", "profile.baseline": "--baseline", "profile.at": "--spike-at",
     "profile.length": "--spike-for", "profile.rise": "--spike-rise", "profile.steps": "--steps",
+    "ca_file": "--cacert", "insecure": "--insecure",
 }
 
 
@@ -78,6 +80,8 @@ def _build_spec(
     loop: str,
     spin: str | None,
     seed: int | None,
+    cacert: str | None = None,
+    insecure: bool = False,
 ) -> Any:
     from mlchaos.load.spec import LoadSpec
 
@@ -130,11 +134,19 @@ def _build_spec(
         data["spin"] = spin
     if seed is not None:
         data["seed"] = seed
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"URL: only http:// and https:// URLs are supported, got {url!r}")
+    if cacert is not None:
+        if not os.path.isfile(cacert):
+            raise ValueError(f"--cacert: {cacert}: no such file")
+        data["ca_file"] = cacert
+    if insecure:
+        data["insecure"] = True
     return LoadSpec.model_validate(data)
 
 
 def load(
-    url: str = typer.Argument(..., help="Absolute http:// URL to load, e.g. http://127.0.0.1:8000/predict."),
+    url: str = typer.Argument(..., help="Absolute http:// or https:// URL, e.g. http://127.0.0.1:8000/predict."),
     rate: str = typer.Option("100/s", "--rate", "-r", help="Target (peak) rate: '500/s', '30000/m'."),
     duration: str = typer.Option("10s", "--duration", "-d", help="Run length: '30s', '2m'."),
     arrivals: str = typer.Option("constant", "--arrivals", help="constant | poisson."),
@@ -158,6 +170,8 @@ def load(
     loop: str = typer.Option("auto", "--loop", help="auto | uvloop | asyncio."),
     spin: str | None = typer.Option(None, "--spin", help="Pacer busy-wait window ('0' = never spin)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the Poisson plan."),
+    cacert: str | None = typer.Option(None, "--cacert", help="https: PEM CA bundle that signed the server's certificate."),
+    insecure: bool = typer.Option(False, "--insecure", "-k", help="https: do not verify the server's certificate."),
     json: bool = typer.Option(False, "--json", help="Print the full report as JSON (machines)."),
     series: bool = typer.Option(False, "--series", help="Also print the per-second series (people)."),
 ) -> None:
@@ -169,7 +183,7 @@ def load(
     try:
         spec = _build_spec(url, rate, duration, arrivals, profile, ramp_from, ramp_over, baseline, spike_at,
                            spike_for, spike_rise, steps, method, header, body, body_file, timeout, processes,
-                           connections, sample, lag_budget, loop, spin, seed)
+                           connections, sample, lag_budget, loop, spin, seed, cacert, insecure)
     except ValidationError as exc:
         for line in _flag_errors(exc):
             print(f"mlchaos load: {line}", file=sys.stderr)
@@ -235,6 +249,8 @@ def _print_report(report: Any, series: bool) -> None:
     head.add_row("rate", f"scheduled {report.scheduled_rate:,.1f}/s · sent {report.achieved_rate:,.1f}/s · "
                  f"completed {report.completed_rate:,.1f}/s over {report.duration:.2f}s")
     errs = ", ".join(f"{k} {n}" for k, n in report.errors.items() if n) or "none"
+    if report.connection_errors:  # by kind: ECONNREFUSED is a fault, SSLCertVerificationError a setting
+        errs += " (failed connects: " + ", ".join(f"{k} {n}" for k, n in sorted(report.connection_errors.items())) + ")"
     er = report.error_rate
     head.add_row("errors", f"{errs} (rate {er:.3%})" if er is not None else errs)
     codes = ", ".join(f"{k}×{n}" for k, n in d["codes"].items())

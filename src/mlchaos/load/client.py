@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import ssl as ssl_
 import time
 from array import array
 from collections.abc import Sequence
@@ -45,9 +46,12 @@ def build_requests(
     method: str = "GET",
     headers: dict[str, str] | None = None,
     bodies: Sequence[bytes] | None = None,
+    *,
+    tls: bool = False,
 ) -> list[bytes]:
     """Pre-encode full request messages (one per body; cycled by the pool)."""
-    hdrs = {"Host": host if port in (80, 443) else f"{host}:{port}", "User-Agent": "mlchaos-load"}
+    default_port = 443 if tls else 80
+    hdrs = {"Host": host if port == default_port else f"{host}:{port}", "User-Agent": "mlchaos-load"}
     for k, v in (headers or {}).items():
         hdrs[k] = v
     if bodies and not any(k.lower() == "content-type" for k in hdrs):
@@ -165,8 +169,10 @@ class ClientPool:
         max_connections: int = 1024,
         sample_every: int = 0,
         max_samples: int = 50,
+        ssl: ssl_.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl = ssl
         self.port = port
         self.requests = requests
         self._nreq = len(requests)
@@ -261,11 +267,13 @@ class ClientPool:
     async def _connect(self) -> None:
         try:
             cls = self._conn_cls
-            _, conn = await self.loop.create_connection(lambda: cls(self), self.host, self.port)
+            _, conn = await self.loop.create_connection(lambda: cls(self), self.host, self.port, ssl=self.ssl)
         except (TimeoutError, OSError) as exc:
             self.connecting -= 1
             self.conns -= 1
-            name = errno.errorcode.get(getattr(exc, "errno", None) or 0, type(exc).__name__)
+            # a TLS failure's errno is the library's code, not the system's: name it by its class
+            name = type(exc).__name__ if isinstance(exc, ssl_.SSLError) else errno.errorcode.get(
+                getattr(exc, "errno", None) or 0, type(exc).__name__)
             kinds = self.out.conn_kinds
             kinds[name] = kinds.get(name, 0) + 1
             if getattr(exc, "errno", None) in _LOCAL_ERRNOS:

@@ -148,6 +148,12 @@ class LoadSpec(StrictModel):
         None, description="Pacer busy-wait window before each slot (default 0.5ms uvloop, 1ms asyncio)."
     )
     seed: int | None = Field(None, description="Seed of the Poisson schedule (reproducible runs).")
+    ca_file: str | None = Field(
+        None, description="https: PEM bundle of the CA that signed the server's certificate (default: the system's)."
+    )
+    insecure: bool = Field(
+        False, description="https: do not verify the server's certificate (self-signed test endpoints only)."
+    )
 
     @model_validator(mode="before")
     @classmethod

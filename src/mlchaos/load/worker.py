@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import ssl
 import sys
 import threading
 import time
@@ -42,7 +43,7 @@ from mlchaos.load.pacer import Pacer
 from mlchaos.load.schedule import RateCurve, Schedule, curve_for
 from mlchaos.load.spec import LoadSpec
 
-__all__ = ["config_for", "main", "read_bodies"]
+__all__ = ["config_for", "main", "read_bodies", "tls_context"]
 
 _MAX_SAMPLE_BYTES = 16_384
 
@@ -79,8 +80,11 @@ def config_for(
 ) -> dict[str, Any]:
     """The JSON config of process ``index`` of ``count`` for a spec and a resolved absolute URL."""
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(f"only plain http:// URLs are supported, got {url!r}")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"only http:// and https:// URLs are supported, got {url!r}")
+    tls = parts.scheme == "https"
+    if spec.ca_file is not None and not os.path.isfile(spec.ca_file):
+        raise ValueError(f"ca_file: {spec.ca_file}: no such file")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -91,7 +95,10 @@ def config_for(
     warm = spec.connections or int(min(max_conn, max(4, math.ceil(peak / 250))))
     return {
         "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 80,
+        "port": parts.port or (443 if tls else 80),
+        "tls": tls,
+        "ca_file": os.path.abspath(spec.ca_file) if spec.ca_file else None,
+        "insecure": spec.insecure,
         "path": path,
         "method": spec.request.method,
         "headers": spec.request.headers,
@@ -112,6 +119,23 @@ def config_for(
         "interval": interval,
         "drain": spec.timeout,
     }
+
+
+def tls_context(cfg: dict[str, Any]) -> ssl.SSLContext | None:
+    """The client TLS context of an https:// run (None for http://).
+
+    HTTP/1.1 is offered by ALPN, and only it: the client speaks nothing else.  Certificates are verified
+    against ``ca_file`` or the system's store unless ``insecure``; a failed handshake is a connection error
+    of its own kind (e.g. ``SSLCertVerificationError``), like an expired certificate would be in production.
+    """
+    if not cfg.get("tls"):
+        return None
+    ctx = ssl.create_default_context(cafile=cfg.get("ca_file"))
+    if cfg.get("insecure"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 def _emit(msg: dict[str, Any]) -> None:
@@ -136,7 +160,8 @@ class Worker:
     def __init__(self, cfg: dict[str, Any]) -> None:
         self.cfg = cfg
         bodies = [b.encode("utf-8", "surrogateescape") for b in cfg["bodies"]] if cfg.get("bodies") else None
-        self.requests = build_requests(cfg["host"], cfg["port"], cfg["path"], cfg["method"], cfg["headers"], bodies)
+        self.requests = build_requests(cfg["host"], cfg["port"], cfg["path"], cfg["method"], cfg["headers"], bodies,
+                                       tls=bool(cfg.get("tls")))
         self.interval = float(cfg.get("interval", 0.25))
         self.pool: ClientPool | None = None
         self.pacer: Pacer | None = None
@@ -162,6 +187,7 @@ class Worker:
             max_connections=int(cfg["max_connections"]),
             sample_every=int(cfg.get("sample_every") or 0),
             max_samples=int(cfg.get("max_samples") or 0),
+            ssl=tls_context(cfg),
         )
         await self.pool.warm(int(cfg.get("warm", 4)))
         return self.pool.conns
