@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlchaos.load.histogram import MIN_VALUE, PRECISION, LogHistogram
+from mlchaos.load.histogram import MIN_VALUE, PRECISION, HistogramBuilder, LogHistogram
 
 REL = math.sqrt(1 + PRECISION) - 1 + 1e-9  # documented bound on the relative error of a quantile
 
@@ -78,3 +78,20 @@ def test_two_processes_merge_equals_union() -> None:
     assert merged == LogHistogram.from_values(allv)
     for qq in (0.5, 0.9, 0.99, 0.999, 0.9999):
         assert within_precision(merged.quantile(qq), nearest_rank(allv, qq))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=2000.0, allow_nan=False), max_size=400), st.integers(1, 64))
+def test_builder_in_slices_equals_one_pass(values: list[float], size: int) -> None:
+    """The worker's tick builds its histograms slice by slice; the result must be the one-pass histogram."""
+    v = np.asarray(values, dtype=np.float64)
+    b = HistogramBuilder()
+    for i in range(0, v.size, size):
+        b.add(v[i:i + size])
+    built, whole = b.build(), LogHistogram.from_values(v)
+    assert built == whole
+    assert built.count == len(values)
+    if values:
+        assert built.min == min(values) and built.max == max(values)
+        assert math.isclose(built.mean or 0.0, whole.mean or 0.0, rel_tol=1e-9, abs_tol=1e-12)
+

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_VALUE", "MIN_VALUE", "PRECISION", "LogHistogram"]
+__all__ = ["MAX_VALUE", "MIN_VALUE", "PRECISION", "HistogramBuilder", "LogHistogram"]
 
 PRECISION = 1e-3
 MIN_VALUE = 1e-6
@@ -207,3 +207,41 @@ class LogHistogram:
     def __repr__(self) -> str:
         p50, p99 = self.quantiles([0.5, 0.99])
         return f"LogHistogram(n={self.count}, p50={p50}, p99={p99}, max={self.max})"
+
+
+class HistogramBuilder:
+    """A :class:`LogHistogram` built from values given in slices, each a short vectorised pass.
+
+    Why: the generator builds its interval histograms on the loop that paces requests, and one pass over
+    10 k values blocks it 0.13–0.35 ms; slices of ~2 k (≈ 40 µs each) let the pacer run in between.
+    Counts accumulate in a dense array, so the result is exactly ``LogHistogram.from_values`` of all the
+    values (a sparse merge per slice would cost more than the whole single pass).
+    """
+
+    __slots__ = ("_dense", "_max", "_min", "_sum")
+
+    def __init__(self) -> None:
+        self._dense: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        self._min = math.inf
+        self._max = -math.inf
+        self._sum = 0.0
+
+    def add(self, values: npt.NDArray[np.float64]) -> None:
+        if values.size == 0:
+            return
+        counts = np.bincount(bucket_of(values))
+        if counts.size > self._dense.size:
+            grown = np.zeros(counts.size, dtype=np.int64)
+            grown[: self._dense.size] = self._dense
+            self._dense = grown
+        self._dense[: counts.size] += counts
+        self._min = min(self._min, float(values.min()))
+        self._max = max(self._max, float(values.max()))
+        self._sum += float(values.sum())
+
+    def build(self) -> LogHistogram:
+        idx = np.flatnonzero(self._dense)
+        if idx.size == 0:
+            return LogHistogram()
+        return LogHistogram(idx.astype(np.int64), self._dense[idx], self._min, self._max, self._sum)
+

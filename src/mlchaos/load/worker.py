@@ -35,10 +35,11 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import orjson
 
 from mlchaos.load.client import ClientPool, build_requests
-from mlchaos.load.histogram import LogHistogram
+from mlchaos.load.histogram import HistogramBuilder
 from mlchaos.load.pacer import Pacer
 from mlchaos.load.schedule import RateCurve, Schedule, curve_for
 from mlchaos.load.spec import LoadSpec
@@ -46,6 +47,8 @@ from mlchaos.load.spec import LoadSpec
 __all__ = ["config_for", "main", "read_bodies", "tls_context"]
 
 _MAX_SAMPLE_BYTES = 16_384
+_TICK_SLICE = 2048
+"""Values bucketed between two yields of the tick (≈ 40 µs of numpy)."""
 
 
 def read_bodies(spec: LoadSpec) -> list[bytes] | None:
@@ -318,8 +321,15 @@ class Worker:
         self._cpu = cpu
         self._tick_t = now
         for key, values in (("lat", out.latency), ("svc", out.service), ("lag", out.lag)):
+            # in slices: one histogram of 10 k values blocks the loop 0.13–0.35 ms, and at 40 k req/s a
+            # fifth of the sends more than 0.1 ms late were late behind such a block (measured in-process)
+            v = np.frombuffer(values, dtype=np.float64)
+            builder = HistogramBuilder()
+            for i in range(0, v.size, _TICK_SLICE):
+                yield
+                builder.add(v[i:i + _TICK_SLICE])
             yield
-            msg[key] = LogHistogram.from_values(values).to_dict(arrays=True)
+            msg[key] = builder.build().to_dict(arrays=True)
         yield
         msg["samples"] = [_sample_record(s, self.t0) for s in out.samples]
 
