@@ -244,4 +244,3 @@ class HistogramBuilder:
         if idx.size == 0:
             return LogHistogram()
         return LogHistogram(idx.astype(np.int64), self._dense[idx], self._min, self._max, self._sum)
-
