@@ -79,6 +79,14 @@ def test_missing_plugin_field_points_at_the_item() -> None:
     assert errs[0][:3] == (6, 5, "steady_state[0].url")
 
 
+def test_flat_load_request_field_points_at_its_line() -> None:
+    # ``load: {url: …}`` is written flat and validated as load.request.url: the error is on the url's line
+    errs = errors(GOOD + "load:\n  rate: 10/s\n  url: ftp://example/\n")
+    assert errs == [(16, 8, "load.request.url", "only http:// and https:// URLs are supported")]
+    nested = errors(GOOD + "load:\n  rate: 10/s\n  request:\n    url: ftp://example/\n")
+    assert nested[0][:3] == (17, 10, "load.request.url")
+
+
 def test_invalid_yaml_position() -> None:
     errs = errors("title: ok\nmethod: [\n  {fault: x\n")
     assert len(errs) == 1 and errs[0][3].startswith("invalid YAML")

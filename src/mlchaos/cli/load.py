@@ -134,8 +134,6 @@ def _build_spec(
         data["spin"] = spin
     if seed is not None:
         data["seed"] = seed
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"URL: only http:// and https:// URLs are supported, got {url!r}")
     if cacert is not None:
         if not os.path.isfile(cacert):
             raise ValueError(f"--cacert: {cacert}: no such file")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from mlchaos.plugin import StrictModel
 from mlchaos.spec.types import Duration, Percent, Rate
@@ -55,6 +55,13 @@ class RequestSpec(StrictModel):
         validation_alias=AliasChoices("body_file", "body_from"),
         description="JSONL file, one request body per line, cycled in order (alias 'body_from').",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("only http:// and https:// URLs are supported")
+        return url
 
     @model_validator(mode="after")
     def _check(self) -> RequestSpec:

@@ -116,6 +116,11 @@ class _Positions:
         while probe:
             if probe in self.values:
                 return self.values[probe]
+            # a key the model nests but the file may write flat (``load: {url: …}`` is ``load.request.url``)
+            for i in range(len(probe) - 1):
+                flat = probe[:i] + probe[i + 1:]
+                if flat in self.values:
+                    return self.values[flat]
             probe = probe[:-1]
         return self.values.get((), (1, 1))
 
