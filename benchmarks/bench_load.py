@@ -15,7 +15,7 @@ What it does (all on 127.0.0.1; every process it starts is stopped):
   rates (highest rate that stays VALID with achieved ≥ 99.5 % and lag p99 ≤
   0.25 ms, the issue's goal), uvloop and the stdlib loop;
 * B. fixed rates 1 k, 10 k, 20 k req/s: mlchaos vs LoadGen (Server scenario,
-  Poisson, driving a raw asyncio keep-alive client as its SUT) vs wrk held near
+  Poisson, driving a raw HTTP/1.1 keep-alive client on plain sockets as its SUT) vs wrk held near
   the rate by a Lua ``delay()`` (see ``run_wrk_paced``) on p50/p99;
 * E. (``--only E``) https against http: the same nginx with and without TLS,
   wrk's maximum and mlchaos at ``--tls-rates``: what TLS costs the generator;
@@ -86,7 +86,7 @@ def ensure_tools() -> dict[str, str]:
 
 @contextlib.contextmanager
 def nginx(tls: tuple[str, str] | None = None) -> Iterator[str]:
-    """nginx on loopback; ``tls=(certificate chain, key)`` serves https (TLS 1.3, session tickets off)."""
+    """nginx on loopback; ``tls=(certificate chain, key)`` serves https (TLS 1.2 and 1.3)."""
     d = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     p = port()
     ssl_conf = (f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; ssl_protocols TLSv1.2 TLSv1.3;"
@@ -282,9 +282,10 @@ def run_loadgen(url: str, qps: int, duration: float, sut: str = "threads") -> di
 def _threaded_sut(host: str, port: int, req: bytes, qps: int) -> Any:
     """LoadGen's issue callback sends on a plain socket in LoadGen's own thread; one thread reads replies.
 
-    Why: with the asyncio SUT every query crosses threads twice (``call_soon_threadsafe`` wakes the loop,
-    whose thread then contends with LoadGen's on the one generator core), which LoadGen counts in its
-    latency: p99 1.7–3.4 ms at 10 k/s where the tools that send from their own loop measured 0.5–0.9 ms.
+    Why: with the asyncio SUT (``sut="asyncio"``, kept for the A/B) every query crosses threads twice
+    (``call_soon_threadsafe`` wakes the loop, whose thread then contends with LoadGen's on the one
+    generator core), and LoadGen counts that in its latency; this one had the lower p99 in 5 of 6 paired
+    runs at 1–20 k/s and stayed VALID at 20 k/s where the other did not (benchmarks/RESULTS.md).
     """
     import selectors
     import socket as socketlib
@@ -339,7 +340,7 @@ def _threaded_sut(host: str, port: int, req: bytes, qps: int) -> Any:
                     backlog.append(q.id)
             if conn is not None:
                 conn.send(q.id)
-            elif len(backlog) > 0:
+            else:
                 fresh = Conn()  # the pool is busy: grow it (a loopback connect is ~0.1 ms)
                 with lock:
                     if backlog:
