@@ -408,17 +408,19 @@ class Runner:
 
         spec = self.v.load
         assert spec is not None
-        req = getattr(spec, "request", None)
-        body_file = getattr(req, "body_file", None)
         here = Path(self.v.source).resolve().parent if Path(self.v.source).exists() else None
-        # files named next to the experiment file (bodies, a CA bundle) are found wherever the run starts
-        if req is not None and body_file and not Path(body_file).is_absolute() and here is not None:
-            candidate = here / body_file
-            if candidate.exists():
-                spec = spec.model_copy(update={"request": req.model_copy(update={"body_file": str(candidate)})})
-        ca_file = getattr(spec, "ca_file", None)
-        if ca_file and not Path(ca_file).is_absolute() and here is not None and (here / ca_file).exists():
-            spec = spec.model_copy(update={"ca_file": str(here / ca_file)})
+
+        def beside(name: str | None) -> str | None:
+            """Files named next to the experiment file (bodies, a CA bundle) are found wherever the run starts."""
+            if here is None or not name or Path(name).is_absolute() or not (here / name).exists():
+                return None
+            return str(here / name)
+
+        req = getattr(spec, "request", None)
+        if req is not None and (body := beside(getattr(req, "body_file", None))):
+            spec = spec.model_copy(update={"request": req.model_copy(update={"body_file": body})})
+        if ca := beside(getattr(spec, "ca_file", None)):
+            spec = spec.model_copy(update={"ca_file": ca})
         base_url = None
         tname = getattr(spec, "target", None) or "default"
         if tname in self.targets:
