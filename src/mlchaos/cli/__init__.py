@@ -10,6 +10,7 @@ plain function (a single command).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from typing import Any
 
@@ -61,7 +62,69 @@ class LazyGroup(TyperGroup):
             sub.command(name=cmd_name)(obj)
             cmd = typer.main.get_command(sub)
         cmd.name = cmd_name
-        return cmd
+        return _plain(cmd)
+
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_words(text: str | None) -> str | None:
+    """Docstrings are written for Sphinx; a person reading ``--help`` or a script's output wants plain words.
+
+    ``x`` becomes x and :class:`~pkg.mod.Name` becomes Name.
+    """
+    if not text:
+        return text
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).find("~") > 0 else m.group(1), text)
+    return _LITERAL.sub(r"\1", text)
+
+
+def _plain_metavar(param: Any) -> None:
+    """PATH, TEXT, INTEGER, EXPERIMENT...: the metavars of every Unix tool, not Python type names."""
+    if getattr(param, "param_type_name", "") == "argument":
+        name = param.metavar or (param.name or "arg").upper()
+        param.metavar = name
+        dots = "..." if param.nargs != 1 else ""
+        shown = name + dots if param.required else f"[{name}]{dots}"
+        # typer appends "<type>" to an argument's name and braces it in the usage line: plain instead
+        param.display_type_rich = lambda ctx: None
+        param.get_usage_pieces = lambda ctx: [shown]
+        return
+    if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return
+    try:
+        label = str(param.display_type(None)).strip("<>")
+    except Exception:  # a type typer cannot describe without a context: keep its own display
+        return
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    if "|" in label:
+        param.metavar = "[" + label + "]"
+        return
+    param.metavar = _TYPE_NAMES.get(label.lower(), label.upper())
+
+
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "bool": "BOOLEAN"}
+
+
+def _plain(cmd: Any) -> Any:
+    """Plain click help for a command and its sub-commands, at every depth.
+
+    Typer's rich help draws boxes at 80 columns and shows ``<bool>``/``<list[str]>`` placeholders
+    that mean nothing to a person; click's own help shows the metavars people know (PATH, TEXT).
+    ``-h`` is inherited from the root context's help option names.
+    """
+    cmd.rich_markup_mode = None
+    cmd.help = plain_words(cmd.help)
+    cmd.short_help = plain_words(cmd.short_help)
+    for param in getattr(cmd, "params", []):
+        if getattr(param, "help", None):
+            param.help = plain_words(param.help)
+        _plain_metavar(param)
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain(sub)
+    return cmd
 
 
 def _listing_help(ctx: Any) -> bool:
@@ -86,6 +149,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     help="Chaos engineering for ML systems: steady-state hypothesis, controlled fault, honest verdict.",
 )

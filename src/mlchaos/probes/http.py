@@ -53,6 +53,8 @@ def json_path(doc: Any, path: str) -> Any:
 
 
 class HttpProbe(Probe):
+    """A GET/POST against the target: its status, latency, or a field of its JSON answer."""
+
     Spec = HttpProbeSpec
 
     async def start(self) -> None:

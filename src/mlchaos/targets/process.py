@@ -42,6 +42,8 @@ class ProcessTargetSpec(TargetSpec):
 
 
 class ProcessTarget(Target):
+    """Local processes: PIDs you name, or a command the run starts, watches and stops."""
+
     Spec = ProcessTargetSpec
 
     def __init__(self, spec: Any, ctx: Any) -> None:
