@@ -27,11 +27,12 @@ def plugins(
     from mlchaos import registry
 
     listing: dict[str, list[dict[str, str]]] = {}
-    for kind in ("fault", "probe", "target"):
+    kinds: tuple[registry.Kind, ...] = ("fault", "probe", "target")
+    for kind in kinds:
         rows = listing.setdefault(kind + "s", [])
-        for name in registry.names(kind):  # type: ignore[arg-type]
+        for name in registry.names(kind):
             try:
-                row = {"name": name, "description": describe(registry.get(kind, name))}  # type: ignore[arg-type]
+                row = {"name": name, "description": describe(registry.get(kind, name))}
             except Exception as exc:  # a broken third-party plugin must not hide the others
                 row = {"name": name, "description": "", "error": f"cannot load: {exc}"}
             rows.append(row)
