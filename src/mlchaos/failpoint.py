@@ -13,6 +13,10 @@ dies by ``kill -9`` must not leave the fault in place.  So arming writes one
 JSON record per failpoint, ``<dir>/<name>.json``, carrying the corruption
 spec and a lease ``expires_at`` (wall clock); an expired record counts as
 disarmed, so the fault disappears by itself once the runner stops renewing.
+A record that cannot be used (not UTF-8 or not JSON, not an object, an
+expiry that is absent, not a number or not finite, a malformed field) is
+disarmed too, and logged once on the ``mlchaos.failpoint`` logger: a broken
+control file must never raise inside the user's job, nor arm it for good.
 ``<dir>`` is ``$MLCHAOS_FAILPOINT_DIR``, else ``$MLCHAOS_STATE_DIR/failpoints``,
 else ``~/.local/state/mlchaos/failpoints``.  Effects go to
 ``<dir>/<name>.effects.jsonl``, one JSON line per armed hit.
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import math
 import os
 import re
 import sys
@@ -35,12 +41,13 @@ import types
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 __all__ = ["FailpointError", "arm", "disarm", "effects", "failpoint", "failpoint_dir", "renew", "status"]
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+log = logging.getLogger(__name__)
 _CHECK_INTERVAL = 0.05
 """Seconds between two looks at the failpoint directory from a disarmed call."""
 _RECENT_NS = 1_000_000_000
@@ -86,11 +93,71 @@ def _write_json(path: Path, record: dict[str, Any]) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``; None when absent or unreadable (an unreadable one is logged once)."""
     try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
         return None
-    return data if isinstance(data, dict) else None
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        _warn_once(path, f"{type(exc).__name__}: {exc}")
+        return None
+    if not isinstance(data, dict):
+        _warn_once(path, f"a JSON {type(data).__name__}, not an object")
+        return None
+    return data
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(path: Path, reason: str) -> None:
+    """Log a record that cannot be used, once per file and reason: the caller's job goes on, disarmed."""
+    key = (str(path), reason)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("failpoint record %s cannot be used, treated as disarmed: %s", path, reason)
+
+
+def _is_number(v: Any) -> TypeGuard[float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _problem(rec: dict[str, Any]) -> str | None:
+    """Why an arming record cannot be applied, or None when it is well-formed.
+
+    Checked once per read, so that a hand-edited or half-corrupted record never
+    raises inside the user's job, and a lease that cannot expire (NaN, inf, absent)
+    never arms anything: the guarantee is that a fault goes away on its own.
+    """
+    exp = rec.get("expires_at")
+    if not _is_number(exp) or not math.isfinite(exp):
+        return f"expires_at must be a finite number, got {exp!r}"
+    if not isinstance(rec.get("kind"), str):
+        return f"kind must be a string, got {rec.get('kind')!r}"
+    cols = rec.get("columns")
+    if cols is not None and not (isinstance(cols, list) and all(isinstance(c, str) for c in cols)):
+        return f"columns must be a list of names, got {cols!r}"
+    frac = rec.get("fraction", 0.1)
+    if not _is_number(frac) or not math.isfinite(frac):
+        return f"fraction must be a finite number, got {frac!r}"
+    seed = rec.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        return f"seed must be a non-negative int, got {seed!r}"
+    if not isinstance(rec.get("params", {}), dict):
+        return f"params must be an object, got {rec.get('params')!r}"
+    return None
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A usable arming record at ``path`` (expired or not), else None; a malformed one is logged once."""
+    rec = _read_json(path)
+    if rec is None:
+        return None
+    problem = _problem(rec)
+    if problem is not None:
+        _warn_once(path, problem)
+        return None
+    return rec
 
 
 class _Cache:
@@ -145,9 +212,9 @@ class _Cache:
         rec = self.records.get(name)
         if rec is None:
             _check_name(name)  # only on a cache miss: a bad name never reaches the filesystem
-            rec = _read_json(_record_path(Path(self.dir_str), name)) or {}
+            rec = _read_record(_record_path(Path(self.dir_str), name)) or {}
             self.records[name] = rec
-        if not rec or float(rec.get("expires_at", 0)) <= time.time():
+        if not rec or rec["expires_at"] <= time.time():
             return None
         return rec
 
@@ -274,9 +341,7 @@ def arm(
     range) so a wrong experiment fails at injection, not silently in the job.
     """
     _check_name(name)
-    ttl = float(ttl)
-    if not ttl > 0:
-        raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+    ttl = _check_ttl(ttl)
     if kind != "raise":
         from mlchaos.data.core import KINDS, _resolve_kind
         from mlchaos.data.selection import check_fraction
@@ -306,6 +371,17 @@ def arm(
     return record
 
 
+def _check_ttl(ttl: Any) -> float:
+    """A lease that can expire: a positive, finite number of seconds."""
+    try:
+        ttl = float(ttl)
+    except (TypeError, ValueError):
+        raise ValueError(f"ttl must be a number of seconds, got {ttl!r}") from None
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"ttl must be a finite number > 0 seconds, got {ttl!r}")
+    return ttl
+
+
 def renew(name: str, ttl: float | None = None, *, directory: str | os.PathLike[str] | None = None,
           lease_id: str | None = None) -> dict[str, Any]:
     """Extend the lease of an armed failpoint by ``ttl`` (default: its own) from now.
@@ -314,12 +390,10 @@ def renew(name: str, ttl: float | None = None, *, directory: str | os.PathLike[s
     a runner never prolongs a fault someone else armed since.
     """
     path = _record_path(failpoint_dir(directory), _check_name(name))
-    rec = _read_json(path)
+    rec = _read_record(path)
     if rec is None or (lease_id is not None and rec.get("lease_id") != lease_id):
         raise ValueError(f"name: failpoint {name!r} is not armed" + (" under this lease" if lease_id else ""))
-    ttl = float(rec.get("ttl", 30.0) if ttl is None else ttl)
-    if not ttl > 0:
-        raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+    ttl = _check_ttl(rec.get("ttl", 30.0) if ttl is None else ttl)
     rec["ttl"] = ttl
     rec["expires_at"] = time.time() + ttl
     _write_json(path, rec)
@@ -348,8 +422,8 @@ def disarm(name: str, *, directory: str | os.PathLike[str] | None = None, lease_
 
 def status(name: str, *, directory: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """The arming record if armed and not expired, else None."""
-    rec = _read_json(_record_path(failpoint_dir(directory), _check_name(name)))
-    if rec is None or float(rec.get("expires_at", 0)) <= time.time():
+    rec = _read_record(_record_path(failpoint_dir(directory), _check_name(name)))
+    if rec is None or rec["expires_at"] <= time.time():
         return None
     return rec
 

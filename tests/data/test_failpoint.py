@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -152,3 +154,55 @@ def test_runner_killed_failpoint_disarms_after_ttl(df: pd.DataFrame) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+# -- corrupted arming records: disarmed and logged once, never an exception in the user's job -----------
+_GOOD = {"name": "p", "kind": "nulls", "columns": ["amount"], "fraction": 0.1, "seed": 1, "params": {},
+         "ttl": 30.0, "lease_id": "abc123", "armed_by": 1}
+
+CORRUPT_RECORDS: dict[str, bytes] = {
+    "non-utf8": b'{"kind": "nulls", "expires_at": 9e9, "columns": ["\xff\xfe"]}',
+    "expires-text": json.dumps({**_GOOD, "expires_at": "abc"}).encode(),
+    "expires-null": json.dumps({**_GOOD, "expires_at": None}).encode(),
+    "expires-nan": b'{"kind": "nulls", "columns": ["amount"], "fraction": 0.1, "expires_at": NaN}',
+    "expires-inf": b'{"kind": "nulls", "columns": ["amount"], "fraction": 0.1, "expires_at": Infinity}',
+    "expires-bool": json.dumps({**_GOOD, "expires_at": True}).encode(),
+    "expires-missing": json.dumps(_GOOD).encode(),
+    "kind-missing": json.dumps({k: v for k, v in _GOOD.items() if k != "kind"} | {"expires_at": 9e9}).encode(),
+    "kind-number": json.dumps({**_GOOD, "kind": 3, "expires_at": 9e9}).encode(),
+    "params-list": json.dumps({**_GOOD, "kind": "raise", "params": ["x"], "expires_at": 9e9}).encode(),
+    "fraction-text": json.dumps({**_GOOD, "fraction": "lots", "expires_at": 9e9}).encode(),
+    "list": json.dumps([_GOOD]).encode(),
+    "truncated": b'{"kind": "nulls", "expires_at": 9',
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CORRUPT_RECORDS))
+def test_corrupted_record_is_disarmed_and_logged(
+    shape: str, df: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = failpoint_dir() / "p.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(CORRUPT_RECORDS[shape])
+    fp_module._cache.invalidate()
+    with caplog.at_level(logging.WARNING, logger="mlchaos.failpoint"):
+        assert failpoint("p", df) is df
+        assert failpoint("p")(df) is df
+        assert not failpoint("p").armed
+        assert status("p") is None
+        fp_module._cache.invalidate()  # read again: still disarmed, and not logged a second time
+        assert failpoint("p", df) is df
+    assert effects("p") == []
+    warned = [r for r in caplog.records if r.name == "mlchaos.failpoint"]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    assert "p.json" in warned[0].getMessage() and "disarmed" in warned[0].getMessage()
+
+
+def test_non_finite_ttl_is_refused() -> None:
+    for ttl in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="ttl"):
+            arm("p", "nulls", ttl=ttl)
+    arm("p", "nulls", ttl=5)
+    with pytest.raises(ValueError, match="ttl"):
+        renew("p", float("inf"))
