@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 INVALID = 2
+#: The width of a console that is not a terminal: wide enough that no line of a report is ever cut.
+PIPE_WIDTH = 100_000
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console for people that stays correct when piped.
+
+    On a terminal it is rich's usual console.  Piped (a file, ``grep``, a CI log) rich would wrap every
+    line at 80 columns and shorten table cells with an ellipsis, cutting numbers; here the width is huge
+    and soft wrap is on, so each line comes out whole.  Rich honours ``NO_COLOR`` itself, and a console
+    that is not a terminal writes no colour codes.
+    """
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH, soft_wrap=True)
 
 
 def fail(msg: str, code: int = INVALID) -> typer.Exit:

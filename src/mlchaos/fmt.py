@@ -1,0 +1,125 @@
+"""Numbers for people: one place that turns a probe's raw value into ``113 ms``, ``3.2 %`` or ``4 pods``.
+
+Probes measure in base units (seconds, a ratio 0..1, requests per second) and
+the journal and ``--json`` keep those raw values, so machines never parse a
+display string.  Everything a person reads (the ``mlchaos run`` live view and
+verdict line, ``mlchaos journal``, the HTML report, the verdict reasons) goes
+through this module, so ``p99 113 ms > 100 ms`` reads the same everywhere and
+no screen shows ``0.11300000000000002``.
+
+The unit of a value comes from the probe class (``Probe.unit``: ``"s"``,
+``"ratio"``, ``"1/s"``, ``"pods"``, ...), looked up by the probe's kind:
+
+>>> quantity(0.1134, "s")
+'113 ms'
+>>> quantity(0.032, "ratio")
+'3.2 %'
+>>> comparison(0.1134, ">", 0.1, "s")
+'113 ms > 100 ms'
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+#: Units whose values are counts of things: shown as ``3 pods``.
+_COUNTS = {"pods", "replicas", "events", "rows", "requests"}
+
+
+def number(x: float) -> str:
+    """Three significant digits at most, no exponent for everyday magnitudes, no trailing zeros.
+
+    ``113``, ``12.5``, ``3.2``, ``0.123``, ``0.0004``: a small non-zero value never reads as zero.
+    """
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return f"{x:,}".replace(",", " ") if abs(x) >= 100_000 else str(x)
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    a = abs(x)
+    if a == 0:
+        return "0"
+    if a >= 1e6 or a < 1e-4:
+        return f"{x:.3g}"
+    if a < 1:
+        return f"{x:.3g}"
+    digits = 0 if a >= 100 else 1 if a >= 10 else 2
+    text = f"{x:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def seconds(s: float) -> str:
+    """A duration at the scale a person reads it: ``850 µs``, ``113 ms``, ``1.25 s``, ``2 min 5 s``."""
+    a = abs(s)
+    if a == 0:
+        return "0 ms"
+    if a < 1e-3:
+        return f"{number(s * 1e6)} µs"
+    if a < 1:
+        return f"{number(s * 1e3)} ms"
+    if a < 120:
+        return f"{number(s)} s"
+    minutes, rest = divmod(round(s), 60)
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def percent(ratio: float) -> str:
+    """A ratio 0..1 as a percentage: ``3.2 %``, ``100 %``, ``0.05 %``."""
+    return f"{number(ratio * 100)} %"
+
+
+def quantity(value: Any, unit: str = "") -> str:
+    """``value`` in ``unit`` for a person; anything that is not a number is shown as it is (``–`` for none)."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        text = str(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    if unit == "s":
+        return seconds(value)
+    if unit in ("ratio", "%"):
+        return percent(value)
+    if unit == "1/s":
+        return f"{number(value)}/s"
+    if unit in _COUNTS:
+        return f"{number(value)} {unit}" if value != 1 else f"1 {unit.rstrip('s')}"
+    return number(value) if not unit else f"{number(value)} {unit}"
+
+
+@functools.cache
+def probe_unit(kind: str | None) -> str:
+    """The display unit of a probe kind (``latency`` → ``s``); ``""`` for an unknown or unitless probe."""
+    if not kind:
+        return ""
+    try:
+        from mlchaos import registry
+
+        return str(getattr(registry.get("probe", kind), "unit", "") or "")
+    except Exception:  # an uninstalled plugin in an old journal: show the plain number
+        return ""
+
+
+def probe_value(kind: str | None, value: Any) -> str:
+    """A value measured by a probe of ``kind``, for a person."""
+    return quantity(value, probe_unit(kind))
+
+
+def comparison(value: Any, op: str, bound: Any, unit: str = "") -> str:
+    """``113 ms > 100 ms``: a breach (or a check) as a person reads it; both sides in the same unit."""
+    return f"{quantity(value, unit)} {op} {quantity(bound, unit)}"
+
+
+def tolerance(tol: dict[str, Any], unit: str = "") -> str:
+    """A probe's tolerance (``max``/``min``/``between``/``equals``/``above``/``below``) in plain words."""
+    parts = []
+    for key, word in (("max", "≤"), ("min", "≥"), ("above", ">"), ("below", "<"), ("equals", "=")):
+        if tol.get(key) is not None:
+            parts.append(f"{word} {quantity(tol[key], unit)}")
+    between = tol.get("between")
+    if between:
+        lo, hi = between
+        parts.append(f"between {quantity(lo, unit)} and {quantity(hi, unit)}")
+    return ", ".join(parts)

@@ -1,0 +1,31 @@
+"""The one formatting helper: units and sensible precision for people, never a cut or a lying zero."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlchaos import fmt
+
+
+@pytest.mark.parametrize(("value", "unit", "shown"), [
+    (0.1134, "s", "113 ms"), (0.0125, "s", "12.5 ms"), (1.25, "s", "1.25 s"), (0.00085, "s", "850 µs"),
+    (125, "s", "2 min 5 s"), (0.032, "ratio", "3.2 %"), (0.01, "ratio", "1 %"), (1.0, "ratio", "100 %"),
+    (0.0005, "ratio", "0.05 %"), (312.456, "1/s", "312/s"), (3, "pods", "3 pods"), (1, "pods", "1 pod"),
+    (0.1 + 0.2, "", "0.3"), (0.123456, "", "0.123"), (None, "s", "–"), ("v2", "", "v2"), (0, "ratio", "0 %"),
+])
+def test_quantity(value: object, unit: str, shown: str) -> None:
+    assert fmt.quantity(value, unit) == shown
+
+
+def test_probe_kinds_carry_their_units() -> None:
+    assert fmt.probe_value("latency", 0.1134) == "113 ms"
+    assert fmt.probe_value("error_rate", 0.032) == "3.2 %"
+    assert fmt.probe_value("no-such-probe", 0.25) == "0.25"
+    assert fmt.comparison(0.1134, ">", 0.1, fmt.probe_unit("latency")) == "113 ms > 100 ms"
+    assert fmt.tolerance({"between": [0.01, 0.03]}, "ratio") == "between 1 % and 3 %"
+    assert fmt.tolerance({"max": 0.1}, "s") == "≤ 100 ms"
+
+
+def test_small_values_never_read_as_zero() -> None:
+    assert fmt.number(0.00004) != "0"
+    assert fmt.quantity(1e-7, "ratio") != "0 %"
