@@ -10,10 +10,12 @@ Why these shapes:
 
 * A fault has exactly one obvious job per method (Toxiproxy's toxics are the
   model): ``preflight`` proves it *can* be injected before anything is
-  touched, ``inject`` does it and returns what it actually hit, ``remove``
-  undoes it, and ``revert`` undoes it again from a lease record alone, with
-  no runner state, which is what lets a watchdog or ``mlchaos stop`` clean up
-  after a runner that died by ``kill -9``.
+  touched, ``intent`` plans the injection and says how to undo it before
+  anything is touched (the runner writes that record ahead), ``inject`` does
+  it and returns what it actually hit, ``remove`` undoes it, and ``revert``
+  undoes it again from a lease or intent record alone, with no runner state,
+  which is what lets a watchdog or ``mlchaos stop`` clean up after a runner
+  that died by ``kill -9`` at any point, even in the middle of ``inject``.
 * A probe only measures.  Tolerances are common fields evaluated by the
   engine, so every probe gets ``max``/``min``/``between``/``equals`` and the
   same "insufficient data" rule for free.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -93,6 +96,12 @@ class Measurement:
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
     samples: int | None = None
     insufficient: str | None = None
+    fraction: Fraction | None = None
+    """The value as an exact fraction when it is a count ratio (missing / seen): the verdict compares it
+    exactly, so ``1 - 99/100`` never breaches ``max: 1%`` by a float artefact."""
+    instrument: dict[str, Any] | None = None
+    """The health of the instrument that measured (e.g. the load generator's lag over the window):
+    ``{"ok": False, "why": ...}`` makes the evaluation evidence of nothing, neither pass nor fail."""
 
 
 @dataclasses.dataclass
@@ -147,9 +156,30 @@ class Fault(abc.ABC):
         """
         return {}
 
+    async def intent(self, lease: Lease) -> dict[str, Any] | None:
+        """Decide what ``inject`` will touch, touch nothing, and return the undo record for it.
+
+        The runner writes this record to disk (fsynced) *before* calling
+        :meth:`inject`, so a runner killed at any point of the injection leaves
+        a record that :meth:`revert` can act on.  It must therefore be a record
+        ``revert`` accepts whether the injection never began, half happened or
+        completed: every PID about to be stopped (with its start time), the
+        proxy rule id chosen ahead and passed to the proxy, the backup path of
+        a file about to be swapped...  ``inject`` must then do exactly what
+        was planned here (store the plan on ``self``), and may return a
+        narrower ``Applied.undo``, which replaces the intent's record.
+
+        The default returns None: "no plan".  The runner still writes the
+        intent, so a half-injected fault of such a plugin is *visible* (the
+        watchdog's log and ``mlchaos stop`` name its plugin, lease and run),
+        but nothing reverts it: a plugin whose ``inject`` can leave something
+        behind when the process dies half way must implement this.
+        """
+        return None
+
     @abc.abstractmethod
     async def inject(self, lease: Lease) -> Applied:
-        """Inject the fault and return what was actually hit."""
+        """Inject the fault and return what was actually hit (the plan of :meth:`intent`, if any)."""
 
     @abc.abstractmethod
     async def remove(self) -> None:
@@ -164,7 +194,12 @@ class Fault(abc.ABC):
 
     @classmethod  # noqa: B027 - optional hook
     def revert(cls, undo: dict[str, Any]) -> None:
-        """Undo from a lease record alone (watchdog, ``mlchaos stop``).  Synchronous and idempotent."""
+        """Undo from a lease or intent record alone (watchdog, ``mlchaos stop``).  Synchronous and idempotent.
+
+        ``undo`` is either what :meth:`intent` planned (the injection may not
+        have begun, or stopped half way) or what :meth:`inject` returned; both
+        must be safe to revert any number of times.
+        """
 
 
 class Probe(abc.ABC):
@@ -187,6 +222,21 @@ class Probe(abc.ABC):
     @abc.abstractmethod
     async def measure(self) -> Measurement:
         """Return the current value (over ``spec.window`` where it applies)."""
+
+    def value_unit(self) -> str:
+        """Unit of this probe's value as configured (a probe whose unit depends on its spec overrides)."""
+        return self.unit
+
+    def latency_bound(self) -> float | None:
+        """The latency this probe holds the system to (seconds), if its value is one.
+
+        The engine sizes the instruments' lag budget from it (10 % of the tightest bound): a 5 ms
+        stall of the load generator does not matter to ``p99 < 100 ms`` and decides ``p99 < 20 ms``.
+        """
+        if self.value_unit() != "s":
+            return None
+        bounds = [b for b in (self.spec.max, self.spec.between[1] if self.spec.between else None) if b is not None]
+        return min(bounds) if bounds else None
 
 
 class TargetSpec(StrictModel):

@@ -7,16 +7,32 @@ watchdog (:mod:`mlchaos.engine.watchdog`) reverts any lease whose time ran
 out, which is what makes ``kill -9`` of a runner safe.  Holders that enforce
 leases themselves (the fault proxy, failpoints) get the same TTL, so there
 are two independent clocks on every fault.
+
+The record is written *ahead* of the fault (issue #16): before ``inject``
+touches anything, the runner writes an **intent** (``state: "intent"``) with
+the undo record the plugin planned (:meth:`mlchaos.plugin.Fault.intent`),
+fsynced with its directory; when ``inject`` returns, the same file is
+replaced by the **lease** (``state: "active"``) with the final undo record.
+One file per fault, replaced atomically, so at every instant of an injection
+some record on disk says how to undo it, and a runner killed at any point
+leaves a record the watchdog and ``mlchaos stop`` act on.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from mlchaos.engine.state import read_json, write_json_atomic
+from mlchaos.engine.state import process_start_time, read_json, write_json_atomic
+
+INTENT = "intent"
+"""A fault about to be injected (or half injected): the undo record is the plugin's plan."""
+ACTIVE = "active"
+"""A fault ``inject`` confirmed: the undo record is what it returned."""
 
 
 @dataclasses.dataclass
@@ -54,14 +70,28 @@ class LeaseStore:
     def path(self, run_id: str, lease_id: str) -> Path:
         return self.dir / f"{run_id}--{lease_id}.json"
 
+    def intend(self, lease: Lease, *, run_id: str, plugin: str, undo: dict[str, Any] | None,
+               runner_pid: int) -> Path:
+        """Write ahead, durably, what a fault about to be injected will need to be undone.
+
+        ``undo`` None means the plugin planned nothing (no :meth:`Fault.intent`):
+        the record still makes the half-injected fault visible to the watchdog
+        and ``mlchaos stop``, which report it instead of reverting it.
+        """
+        return self._write(lease, state=INTENT, run_id=run_id, plugin=plugin, undo=undo, runner_pid=runner_pid)
+
     def record(self, lease: Lease, *, run_id: str, plugin: str, undo: dict[str, Any], runner_pid: int) -> Path:
-        """Write the lease with the undo record.  Written *before* the holder can need it."""
+        """Confirm the fault: replace its intent by the lease with the undo record ``inject`` returned."""
+        return self._write(lease, state=ACTIVE, run_id=run_id, plugin=plugin, undo=undo, runner_pid=runner_pid)
+
+    def _write(self, lease: Lease, *, state: str, run_id: str, plugin: str, undo: dict[str, Any] | None,
+               runner_pid: int) -> Path:
         p = self.path(run_id, lease.id)
         write_json_atomic(p, {
-            "run_id": run_id, "lease_id": lease.id, "plugin": plugin, "undo": undo,
+            "state": state, "run_id": run_id, "lease_id": lease.id, "plugin": plugin, "undo": undo,
             "ttl": lease.ttl, "expires_at": lease.expires_at, "runner_pid": runner_pid,
-            "created": time.time(),
-        })
+            "runner_started": process_start_time(runner_pid), "created": time.time(),
+        }, durable=True)
         return p
 
     def renew(self, run_id: str, lease: Lease) -> None:
@@ -88,9 +118,39 @@ class LeaseStore:
         return [(p, d) for p, d in self.all() if d.get("run_id") == run_id]
 
 
+class Unplanned(Exception):
+    """An intent whose plugin planned no undo record: it may be half injected and cannot be reverted."""
+
+
 def revert_record(data: dict[str, Any]) -> None:
-    """Undo one lease's fault through its plugin's ``revert`` (no runner state needed)."""
+    """Undo one lease's or intent's fault through its plugin's ``revert`` (no runner state needed).
+
+    Raises :class:`Unplanned` for an intent without an undo record (a plugin
+    with no ``intent``): there is nothing to act on, and the caller says so.
+    """
     from mlchaos import registry
 
+    undo = data.get("undo")
+    if undo is None:
+        if data.get("state") == INTENT:
+            raise Unplanned(f"fault plugin {data.get('plugin')!r} planned no undo record: if its injection "
+                            f"had begun (lease {data.get('lease_id')}, run {data.get('run_id')}), check its "
+                            "target by hand")
+        undo = {}
     cls = registry.get("fault", str(data["plugin"]))
-    cls.revert(dict(data.get("undo") or {}))
+    cls.revert(dict(undo))
+
+
+KILL_AT_ENV = "MLCHAOS_TEST_KILL_AT"
+"""Names the kill point at which :func:`kill_point` SIGKILLs the process; crash tests only."""
+
+
+def kill_point(site: str) -> None:
+    """A crash test's failpoint: SIGKILL this process here when ``$MLCHAOS_TEST_KILL_AT`` names ``site``.
+
+    It lets tests/engine/test_writeahead.py kill a runner at exact points of
+    an injection (after the intent, between two PIDs, before the confirm)
+    instead of at random times; unset, it costs one environment lookup.
+    """
+    if os.environ.get(KILL_AT_ENV) == site:
+        os.kill(os.getpid(), signal.SIGKILL)

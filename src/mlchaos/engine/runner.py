@@ -562,17 +562,59 @@ class Runner:
             await self._remove(fr)
 
     async def _inject(self, fr: FaultRun) -> None:
+        """Write ahead, inject, confirm: at every instant some record on disk says how to undo the fault.
+
+        Before the plugin touches anything, the intent (the undo record its
+        ``intent`` planned) is written and fsynced, with the run's watchdog
+        known to be alive; it is renewed while ``inject`` runs and replaced by
+        the lease once ``inject`` returned.  A failed or cancelled injection
+        is reverted from the intent at once.  ``kill_point`` marks where
+        tests/engine/test_writeahead.py kills the runner (issue #16).
+        """
+        from mlchaos.engine.lease import kill_point
+
         lease = Lease.new(f"{len(self.faults)}-{uuid.uuid4().hex[:8]}", self.exp.lease_ttl)
         fr.lease = lease
+        intent: dict[str, Any] | None = None
+        written = False
+
+        async def keep_intent() -> None:  # the heartbeat renews only confirmed faults
+            while True:
+                await asyncio.sleep(max(0.05, min(1.0, lease.ttl / 3)))
+                self.leases.renew(self.run_id, lease)
+
+        def undo_intent() -> None:
+            if intent is not None:
+                type(fr.fault).revert(dict(intent))
+            self.leases.release(self.run_id, lease.id)
+
+        keep: asyncio.Task[None] | None = None
         try:
+            if self.use_watchdog:
+                from mlchaos.engine.watchdog import ensure
+
+                await asyncio.to_thread(ensure, self.base, self.run_id)
+            intent = await asyncio.wait_for(fr.fault.intent(lease), INJECT_TIMEOUT)
+            lease.renew()
+            self.leases.intend(lease, run_id=self.run_id, plugin=fr.plugin, undo=intent, runner_pid=os.getpid())
+            written = True
+            self.log("fault-intent", fault=fr.label, plugin=fr.plugin, lease=lease.id, planned_undo=intent is not None)
+            kill_point("intent-written")
+            keep = asyncio.create_task(keep_intent())
             applied = await asyncio.wait_for(fr.fault.inject(lease), INJECT_TIMEOUT)
         except TimeoutError:
             fr.error = f"injection did not finish within {INJECT_TIMEOUT:g}s"
         except (PluginError, ValueError, OSError) as exc:
             fr.error = str(exc)
+        except asyncio.CancelledError:
+            if written:  # the run is ending while the fault went in: take it out now, not at the TTL
+                with contextlib.suppress(Exception):
+                    undo_intent()
+            raise
         except Exception as exc:
             fr.error = f"{type(exc).__name__}: {exc}"
         else:
+            kill_point("inject-returned")
             fr.applied = applied
             fr.injected_at = time.time()
             self.leases.record(lease, run_id=self.run_id, plugin=fr.plugin, undo=applied.undo,
@@ -581,7 +623,16 @@ class Runner:
                      planned=applied.planned or fr.planned, actual=applied.actual,
                      lease={"id": lease.id, "ttl": lease.ttl, "expires_at": lease.expires_at})
             return
+        finally:
+            if keep is not None:
+                keep.cancel()
         self.log("fault-inject-failed", fault=fr.label, plugin=fr.plugin, error=fr.error)
+        if written:  # it may have half happened: undo what the intent names (the watchdog retries if this fails)
+            try:
+                await asyncio.to_thread(undo_intent)
+            except Exception as exc:
+                self.log("fault-revert-failed", fault=fr.label, error=f"{type(exc).__name__}: {exc}",
+                         lease_expires_at=lease.expires_at)
         self._error(f"fault {fr.label} could not be injected: {fr.error}")
 
     async def _remove(self, fr: FaultRun) -> None:

@@ -28,17 +28,38 @@ def state_dir() -> Path:
     return base
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write so that a reader never sees half a file (rename is atomic on POSIX)."""
+def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = False) -> None:
+    """Write so that a reader never sees half a file (rename is atomic on POSIX).
+
+    ``durable`` also fsyncs the file before the rename and the directory after
+    it, so the record survives a machine crash, not only a process crash (the
+    page cache outlives ``kill -9`` anyway).  Write-ahead records need it: an
+    intent that a power cut loses is a fault nobody knows to undo.  Renewals
+    do not: losing one only makes a lease look older, the safe direction.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new name in ``directory`` durable (POSIX needs the directory itself synced)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -65,3 +86,28 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_start_time(pid: int) -> float | None:
+    """The process's start time (seconds since the epoch), None if it is gone or a zombie."""
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(p.create_time())
+    except Exception:
+        return None
+
+
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """``pid`` runs and, when ``started`` is given, is the same process (not a reused PID).
+
+    A zombie counts as dead: a runner killed by SIGKILL stays a zombie until
+    its parent reaps it, and it will never renew or remove anything again.
+    """
+    now = process_start_time(pid)
+    if now is None:
+        return False
+    return not started or abs(now - float(started)) <= 0.05

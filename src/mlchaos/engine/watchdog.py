@@ -2,13 +2,29 @@
 
 A runner starts one watchdog per run, in its own session (so a Ctrl-C sent to
 the terminal's process group does not reach it, and the runner's death does
-not take it along).  The watchdog polls the run's lease files every 100 ms
-and reverts any whose ``expires_at`` passed.  If the runner dies while its
-run record still lists processes its targets started (a command the
-experiment owns), the watchdog stops those process groups too, so a crashed
-run leaves nothing running.  It exits when the run's record is gone (normal
-end) and no lease of the run remains, or when the runner is dead and every
-lease has been reverted.
+not take it along).  The watchdog polls the run's lease files every 100 ms.
+Those are leases (confirmed faults) and *intents* (faults about to be, or
+half, injected: see :mod:`mlchaos.engine.lease`); it treats both alike:
+
+* a record whose ``expires_at`` passed is reverted (the runner stopped
+  renewing it, e.g. it is frozen or hung);
+* every record of a runner that is dead is reverted **at once**, not at its
+  TTL: nothing will ever renew, confirm or remove it, so waiting only keeps
+  the target faulted longer.  "Dead" is checked by PID *and* start time, so
+  a reused PID does not keep a fault alive; where the watchdog cannot tell
+  (the runner is stopped by SIGSTOP, or hangs), the TTL is the bound.
+
+An intent without an undo record (a third-party plugin with no ``intent``)
+cannot be reverted: it is logged as such and dropped.  If the runner dies
+while its run record still lists processes its targets started (a command
+the experiment owns), the watchdog stops those process groups too, so a
+crashed run leaves nothing running.  It exits only when no intent or lease
+of the run remains and either the run's record is gone (normal end) or the
+runner is dead.
+
+Before the runner writes its first intent it calls :func:`ensure`, which
+waits until this run's watchdog has announced itself (``runs/<run>.watchdog``)
+and starts another if the first one died: no fault is injected unguarded.
 """
 
 from __future__ import annotations
@@ -30,34 +46,57 @@ def _log(base: Path, run_id: str, msg: str, **fields: object) -> None:
         f.write(line + "\n")
 
 
-def watch(base: Path, run_id: str, runner_pid: int) -> int:
-    from mlchaos.engine.lease import LeaseStore, revert_record
-    from mlchaos.engine.state import pid_alive
+def ready_file(base: Path, run_id: str) -> Path:
+    """Where a run's watchdog announces itself (not ``*.json``: ``mlchaos stop`` signals those pids)."""
+    return base / "runs" / f"{run_id}.watchdog"
+
+
+def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None = None) -> int:
+    from mlchaos.engine.lease import INTENT, LeaseStore, Unplanned, revert_record
+    from mlchaos.engine.state import process_alive, process_start_time, read_json, write_json_atomic
 
     store = LeaseStore(base)
     run_file = base / "runs" / f"{run_id}.json"
+    announce = ready_file(base, run_id)
+    me = {"pid": os.getpid(), "started": process_start_time(os.getpid()), "ready": True}
     failures: dict[Path, int] = {}
-    while True:
-        now = time.time()
-        leases = store.for_run(run_id)
-        runner_alive = pid_alive(runner_pid)
-        for path, data in leases:
-            if now >= float(data.get("expires_at", 0)):
+    try:
+        while True:
+            if read_json(announce) != me:  # first round, or spawn() wrote its placeholder after us
+                write_json_atomic(announce, me)
+            now = time.time()
+            records = store.for_run(run_id)
+            runner_alive = process_alive(runner_pid, runner_started)
+            for path, data in records:
+                expired = now >= float(data.get("expires_at", 0))
+                if not expired and runner_alive:
+                    continue
+                why = "lease expired" if expired else "runner died"
+                state = data.get("state") or "active"
                 try:
                     revert_record(data)
+                except Unplanned as exc:
+                    _log(base, run_id, "intent without an undo record: not reverted", lease=data.get("lease_id"),
+                         plugin=data.get("plugin"), error=str(exc))
                 except Exception as exc:  # keep trying: a fault must not stay in place
                     failures[path] = failures.get(path, 0) + 1
                     if failures[path] in (1, 10, 100):
-                        _log(base, run_id, "revert failed", lease=data.get("lease_id"), error=str(exc))
+                        _log(base, run_id, "revert failed", lease=data.get("lease_id"), state=state, error=str(exc))
                     continue
+                now_data = read_json(path)
+                if now_data is not None and state == INTENT and now_data.get("state") != INTENT:
+                    continue  # confirmed meanwhile by a live runner: the lease is judged on its own next round
                 path.unlink(missing_ok=True)
-                _log(base, run_id, "lease expired: fault reverted", lease=data.get("lease_id"),
+                _log(base, run_id, f"{why}: fault reverted", lease=data.get("lease_id"), state=state,
                      plugin=data.get("plugin"), late_s=round(now - float(data.get("expires_at", now)), 3))
-        if not runner_alive and run_file.exists():
-            _stop_owned(base, run_id, run_file)
-        if not leases and (not run_file.exists() or not runner_alive):
-            return 0
-        time.sleep(POLL)
+            if not runner_alive and run_file.exists():
+                _stop_owned(base, run_id, run_file)
+            if not records and (not run_file.exists() or not runner_alive):
+                return 0
+            time.sleep(POLL)
+    finally:
+        if read_json(announce) == me:
+            announce.unlink(missing_ok=True)
 
 
 def _stop_owned(base: Path, run_id: str, run_file: Path) -> None:
@@ -88,25 +127,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--run-id", required=True)
     parser.add_argument("--runner-pid", type=int, required=True)
+    parser.add_argument("--runner-started", type=float, default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the lease clock ends a fault
     try:
-        return watch(Path(args.state_dir), args.run_id, args.runner_pid)
+        return watch(Path(args.state_dir), args.run_id, args.runner_pid, args.runner_started)
     except KeyboardInterrupt:
         return 1
 
 
 def spawn(base: Path, run_id: str) -> int:
-    """Start the watchdog for a run, detached; return its pid."""
+    """Start the watchdog for a run, detached; return its pid (it announces itself once it watches)."""
     import subprocess
 
+    from mlchaos.engine.state import process_start_time, write_json_atomic
+
+    started = process_start_time(os.getpid())
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlchaos.engine.watchdog", "--state-dir", str(base),
-         "--run-id", run_id, "--runner-pid", str(os.getpid())],
+         "--run-id", run_id, "--runner-pid", str(os.getpid())]
+        + (["--runner-started", repr(started)] if started else []),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(base / "watchdog.err", "ab"),  # noqa: SIM115
         start_new_session=True, close_fds=True,
     )
+    announce = ready_file(base, run_id)
+    if not announce.exists():  # the child may already have announced itself
+        write_json_atomic(announce, {"pid": proc.pid, "started": process_start_time(proc.pid), "ready": False})
     return proc.pid
+
+
+def ensure(base: Path, run_id: str, timeout: float = 10.0) -> int:
+    """Return the pid of this run's watchdog once it watches; start one if none is alive.
+
+    The runner calls this before writing an intent: an intent is only a
+    promise if a live watchdog will act on it when the runner dies.  Raises
+    RuntimeError when no watchdog comes up within ``timeout``.
+    """
+    from mlchaos.engine.state import process_alive, read_json
+
+    deadline = time.monotonic() + timeout
+    spawned = 0
+    while True:
+        info = read_json(ready_file(base, run_id)) or {}
+        pid = int(info.get("pid") or 0)
+        alive = bool(pid) and process_alive(pid, info.get("started"))
+        if alive and info.get("ready"):
+            return pid
+        if not alive and spawned < 2:
+            pid = spawn(base, run_id)
+            spawned += 1
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the watchdog of run {run_id} did not start within {timeout:g}s "
+                               f"(see {base / 'watchdog.err'})")
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":
