@@ -189,9 +189,22 @@ class ProxyFault(Fault):
         return {"proxy": self.control_url(), "listen": health.get("listen"), "mode": health.get("mode"),
                 "upstream": health.get("upstream"), **self.fault_json()}
 
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """Choose the proxy rule's id ahead (the proxy accepts a caller's id), so the undo record exists first.
+
+        A runner killed while its POST is in flight may leave a rule added
+        after the watchdog's DELETE (404, counted as done): the proxy's own
+        lease (``ttl``) drops that one, the second clock.
+        """
+        self._planned_id = f"mlchaos-{self.ctx.run_id}-{lease.id}"[:64]
+        return {"control": self.control_url(), "id": self._planned_id, "token_env": self.nspec.token_env}
+
     async def inject(self, lease: Lease) -> Applied:
         c = self.client()
         body = self.fault_json()
+        planned_id = getattr(self, "_planned_id", None)
+        if planned_id:
+            body["id"] = planned_id
         self.fault_id = await self._call(c.add, body, lease.ttl)
         view = await self._call(c.stats, self.fault_id)
         return Applied(
