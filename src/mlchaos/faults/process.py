@@ -77,24 +77,45 @@ class ProcessKillSpec(_Selection):
 
 
 class ProcessPause(_ProcessFault):
-    """SIGSTOP the chosen processes; SIGCONT on removal or lease expiry."""
+    """SIGSTOP the chosen processes; SIGCONT on removal or lease expiry.
+
+    ``intent`` chooses the PIDs (with their start times) before any is
+    stopped, so a runner killed between two SIGSTOPs leaves a record naming
+    all of them; ``revert`` sends SIGCONT to each that is still the same
+    process, which is harmless for the ones never stopped.
+    """
 
     Spec = ProcessPauseSpec
 
-    async def inject(self, lease: Any) -> Applied:
+    def __init__(self, spec: Any, ctx: Any) -> None:
+        super().__init__(spec, ctx)
+        self._plan: tuple[list[list[float]], dict[str, Any]] | None = None
+
+    def _planned(self) -> tuple[list[list[float]], dict[str, Any]]:
         chosen, planned = self._choose()
+        with_start = [[pid, st] for pid in chosen if (st := _start_time(pid)) is not None]
+        return with_start, planned
+
+    async def intent(self, lease: Any) -> dict[str, Any]:
+        self._plan = self._planned()
+        return {"pids": self._plan[0]}
+
+    async def inject(self, lease: Any) -> Applied:
+        from mlchaos.engine.lease import kill_point
+
+        chosen, planned = self._plan or self._planned()
         paused: list[list[float]] = []
-        for pid in chosen:
-            st = _start_time(pid)
+        for pid, st in chosen:
             try:
-                os.kill(pid, signal.SIGSTOP)
+                os.kill(int(pid), signal.SIGSTOP)
             except ProcessLookupError:
                 continue
-            paused.append([pid, st or 0.0])
+            paused.append([pid, st])
+            kill_point(f"process-pause:stopped:{len(paused)}")
         if not paused:
-            raise FaultError(f"none of the chosen processes {chosen} could be paused")
+            raise FaultError(f"none of the chosen processes {[p for p, _ in chosen]} could be paused")
         self._paused = paused
-        return Applied(targets=[f"pid:{p}" for p, _ in paused], planned=planned,
+        return Applied(targets=[f"pid:{int(p)}" for p, _ in paused], planned=planned,
                        actual={"count": len(paused)}, undo={"pids": paused})
 
     async def remove(self) -> None:
@@ -115,6 +136,10 @@ class ProcessKill(_ProcessFault):
 
     Spec = ProcessKillSpec
     spec: ProcessKillSpec
+
+    async def intent(self, lease: Any) -> dict[str, Any]:
+        """Nothing to plan for undo: a killed process is not brought back by mlchaos (see the class)."""
+        return {}
 
     async def inject(self, lease: Any) -> Applied:
         chosen, planned = self._choose()
