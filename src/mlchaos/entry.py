@@ -38,6 +38,25 @@ def main(argv: list[str] | None = None) -> Any:
             # nothing is left to clean up (no files, no threads, no faults): skip the interpreter's
             # teardown of every imported module (≈30 ms CPU of ≈210, measured in benchmarks/RESULTS.md)
             os._exit(code)
-    from mlchaos.cli import main as typer_main
+    from mlchaos import extras
 
-    return typer_main(argv)
+    try:
+        extras.check_command(args)
+        from mlchaos.cli import main as typer_main
+
+        return typer_main(argv)
+    except extras.MissingExtra as exc:
+        _missing_extra(str(exc))
+    except ModuleNotFoundError as exc:
+        # a command reached a module of an extra that is not installed: name the extra, no traceback
+        extra = extras.for_module(exc.name or "")
+        if extra is None:
+            raise
+        what = f"mlchaos {args[0]}" if args else "mlchaos"
+        _missing_extra(extras.message(extra, what, [exc.name or ""]))
+
+
+def _missing_extra(line: str) -> None:
+    """Bad input, not a bug: one plain line on stderr (no rich markup: it would eat "[lab]"), exit 2."""
+    print(f"error: {line}", file=sys.stderr)
+    raise SystemExit(2)

@@ -87,6 +87,13 @@ class UnknownPlugin(LookupError):
     """No plugin is registered under that name; the message suggests close names."""
 
 
+class PluginNeedsExtra(UnknownPlugin):
+    """The plugin exists but needs an extra that is not installed; the message names it.
+
+    A subclass of :class:`UnknownPlugin` so that validation reports it at the plugin's line
+    like any name it cannot use (see :mod:`mlchaos.extras`)."""
+
+
 def _entry_points(kind: str) -> dict[str, Any]:
     if kind not in _eps_cache:
         from importlib.metadata import entry_points
@@ -121,8 +128,21 @@ def get(kind: Kind, name: str) -> Any:
     if name in BUILTIN[kind]:
         import importlib
 
+        from mlchaos import extras
+
+        what = f"{kind} {name!r}"
+        extra = extras.for_plugin(kind, name)
+        absent = extras.missing(extra) if extra else []
+        if extra and absent:
+            raise PluginNeedsExtra(extras.message(extra, what, absent))
         module, _, attr = BUILTIN[kind][name].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:  # a module-level import the table above does not know of
+            extra = extras.for_module(exc.name or "")
+            if extra is None:
+                raise
+            raise PluginNeedsExtra(extras.message(extra, what, [exc.name or ""])) from None
     ep = _entry_points(kind).get(name)
     if ep is None:
         known = names(kind)
