@@ -102,6 +102,15 @@ def probe_unit(kind: str | None) -> str:
         return ""
 
 
+def spec_unit(spec: dict[str, Any] | None) -> str:
+    """The unit of one configured probe: its kind's unit, or seconds for an ``http`` probe of ``value: latency``."""
+    if not spec:
+        return ""
+    if spec.get("probe") == "http":
+        return "s" if spec.get("value") == "latency" else ""
+    return probe_unit(spec.get("probe"))
+
+
 def probe_value(kind: str | None, value: Any) -> str:
     """A value measured by a probe of ``kind``, for a person."""
     return quantity(value, probe_unit(kind))

@@ -36,9 +36,39 @@ def fail(msg: str, code: int = INVALID) -> typer.Exit:
     return typer.Exit(code)
 
 
-def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (value parsed as YAML) to raw experiment data."""
+def fail_json(json_out: bool, msg: str, code: int = INVALID, **fields: Any) -> typer.Exit:
+    """An error, also for scripts: under ``--json`` a JSON object on stdout (stdout is never empty).
+
+    People still get the ``mlchaos: ...`` line on stderr; the exit code is the same either way.
+    """
+    if json_out:
+        import json
+
+        print(json.dumps({"status": "invalid" if code == INVALID else "error", "exit_code": code,
+                          "errors": [{"message": msg, **fields}]}))
+    return fail(msg, code)
+
+
+def spec_errors_json(errors: list[Any]) -> dict[str, Any]:
+    """Experiment-file errors as one JSON object: what ``--json`` prints on stdout for an invalid file."""
+    rows = []
+    for e in errors:
+        row = {k: getattr(e, k, None) for k in ("file", "line", "col", "path", "message")}
+        if getattr(e, "flag", None) is not None:
+            row["flag"] = e.flag
+        rows.append(row)
+    return {"status": "invalid", "exit_code": INVALID, "errors": rows}
+
+
+def apply_overrides(data: dict[str, Any], sets: list[str], json_out: bool = False) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (value parsed as YAML) to raw experiment data.
+
+    A path may go through lists by index: ``--set steady_state.0.max=200ms``.
+    """
     import yaml
+
+    def fail(msg: str) -> typer.Exit:
+        return fail_json(json_out, msg, flag="--set")
 
     for item in sets:
         if "=" not in item:

@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from mlchaos.cli._common import console, fail_json
+
+
+def probe_units(events: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, str]:
+    """Probe label → display unit, so each value is shown as ``113 ms`` (a label is the user's own name).
+
+    The run-start event's effective configuration has every probe's spec (an ``http`` probe is in
+    seconds only with ``value: latency``); the final summary names each probe's kind.
+    """
+    from mlchaos import fmt
+
+    units: dict[str, str] = {}
+    for p in summary.get("probes", []):
+        if p.get("probe"):
+            units[str(p["name"])] = fmt.spec_unit({"probe": p["probe"]})
+    start = next((e for e in events if e.get("event") == "run-start"), {})
+    config = start.get("config") or {}
+    for section in ("steady_state", "abort"):
+        for p in config.get(section) or []:
+            if isinstance(p, dict) and p.get("probe"):
+                units[str(p.get("name") or p["probe"])] = fmt.spec_unit(p)
+    return units
+
 
 def journal(
     file: Path = typer.Argument(..., help="A journal (JSON Lines) written by 'mlchaos run'.", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary (raw values) as JSON on stdout."),
 ) -> None:
     """Print a readable summary of a journal, also of an unfinished one."""
-    from rich.console import Console
     from rich.table import Table
 
+    from mlchaos import fmt
     from mlchaos.engine.journal import read, summarize
 
     try:
         events = read(file)
     except OSError as exc:
-        print(f"mlchaos journal: cannot read {file}: {exc.strerror or exc}")
-        raise typer.Exit(2) from None
+        raise fail_json(json_out, f"journal: cannot read {file}: {exc.strerror or exc}", file=str(file)) from None
     if not events:
-        print(f"mlchaos journal: {file}: no events")
-        raise typer.Exit(2)
+        raise fail_json(json_out, f"journal: {file}: no events", file=str(file))
     s = summarize(events)
+    if json_out:
+        print(json.dumps(s, default=str))
+        return
+    units = probe_units(events, s)
     t0 = events[0]["t"]
-    c = Console(highlight=False)
+    c = console()
     c.print(f"[bold]{s.get('title')}[/bold]  run {s.get('run_id')}")
     c.print(f"status: [bold]{s.get('status')}[/bold] — {s.get('reason')}")
     ft = Table("fault", "plugin", "injected", "removed", "targets")
@@ -36,16 +63,18 @@ def journal(
         rem = f"+{f['removed_at'] - t0:.2f}s" if f.get("removed_at") else ("NOT REMOVED" if f.get("injected_at") else "-")
         ft.add_row(str(f["name"]), str(f.get("plugin")), inj, rem, ", ".join(map(str, f.get("targets", []))))
     c.print(ft)
-    pt = Table("probe", "role", "before", "during (breaches/evals)", "after")
-
-    def cell(o: dict[str, Any] | None) -> str:
-        if not o:
-            return "-"
-        mark = {True: "✓", False: "✗", None: "?"}[o.get("ok")]
-        return f"{mark} {o.get('value')!r}"
+    pt = Table("probe", "role", "tolerance", "before", "during (breaches/evals)", "after")
 
     for p in s.get("probes", []):
+        unit = units.get(str(p["name"]), "")
+
+        def cell(o: dict[str, Any] | None, unit: str = unit) -> str:
+            if not o:
+                return "-"
+            mark = {True: "✓", False: "✗", None: "?"}[o.get("ok")]
+            return f"{mark} {fmt.quantity(o.get('value'), unit)}"
+
         d = p.get("during", {})
-        pt.add_row(str(p["name"]), str(p.get("role")), cell(p.get("before")),
-                   f"{d.get('breaches', 0)}/{d.get('evaluations', 0)}", cell(p.get("after")))
+        pt.add_row(str(p["name"]), str(p.get("role")), fmt.tolerance(p.get("tolerance") or {}, unit) or "-",
+                   cell(p.get("before")), f"{d.get('breaches', 0)}/{d.get('evaluations', 0)}", cell(p.get("after")))
     c.print(pt)

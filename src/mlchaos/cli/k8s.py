@@ -37,9 +37,23 @@ def _load(path: Path) -> dict[str, Any]:
 def render(
     experiment: Annotated[Path, typer.Argument(help="Experiment file (YAML).")],
     run_id: Annotated[str, typer.Option(help="Run id put in the objects' labels.")] = "dry-run",
-    output: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json.")] = "yaml",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", hidden=True, help="Deprecated spelling of --format.")
+    ] = None,
 ) -> None:
-    """Print the Chaos Mesh objects EXPERIMENT would create (dry run, no cluster)."""
+    """Print the Chaos Mesh objects EXPERIMENT would create (dry run, no cluster).
+
+    -o is an output path, as in every mlchaos command; the format is --format (--output, its old
+    spelling, still works and says so).
+    """
+    if output is not None:
+        typer.echo("mlchaos k8s render: --output is deprecated; use --format (-o is now an output file)", err=True)
+        fmt = output
+    if fmt not in ("yaml", "json"):
+        typer.echo(f"mlchaos k8s render: --format must be yaml or json, not {fmt!r}", err=True)
+        raise typer.Exit(2)
     import yaml
     from pydantic import ValidationError
 
@@ -58,21 +72,19 @@ def render(
     except (ValidationError, ValueError) as exc:
         typer.echo(f"{experiment}: {exc}", err=True)
         raise typer.Exit(2) from None
-    if output == "json":
-        json.dump([s.object for s in steps if s.object], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    if fmt == "json":
+        text = json.dumps([s.object for s in steps if s.object], indent=2) + "\n"
+    else:
+        docs: list[str] = []
+        for s in steps:
+            head = f"# method[{s.index}] {s.fault}: {s.note}\n"
+            docs.append(head if s.object is None else head + yaml.safe_dump(s.object, sort_keys=False))
+        text = "---\n".join(docs) if docs else "# no method steps\n"
+    if out is None:
+        sys.stdout.write(text)
         return
-    if output != "yaml":
-        typer.echo("--output must be yaml or json", err=True)
-        raise typer.Exit(2)
-    docs: list[str] = []
-    for s in steps:
-        head = f"# method[{s.index}] {s.fault}: {s.note}\n"
-        if s.object is None:
-            docs.append(head)
-        else:
-            docs.append(head + yaml.safe_dump(s.object, sort_keys=False))
-    sys.stdout.write("---\n".join(docs) if docs else "# no method steps\n")
+    out.write_text(text)
+    typer.echo(f"wrote {out}", err=True)
 
 
 @app.command()

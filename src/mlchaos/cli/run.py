@@ -11,7 +11,8 @@ from typing import Any
 
 import typer
 
-from mlchaos.cli._common import apply_overrides
+from mlchaos import fmt
+from mlchaos.cli._common import INVALID, apply_overrides, console, spec_errors_json
 
 
 def _default_journal(title: str) -> Path:
@@ -19,26 +20,33 @@ def _default_journal(title: str) -> Path:
     return Path("mlchaos-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}.jsonl"
 
 
-def load_validated(experiment: Path, sets: list[str]) -> Any:
-    """Load, override and validate; print FILE:LINE:COL errors and exit 2 on failure."""
+def load_validated(experiment: Path, sets: list[str], json_out: bool = False) -> Any:
+    """Load, override and validate; print FILE:LINE:COL errors and exit 2 on failure.
+
+    Under ``--json`` the errors are also one JSON object on stdout (file, line, col, path, message),
+    so a script never reads an empty stdout for an invalid file.
+    """
     from mlchaos.spec.loader import SpecErrors, load_dict, load_file
+
+    def invalid(errors: list[Any], suffix: str = "") -> typer.Exit:
+        for e in errors:
+            print(f"{e}{suffix}", file=sys.stderr)
+        if json_out:
+            print(json.dumps(spec_errors_json(errors)))
+        return typer.Exit(INVALID)
 
     try:
         v = load_file(experiment)  # errors in the file itself keep their positions
         if not sets:
             return v
-        data = apply_overrides(json.loads(json.dumps(v.raw, default=str)), sets)
+        data = apply_overrides(json.loads(json.dumps(v.raw, default=str)), sets, json_out=json_out)
         # the source stays the file's path: relative paths in it (body files) resolve next to it
         try:
             return load_dict(data, source=str(experiment))
         except SpecErrors as exc:
-            for e in exc.errors:
-                print(f"{e} (after --set)", file=sys.stderr)
-            raise typer.Exit(2) from None
+            raise invalid(exc.errors, " (after --set)") from None
     except SpecErrors as exc:
-        for e in exc.errors:
-            print(e, file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise invalid(exc.errors) from None
 
 
 def print_plan(v: Any) -> None:
@@ -72,10 +80,9 @@ def print_plan(v: Any) -> None:
 class _Progress:
     """Live view: a progress bar over the planned length plus the events that matter."""
 
-    def __init__(self, planned: float, quiet: bool) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False)
+    def __init__(self, planned: float, quiet: bool, units: dict[str, str] | None = None) -> None:
+        self.console = console(stderr=True)
+        self.units = units or {}
         self.quiet = quiet
         self.planned = planned
         self._progress: Any = None
@@ -116,7 +123,8 @@ class _Progress:
             line = f"[yellow]deviation[/yellow] {e['probe']}: {e.get('reason')}"
         elif ev == "probe" and e.get("checkpoint"):
             mark = "✓" if e.get("ok") else "✗"
-            line = f"  {mark} {e['probe']} ({e['checkpoint']}): {e.get('value')!r} {e.get('reason') or ''}"
+            shown = fmt.quantity(e.get("value"), self.units.get(e["probe"], ""))
+            line = f"  {mark} {e['probe']} ({e['checkpoint']}): {shown} {e.get('reason') or ''}"
         elif ev == "baseline-unsettled":
             line = f"[yellow]baseline not met[/yellow] (check {e['attempt']}; settling up to {e['settle']:g}s): {e['reason']}"
         elif ev == "baseline-settled":
@@ -142,7 +150,7 @@ def run(
     Exit codes: 0 passed, 1 failed, 2 invalid, 3 aborted, 4 not-run (baseline not met),
     5 errored (a fault could not be injected or removed, a target was unreachable).
     """
-    v = load_validated(experiment, set_)
+    v = load_validated(experiment, set_, json_out)
     if dry_run:
         print_plan(v)
         raise typer.Exit(0)
@@ -150,7 +158,7 @@ def run(
 
     jpath = journal or _default_journal(v.experiment.title)
     _defer_late_signals()
-    with _Progress(v.planned_length(), quiet or json_out) as progress:
+    with _Progress(v.planned_length(), quiet or json_out, probe_units(v)) as progress:
         result = run_experiment(v, journal_path=jpath, on_event=progress)
     if report is not None:
         from mlchaos.report import write_report
@@ -161,6 +169,11 @@ def run(
     else:
         _print_verdict(result.summary, jpath)
     raise typer.Exit(result.exit_code)
+
+
+def probe_units(v: Any) -> dict[str, str]:
+    """Probe label → display unit (``s``, ``ratio``...), so the live view shows ``113 ms``, not ``0.1134``."""
+    return {p.name or p.probe: fmt.spec_unit(p.model_dump(mode="json")) for p in [*v.steady_state, *v.abort]}
 
 
 def _defer_late_signals() -> None:
@@ -175,11 +188,9 @@ def _defer_late_signals() -> None:
 
 
 def _print_verdict(s: dict[str, Any], jpath: Path) -> None:
-    from rich.console import Console
-
     colour = {"passed": "green", "failed": "red", "aborted": "yellow", "not-run": "yellow"}.get(s["status"], "magenta")
-    c = Console(highlight=False)
+    c = console()
     c.print(f"[bold {colour}]{s['status'].upper()}[/bold {colour}] (exit {s['exit_code']}): {s['reason']}")
     if s.get("removal_latency_s") is not None:
-        c.print(f"faults removed {s['removal_latency_s'] * 1000:.0f} ms after the abort")
+        c.print(f"faults removed {fmt.seconds(s['removal_latency_s'])} after the abort")
     c.print(f"journal: {jpath}")

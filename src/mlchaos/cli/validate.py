@@ -11,6 +11,7 @@ import typer
 def validate(
     files: list[Path] = typer.Argument(..., help="Experiment files (YAML).", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: each file, valid or its errors."),
 ) -> None:
     """Check experiment files; print every error as FILE:LINE:COL: field.path: message.
 
@@ -18,7 +19,35 @@ def validate(
     """
     from mlchaos.spec.check import validate_paths
 
-    raise typer.Exit(validate_paths([str(f) for f in files], quiet=quiet))
+    if not json_out:
+        raise typer.Exit(validate_paths([str(f) for f in files], quiet=quiet))
+    raise typer.Exit(_validate_json([str(f) for f in files]))
+
+
+def _validate_json(paths: list[str]) -> int:
+    """``--json``: the same checks, one object on stdout (errors keep file, line, col, path, message)."""
+    import sys
+
+    from mlchaos.cli._common import spec_errors_json
+    from mlchaos.spec.loader import SpecErrors, load_file
+
+    results = []
+    for f in paths:
+        try:
+            load_file(f)
+        except SpecErrors as exc:
+            for e in exc.errors:
+                print(e, file=sys.stderr)
+            results.append({"file": f, "valid": False, "errors": spec_errors_json(exc.errors)["errors"]})
+        except Exception as exc:  # never a traceback for a user's file
+            msg = f"internal error while validating: {type(exc).__name__}: {exc}"
+            results.append({"file": f, "valid": False,
+                            "errors": [{"file": f, "line": 1, "col": 1, "path": "", "message": msg}]})
+        else:
+            results.append({"file": f, "valid": True, "errors": []})
+    code = 0 if all(r["valid"] for r in results) else 2
+    print(json.dumps({"status": "valid" if code == 0 else "invalid", "exit_code": code, "files": results}))
+    return code
 
 
 def schema() -> None:
