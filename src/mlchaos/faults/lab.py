@@ -2,8 +2,10 @@
 
 A stale model is the quiet ML failure: every replica answers fast and green
 while predicting from last quarter's world.  The lab can switch the model of
-chosen replicas at run time; the previous version of each is kept in the
-undo record, so a watchdog restores it if the runner dies.
+chosen replicas at run time; the previous version of each is recorded before
+any is switched (``intent``), so a watchdog restores it if the runner dies,
+even half way through the switch (restoring a replica never switched is a
+no-op).
 """
 
 from __future__ import annotations
@@ -62,11 +64,20 @@ class StaleModel(Fault):
         _, chosen = self._choose()
         return {"replicas": [s.name for s in chosen], "version": self.spec.version}
 
-    async def inject(self, lease: Any) -> Applied:
+    async def intent(self, lease: Any) -> dict[str, Any]:
+        """Choose the replicas and record the version each serves now, before any is switched."""
         lab, chosen = self._choose()
-        previous = {s.name: s.model_alias or "current" for s in chosen}
+        self._plan = (lab, {s.name: s.model_alias or "current" for s in chosen})
+        return {"dir": str(lab.paths.root), "previous": self._plan[1]}
+
+    async def inject(self, lease: Any) -> Applied:
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            lab, chosen = self._choose()
+            plan = (lab, {s.name: s.model_alias or "current" for s in chosen})
+        lab, previous = plan
         try:
-            done = lab.set_model_version(self.spec.version, [s.name for s in chosen])
+            done = lab.set_model_version(self.spec.version, list(previous))
         except Exception as exc:
             raise FaultError(f"could not switch the model: {exc}") from None
         self._undo = {"dir": str(lab.paths.root), "previous": previous}
