@@ -26,7 +26,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlchaos.plugin import Applied, Context, Fault, FaultError, FaultSpec, StrictModel
 from mlchaos.spec.types import Duration, Percent, Size
@@ -65,7 +65,7 @@ class LatencySpec(NetworkSpec):
 
 
 class BandwidthSpec(NetworkSpec):
-    rate: Size = Field(description="Bytes per second, e.g. '10KB'.")
+    rate: Size = Field(gt=0, description="Bytes per second, e.g. '10KB'; more than 0.")
 
 
 class TimeoutSpec(NetworkSpec):
@@ -89,6 +89,21 @@ class HttpErrorSpec(NetworkSpec):
     body: str | None = Field(default=None, description="Response body (default: a small JSON error).")
     content_type: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+    # the proxy's own rule (mlchaos.proxy.headertext): refused here too, so `mlchaos validate` names the line
+    @field_validator("content_type")
+    @classmethod
+    def _ctype(cls, v: str | None) -> str | None:
+        from mlchaos.proxy import headertext
+
+        return v if v is None else headertext.check_value(v, "content_type")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        from mlchaos.proxy import headertext
+
+        return headertext.check_headers(v)
 
 
 class AbortSpec(NetworkSpec):

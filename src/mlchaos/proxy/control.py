@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from mlchaos.proxy import metrics
 from mlchaos.proxy.faults import KINDS
-from mlchaos.proxy.rules import Common, FaultTable, Rule, RuleError, parse_rule
+from mlchaos.proxy.rules import Common, FaultTable, Rule, RuleError, TableFull, parse_rule
 from mlchaos.proxy.stats import Stats
 
 log = logging.getLogger("mlchaos.proxy")
@@ -121,7 +121,10 @@ class Control:
                     reason = await self.upstream_reachable()
                     if reason is not None:
                         raise ApiError(424, reason + " (add ?force=1 to inject anyway)")
-                self.table.add(rule)
+                try:
+                    self.table.add(rule)
+                except TableFull as exc:
+                    raise ApiError(429, str(exc)) from None
                 log.info("fault %s added: %s ttl=%.3fs", rule.id, rule.kind, rule.ttl)
                 return 201, {"id": rule.id, "fault": rule.view()}
             case ("DELETE", ["faults"]):
@@ -153,9 +156,11 @@ class Control:
         if not body.strip():
             raise ApiError(400, "expected a JSON body")
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError(400, "body is nested too deeply (no fault is more than a few levels deep)") from None
 
     def _parse(self, body: bytes) -> Rule:
         try:
@@ -175,6 +180,8 @@ class Control:
             return Common.model_validate({"kind": "latency", "ttl": data["ttl"]}).ttl
         except ValidationError as exc:
             raise ApiError(400, f"bad ttl: {exc.errors()[0]['msg']}") from None
+        except ArithmeticError as exc:  # a 401-digit number: not a ValueError, so not a ValidationError
+            raise ApiError(400, f"bad ttl: out of range ({exc})") from None
 
 
 class ControlProtocol(asyncio.Protocol):
@@ -262,6 +269,11 @@ class ControlProtocol(asyncio.Protocol):
             f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
+
+
+def _no_constant(name: str) -> Any:
+    """``json.loads`` hook: NaN and Infinity are not JSON, and no fault field means them."""
+    raise ValueError(f"{name} is not a valid JSON number (non-finite numbers are refused)")
 
 
 def _reason(status: int) -> str:

@@ -40,6 +40,7 @@ import httptools
 
 from mlchaos.proxy import clock, sockets
 from mlchaos.proxy.faults import LocalResponse, Plan
+from mlchaos.proxy.limits import Limits
 from mlchaos.proxy.pacing import Pacer
 from mlchaos.proxy.rules import FaultTable
 from mlchaos.proxy.stats import Stats
@@ -57,15 +58,55 @@ MAX_IDLE = 512
 class HttpProxy:
     """Process-wide state of the HTTP data path: the fault table, the upstream pool, counters."""
 
-    def __init__(self, table: FaultTable, upstream: tuple[str, int], stats: Stats | None = None) -> None:
+    def __init__(
+        self, table: FaultTable, upstream: tuple[str, int], stats: Stats | None = None, limits: Limits | None = None
+    ) -> None:
         self.table = table
         self.upstream = upstream
         self.stats = stats or Stats()
+        self.limits = limits or Limits()
+        self.relay_cap = self.limits.relay_cap
         self.idle: list[Upstream] = []
+        self.conns: set[Downstream] = set()
         self.loop = asyncio.get_event_loop()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def protocol(self) -> Downstream:
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.limits.tick, self._sweep)
         return Downstream(self)
+
+    def _sweep(self) -> None:
+        """Apply the timeouts (header, idle, stalled body) once per tick: no timer per connection or request.
+
+        A connection marks itself ``fresh`` on every read; the sweep turns that into the time it was
+        last seen active, so the data path pays one attribute store per read.
+        """
+        lim = self.limits
+        now = self.loop.time()
+        self._sweeper = self.loop.call_later(lim.tick, self._sweep)
+        for d in list(self.conns):
+            if d.fresh:
+                d.fresh = False
+                d.active_at = now
+            if d.closed or d.black_hole:
+                continue  # held by a fault on purpose, or already going
+            m = d.parsing
+            if m is not None and not m.headers_done:
+                if m.seen_at is None:
+                    m.seen_at = d.active_at  # the tick that first saw its bytes (at most one tick late)
+                elif now - m.seen_at >= lim.header_timeout:
+                    self.stats.timeouts += 1
+                    d._fail(408, f"mlchaos proxy: request headers not complete within {lim.header_timeout:g} s "
+                                 "(--header-timeout)")
+            elif now - d.active_at >= lim.idle_timeout and (
+                (m is None and d.cur is None and not d.backlog)  # idle keep-alive connection
+                or (m is not None and not m.complete and not d.paused)  # a request body that stopped coming
+            ):
+                self.stats.timeouts += 1
+                d.black_hole = True
+                if d.transport is not None:
+                    d.transport.close()
 
     def acquire(self, owner: Downstream) -> Upstream | None:
         """An idle pooled connection, or None after starting a connect that calls ``owner.upstream_ready``."""
@@ -89,9 +130,18 @@ class HttpProxy:
         owner.upstream_ready(up)
 
     def release(self, up: Upstream) -> None:
-        """Return a healthy idle connection to the pool (or close it when the pool is full)."""
+        """Return a healthy idle connection to the pool (or close it when the pool is full).
+
+        Healthy means the upstream has the whole of every request written to it and has answered
+        it: a request cut short (a body shorter than its Content-Length, a chunked body without its
+        last chunk, ``Expect: 100-continue`` and no body) leaves the upstream expecting bytes, and
+        the next client's request would be read as their continuation.
+        """
         up.owner = None
         if up.closed:
+            return
+        if not (up.idle and up.req_done):
+            up.close()
             return
         if len(self.idle) < MAX_IDLE:
             self.idle.append(up)
@@ -100,6 +150,9 @@ class HttpProxy:
             up.close()
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for up in self.idle:
             up.close()
         self.idle.clear()
@@ -109,8 +162,8 @@ class HttpProxy:
 class Message:
     """One parsed request; ``raw`` holds its exact bytes when it arrived as one whole chunk."""
 
-    __slots__ = ("body", "chunked", "complete", "forwarded", "headers", "headers_done", "keep_alive",
-                 "method", "raw", "url", "version")
+    __slots__ = ("body", "buffered", "chunked", "complete", "forwarded", "head", "headers", "headers_done",
+                 "keep_alive", "method", "over", "raw", "seen_at", "url", "version")
 
     def __init__(self) -> None:
         self.url = b""
@@ -124,6 +177,14 @@ class Message:
         self.headers_done = False
         self.forwarded = False
         self.raw: bytes | None = None
+        self.head = 0
+        """Bytes read while this request's headers were incomplete (the header-size limit)."""
+        self.buffered = 0
+        """Body bytes held by the proxy (not yet forwarded)."""
+        self.over: tuple[int, str] | None = None
+        """A limit this request broke while being parsed: the status and message to answer with."""
+        self.seen_at: float | None = None
+        """Loop time when the sweep first saw this request's headers incomplete (the header timeout)."""
 
     def find_chunked(self) -> None:
         """Set ``chunked`` from the headers (only the rare re-serialised path needs it)."""
@@ -200,16 +261,28 @@ class Downstream(asyncio.Protocol):
         self.bounds: Bounds | None = None
         self.relay_msg: Message | None = None
         self.eof = False
+        self.fresh = True
+        """Set by every read; the sweep (HttpProxy._sweep) turns it into ``active_at``."""
+        self.active_at = self.loop.time()
 
     # -- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.proxy.stats.connections_total += 1
-        self.proxy.stats.connections_active += 1
+        proxy = self.proxy
+        proxy.stats.connections_total += 1
+        proxy.stats.connections_active += 1
+        if len(proxy.conns) >= proxy.limits.max_connections:
+            proxy.stats.connections_refused += 1
+            self.black_hole = True
+            self._fail(503, f"mlchaos proxy: {proxy.limits.max_connections} client connections are open "
+                            "(--max-connections)")
+            return
+        proxy.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.proxy.stats.connections_active -= 1
+        self.proxy.conns.discard(self)
         for t in self.timers:
             t.cancel()
         self.timers.clear()
@@ -229,17 +302,23 @@ class Downstream(asyncio.Protocol):
             self.up.transport.resume_reading()
 
     def eof_received(self) -> bool:
-        """The client half-closed (HTTP/1.0 tools, ``nc -N``): answer what it sent, then close."""
+        """The client half-closed (HTTP/1.0 tools, ``nc -N``): answer what it sent, then close.
+
+        A request still being parsed can never complete now (cut mid-headers or mid-body): close
+        at once, so the socket does not wait in CLOSE-WAIT for an answer nobody will send, and
+        ``connection_lost`` drops the upstream connection that may hold its first half.
+        """
         self.eof = True
-        if self.black_hole:
-            return False  # held by a timeout fault or being reset: nothing will be answered, do not linger
+        if self.black_hole or self.parsing is not None:
+            return False  # held by a timeout fault, being reset, or cut short: do not linger
         return self.cur is not None or bool(self.backlog)
 
     def data_received(self, data: bytes) -> None:
+        self.fresh = True
         if self.black_hole:
             return
         if (self.cur is None and self.parsing is None and not self.backlog and not self.proxy.table.matchers
-                and self._relay(data)):
+                and (len(data) <= self.proxy.relay_cap or self._head_fits(data)) and self._relay(data)):
             return
         idle = self.parsing is None
         self.began = self.completed = 0
@@ -252,6 +331,9 @@ class Downstream(asyncio.Protocol):
             self.proxy.stats.bad_requests += 1
             self._fail(400, f"mlchaos proxy: malformed HTTP request: {exc}")
             return
+        m = self.parsing
+        if m is not None and (not m.headers_done or m.over is not None) and self._over_limit(m, data, idle):
+            return
         if idle and self.began == 1 and self.completed == 1 and self.parsing is None:
             self.backlog[-1].raw = data  # exactly one whole request: forward these very bytes
         if self.cur is None:
@@ -261,6 +343,33 @@ class Downstream(asyncio.Protocol):
         if self.cur is not None and self.backlog and not self.paused and self.transport is not None:
             self.paused = True  # pipelined requests wait for the exchange in progress; resumed by _pump
             self.transport.pause_reading()
+
+    def _head_fits(self, data: bytes) -> bool:
+        """True when the header block in ``data`` is within both header limits (reads over ``relay_cap``)."""
+        lim = self.proxy.limits
+        end = data.find(b"\r\n\r\n", 0, lim.max_header_bytes + 4)
+        return end >= 0 and data.count(b"\n", 0, end) < lim.max_header_lines
+
+    def _over_limit(self, m: Message, data: bytes, idle: bool) -> bool:
+        """Answer and close when the request being parsed broke a limit; True when it did.
+
+        The read counts toward the header size when it belongs to this request's header block:
+        a request that continued from an earlier read, or one that began this read on an idle
+        connection.  A request that began behind others in the same read is counted from its
+        next read, so a pipelined burst never looks like an oversized header.
+        """
+        if m.over is None and not m.headers_done:
+            if not idle or (self.began == 1 and self.completed == 0):
+                m.head += len(data)
+            if m.head > self.proxy.limits.max_header_bytes:
+                m.over = (431, f"mlchaos proxy: request headers exceed {self.proxy.limits.max_header_bytes} bytes "
+                               "(--max-header-size)")
+        if m.over is None:
+            return False
+        self.proxy.stats.bad_requests += 1
+        self.black_hole = True
+        self._fail(*m.over)
+        return True
 
     def _relay(self, data: bytes) -> bool:
         """Take ``data`` on the relay path when it is exactly one whole request.
@@ -325,8 +434,13 @@ class Downstream(asyncio.Protocol):
         self.parsing.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.parsing is not None
-        self.parsing.headers.append((name, value))
+        m = self.parsing
+        assert m is not None
+        if len(m.headers) < self.proxy.limits.max_header_lines:
+            m.headers.append((name, value))
+        elif m.over is None:
+            m.over = (431, f"mlchaos proxy: more than {self.proxy.limits.max_header_lines} request header lines "
+                           "(--max-header-lines)")
 
     def on_headers_complete(self) -> None:
         m = self.parsing
@@ -342,6 +456,12 @@ class Downstream(asyncio.Protocol):
         if m.forwarded and self.up is not None and self.up.transport is not None:
             self.up.transport.write(frame(body) if m.chunked else body)
         else:
+            m.buffered += len(body)
+            if m.buffered > self.proxy.limits.max_body_buffer:
+                if m.over is None:
+                    m.over = (413, f"mlchaos proxy: request body held by a fault exceeds "
+                                   f"{self.proxy.limits.max_body_buffer} bytes (--max-body-buffer)")
+                return
             m.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -350,8 +470,10 @@ class Downstream(asyncio.Protocol):
         m.complete = True
         self.completed += 1
         self.parsing = None
-        if m.forwarded and m.chunked and self.up is not None and self.up.transport is not None:
-            self.up.transport.write(b"0\r\n\r\n")
+        if m.forwarded and self.up is not None:
+            self.up.req_done = True  # the upstream has the whole request: its connection may be pooled again
+            if m.chunked and self.up.transport is not None:
+                self.up.transport.write(b"0\r\n\r\n")
 
     # -- exchanges ----------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -435,6 +557,7 @@ class Downstream(asyncio.Protocol):
         up.start(self, head=m.method == b"HEAD")
         assert up.transport is not None
         up.transport.write(m.raw if m.raw is not None else m.serialise())
+        up.req_done = m.complete
         if m.body:
             m.body = []
         if not m.complete:
@@ -647,6 +770,8 @@ class Upstream(asyncio.Protocol):
         self.got_bytes = False
         self.keep_alive = True
         self.interim = False
+        self.req_done = True
+        """False while the request written on this connection is incomplete (its body still streaming)."""
 
     def start(self, owner: Downstream, head: bool) -> None:
         """Prepare for the response to the request ``owner`` is about to write."""
@@ -703,7 +828,7 @@ class Upstream(asyncio.Protocol):
             if owner.resp_buf is not None:
                 owner.flush_interim()
         if self.done or (self.head and self.headers_done):
-            keep = self.keep_alive
+            keep = self.keep_alive and self.req_done  # answered early (before the whole body): not reusable
             if self.head:  # llhttp still expects the body a HEAD response announces: start afresh
                 self.parser = httptools.HttpResponseParser(self)
             self.idle = True

@@ -36,6 +36,12 @@ def render(table: FaultTable, stats: Stats) -> str:
            [("", stats.requests_faulted)])
     metric("mlchaos_proxy_upstream_errors_total", "counter", "Failed upstream connects or unparsable responses.",
            [("", stats.upstream_errors)])
+    metric("mlchaos_proxy_bad_requests_total", "counter", "Requests refused: malformed or over a header/body limit.",
+           [("", stats.bad_requests)])
+    metric("mlchaos_proxy_timeouts_total", "counter", "Client connections closed by the header, idle or body timeout.",
+           [("", stats.timeouts)])
+    metric("mlchaos_proxy_connections_refused_total", "counter", "Client connections refused over --max-connections.",
+           [("", stats.connections_refused)])
     metric("mlchaos_proxy_faults_active", "gauge", "Faults with a live lease.", [("", len(table.rules))])
     rows_seen: list[tuple[str, float]] = []
     rows_hit: list[tuple[str, float]] = []

@@ -37,6 +37,10 @@ class RuleError(ValueError):
         self.errors = errors or [{"field": "", "error": message}]
 
 
+class TableFull(RuntimeError):
+    """The table holds ``max_rules`` rules; the control API answers 429."""
+
+
 class Match(BaseModel):
     """Which requests a rule may hit (HTTP mode).  All given matchers must hold."""
 
@@ -184,10 +188,52 @@ class Rule:
         }
 
 
+MAX_DEPTH = 8
+MAX_DIGITS = 20
+_NUMERIC = re.compile(r"\s*[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*[A-Za-z%/]*\s*")
+
+
+def _bad_values(value: Any, path: str, depth: int = 0) -> list[dict[str, str]]:
+    """Numbers no fault field can mean (huge, non-finite) and nesting no fault has, as field errors.
+
+    Checked before the models see them: the unit parsers turn a 401-digit integer or "1e999" into an
+    OverflowError, which is not a validation error, and a fault's JSON is never more than a few levels
+    deep (``match.headers``).
+    """
+    here = path or "(fault)"
+    if depth > MAX_DEPTH:
+        return [{"field": here, "error": f"nested more than {MAX_DEPTH} levels deep; no fault field is"}]
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        if len(str(abs(value))) > MAX_DIGITS:
+            return [{"field": here, "error": f"number has more than {MAX_DIGITS} digits"}]
+        return []
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [{"field": here, "error": f"number must be finite, got {value}"}]
+    if isinstance(value, str):
+        if depth == 1 and _NUMERIC.fullmatch(value):  # a top-level parameter (delay, rate, ttl...), not a glob
+            try:
+                num = float(re.sub(r"[^0-9eE.+-]", "", value))
+            except ValueError:
+                return []
+            if not math.isfinite(num):
+                return [{"field": here, "error": f"number out of range: {value[:40]!r}"}]
+        return []
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _bad_values(v, f"{path}.{k}" if path else str(k), depth + 1)]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in _bad_values(v, f"{path}.{i}", depth + 1)]
+    return []
+
+
 def parse_rule(data: Any, mode: str) -> Rule:
     """Validate fault JSON for a proxy in ``mode`` ('tcp' or 'http'); raise :class:`RuleError`."""
     if not isinstance(data, dict):
         raise RuleError("a fault must be a JSON object like {\"kind\": \"latency\", \"delay\": \"200ms\"}")
+    bad = _bad_values(data, "")
+    if bad:
+        raise RuleError("; ".join(f"{e['field']}: {e['error']}" for e in bad), bad)
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise RuleError(
@@ -204,10 +250,14 @@ def parse_rule(data: Any, mode: str) -> Rule:
         common = Common.model_validate(common_part)
     except ValidationError as exc:
         errors += _errors(exc)
+    except (ArithmeticError, RecursionError) as exc:  # a value the unit parsers cannot represent
+        errors.append({"field": "", "error": f"a value is out of range: {exc}"})
     try:
         params = cls.params_model.model_validate(params_part)
     except ValidationError as exc:
         errors += _errors(exc)
+    except (ArithmeticError, RecursionError) as exc:
+        errors.append({"field": "", "error": f"a parameter is out of range: {exc}"})
     if common is not None:
         if cls.http_only and mode != "http":
             errors.append({"field": "kind", "error": f"{kind!r} needs an HTTP-mode proxy (this one is {mode})"})
@@ -231,7 +281,9 @@ class FaultTable:
     control plane uses it to broadcast the table to worker processes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_rules: int = 1000) -> None:
+        self.max_rules = max_rules
+        """Active rules at most; :meth:`add` refuses one more (every request scans the rules with matchers)."""
         self.rules: list[Rule] = []
         self.by_id: dict[str, Rule] = {}
         self.retired: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
@@ -249,6 +301,12 @@ class FaultTable:
 
     # -- lifecycle --------------------------------------------------------------------------
     def add(self, rule: Rule, schedule: bool = True) -> None:
+        """Add (or replace, same id) ``rule``; :class:`TableFull` when ``max_rules`` are active."""
+        if rule.id not in self.by_id and len(self.rules) >= self.max_rules:
+            raise TableFull(
+                f"the proxy holds {len(self.rules)} faults, its limit (--max-faults {self.max_rules}); "
+                "remove some (DELETE /faults/{id} or DELETE /faults) or let their leases lapse"
+            )
         if rule.id in self.by_id:
             self.remove(rule.id, reason="replaced")
         self.by_id[rule.id] = rule
@@ -287,10 +345,19 @@ class FaultTable:
         return rule
 
     def clear(self) -> int:
-        ids = [r.id for r in self.rules]
-        for rid in ids:
-            self.remove(rid)
-        return len(ids)
+        """Remove every rule in one pass (one change notification, not one per rule)."""
+        rules, self.rules, self.by_id = self.rules, [], {}
+        for rule in rules:
+            timer = self._timers.pop(rule.id, None)
+            if timer is not None:
+                timer.cancel()
+            self._detach(rule, self.count)
+            self.retired[rule.id] = {**rule.view(), "state": "removed", "expires_in": 0.0}
+        while len(self.retired) > 1000:
+            self.retired.popitem(last=False)
+        if rules:
+            self._changed()
+        return len(rules)
 
     def _schedule(self, rule: Rule) -> None:
         import asyncio

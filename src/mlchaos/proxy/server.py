@@ -30,14 +30,16 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any, cast
 
 from mlchaos.proxy.control import Control, ControlProtocol
 from mlchaos.proxy.http_path import HttpProxy
+from mlchaos.proxy.limits import Limits
 from mlchaos.proxy.rules import FaultTable, RuleError, parse_rule
-from mlchaos.proxy.sockets import is_loopback
+from mlchaos.proxy.sockets import loopback_addresses
 from mlchaos.proxy.stats import Stats
 from mlchaos.proxy.tcp_path import TcpProxy
 
@@ -59,19 +61,66 @@ class Config:
     workers: int = 1
     loop: str = "auto"
     """'auto' (uvloop when installed), 'uvloop' or 'asyncio'."""
+    limits: Limits = dataclasses.field(default_factory=Limits)
 
     def check(self) -> None:
+        """Refuse settings the proxy cannot or must not run with; pin a tokenless control API to loopback."""
         if self.mode not in ("http", "tcp"):
             raise ConfigError(f"mode must be 'http' or 'tcp', not {self.mode!r}")
-        if not is_loopback(self.control[0]) and not self.token:
-            raise ConfigError(
-                f"the control API would listen on {self.control[0]}, beyond loopback: set --token "
-                "(bearer token) or bind it to 127.0.0.1"
-            )
+        if not self.token:
+            addrs = loopback_addresses(self.control[0])
+            if addrs is None:
+                raise ConfigError(
+                    f"the control API would listen on {self.control[0]}, beyond loopback (not an address, or a "
+                    "name resolving only to addresses, of the loopback interface): set a token (--token-file or "
+                    "$MLCHAOS_PROXY_TOKEN) or bind it to 127.0.0.1"
+                )
+            # bind the address that was checked, not the name again (its answer could change in between)
+            self.control = (addrs[0], self.control[1])
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.loop not in ("auto", "uvloop", "asyncio"):
             raise ConfigError("loop must be auto, uvloop or asyncio")
+        try:
+            self.limits.check()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+TOKEN_ENV = "MLCHAOS_PROXY_TOKEN"
+
+
+def load_token(flag: str | None, token_file: str | None, env: dict[str, str] | None = None) -> str | None:
+    """The control API token from ``--token-file``, else ``$MLCHAOS_PROXY_TOKEN``, else ``--token``.
+
+    A token on the command line is readable by every local user in ``/proc/PID/cmdline``, so the
+    file (which must not be readable by group or others) and the environment are the ways meant
+    for it; ``--token`` still works and logs a warning.
+    """
+    if token_file:
+        try:
+            st = os.stat(token_file)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"--token-file {token_file}: not a regular file")
+            if st.st_mode & 0o077:
+                raise ConfigError(
+                    f"--token-file {token_file}: readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+                    f"chmod 600 {token_file}"
+                )
+            with open(token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--token-file {token_file}: cannot read it: {exc}") from None
+        if not token:
+            raise ConfigError(f"--token-file {token_file}: the file is empty")
+        return token
+    env_token = (os.environ if env is None else env).get(TOKEN_ENV)
+    if env_token:
+        return env_token
+    if flag:
+        log.warning("--token on the command line is readable by any local user (/proc/PID/cmdline); "
+                    "prefer --token-file or $%s", TOKEN_ENV)
+    return flag or None
 
 
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -98,7 +147,9 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 def _data_path(cfg: Config, table: FaultTable, stats: Stats) -> HttpProxy | TcpProxy:
-    return (HttpProxy if cfg.mode == "http" else TcpProxy)(table, cfg.upstream, stats)
+    if cfg.mode == "http":
+        return HttpProxy(table, cfg.upstream, stats, cfg.limits)
+    return TcpProxy(table, cfg.upstream, stats, cfg.limits)
 
 
 def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
@@ -124,7 +175,7 @@ def run(cfg: Config, ready: Callable[[dict[str, Any]], None] | None = None) -> i
 async def _single(cfg: Config, ready: Callable[[dict[str, Any]], None] | None) -> int:
     loop = asyncio.get_running_loop()
     stop = _stop_event(loop)
-    table = FaultTable()
+    table = FaultTable(cfg.limits.max_faults)
     stats = Stats()
     dp = _data_path(cfg, table, stats)
     sock = _listen_socket(*cfg.listen, reuse_port=False)
@@ -232,7 +283,7 @@ async def _parent(
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = _stop_event(loop)
-    table = FaultTable()
+    table = FaultTable(cfg.limits.max_faults)
     stats = Stats()
     links: list[_Lines] = []
     started = 0
@@ -287,7 +338,7 @@ def _worker(cfg: Config, addr: tuple[str, int], link_sock: socket.socket) -> int
 async def _worker_main(cfg: Config, addr: tuple[str, int], link_sock: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     stop = _stop_event(loop)
-    table = FaultTable()
+    table = FaultTable(cfg.limits.max_faults)
     stats = Stats()
     dp = _data_path(cfg, table, stats)
     reported: dict[str, tuple[int, int]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import struct
 
@@ -38,5 +39,30 @@ def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int
     return host, p
 
 
+def loopback_addresses(host: str) -> list[str] | None:
+    """The addresses ``host`` resolves to when every one of them is a loopback address, else None.
+
+    Addresses, not names: ``127.attacker.example`` starts like a loopback address and may resolve
+    anywhere.  A name that does not resolve is not loopback.
+    """
+    try:
+        return [str(ipaddress.ip_address(host))] if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:
+        pass  # a name: resolve it
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    addrs: list[str] = []
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not ip.is_loopback:
+            return None
+        if str(ip) not in addrs:
+            addrs.append(str(ip))
+    return addrs or None
+
+
 def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """True when every address ``host`` resolves to is a loopback address (see :func:`loopback_addresses`)."""
+    return loopback_addresses(host) is not None

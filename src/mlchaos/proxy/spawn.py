@@ -13,6 +13,7 @@ import time
 from typing import IO, Any
 
 from mlchaos.proxy.client import ProxyClient
+from mlchaos.proxy.limits import Limits
 
 
 class SpawnError(RuntimeError):
@@ -69,18 +70,23 @@ def spawn(
     timeout: float = 15.0,
     stderr: IO[Any] | int | None = None,
     extra_env: dict[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> ProxyHandle:
     """Start ``python -m mlchaos.proxy`` and return once it accepts traffic.
 
     Ports default to 0 (the OS picks); read them from the handle.  The child
     runs in its own session so a Ctrl-C on the caller's terminal does not hit
     it twice; call ``stop()`` (or use the handle as a context manager).
+    The token travels in the child's environment, never its argv (which any
+    local user can read in /proc/PID/cmdline); ``token=None`` means none, even
+    when this process has ``$MLCHAOS_PROXY_TOKEN`` set.
     """
     cmd = [sys.executable, "-m", "mlchaos.proxy", "--listen", listen, "--upstream", upstream, "--mode", mode,
-           "--control", control, "--workers", str(workers), "--loop", loop]
+           "--control", control, "--workers", str(workers), "--loop", loop, *(limits.to_args() if limits else [])]
+    env = {k: v for k, v in os.environ.items() if k != "MLCHAOS_PROXY_TOKEN"}
     if token:
-        cmd += ["--token", token]
-    env = {**os.environ, **(extra_env or {})}
+        env["MLCHAOS_PROXY_TOKEN"] = token
+    env.update(extra_env or {})
     log: IO[Any] | int = stderr if stderr is not None else tempfile.TemporaryFile()  # noqa: SIM115 - kept by the handle, read on failure
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
     assert proc.stdout is not None

@@ -14,6 +14,11 @@ class Stats:
     upstream_connects: int = 0
     upstream_errors: int = 0
     bad_requests: int = 0
+    """Requests refused: malformed, or over a header/body limit."""
+    timeouts: int = 0
+    """Client connections closed by the header, idle or body timeout."""
+    connections_refused: int = 0
+    """Client connections refused because --max-connections were open."""
     upstream_idle: int = 0
     """Pooled idle upstream connections (a gauge)."""
 

@@ -18,6 +18,7 @@ from typing import cast
 
 from mlchaos.proxy import clock, sockets
 from mlchaos.proxy.faults import Plan
+from mlchaos.proxy.limits import Limits
 from mlchaos.proxy.pacing import Pacer
 from mlchaos.proxy.rules import FaultTable
 from mlchaos.proxy.stats import Stats
@@ -26,10 +27,14 @@ from mlchaos.proxy.stats import Stats
 class TcpProxy:
     """Process-wide state of the TCP data path."""
 
-    def __init__(self, table: FaultTable, upstream: tuple[str, int], stats: Stats | None = None) -> None:
+    def __init__(
+        self, table: FaultTable, upstream: tuple[str, int], stats: Stats | None = None, limits: Limits | None = None
+    ) -> None:
         self.table = table
         self.upstream = upstream
         self.stats = stats or Stats()
+        self.limits = limits or Limits()
+        """Only ``max_connections`` applies in TCP mode: the bytes are opaque, and a quiet connection may be fine."""
         self.loop = asyncio.get_event_loop()
 
     def protocol(self) -> Client:
@@ -157,6 +162,11 @@ class Client(asyncio.Protocol):
         stats = self.proxy.stats
         stats.connections_total += 1
         stats.connections_active += 1
+        if stats.connections_active > self.proxy.limits.max_connections:
+            stats.connections_refused += 1
+            self.black_hole = True
+            transport.close()
+            return
         table = self.proxy.table
         plan = table.plan_tcp() if table.rules else None
         self.plan = plan

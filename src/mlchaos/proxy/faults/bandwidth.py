@@ -11,7 +11,7 @@ from mlchaos.spec.types import Size
 
 
 class BandwidthParams(Params):
-    rate: Size = Field(description="Bytes per second, e.g. '10KB' (per second) or 10000.")
+    rate: Size = Field(gt=0, description="Bytes per second, e.g. '10KB' (per second) or 10000; more than 0.")
 
 
 class Bandwidth(ProxyFault[BandwidthParams]):
@@ -27,9 +27,7 @@ class Bandwidth(ProxyFault[BandwidthParams]):
     directions = ("response", "request", "both")
 
     def apply(self, plan: Plan, rng: random.Random) -> None:
-        rate = float(self.params.rate)
-        if rate <= 0:
-            rate = 1.0
+        rate = float(self.params.rate)  # > 0: a zero rate would trickle nothing, forever
         if self.direction in ("request", "both"):
             plan.rate_request = rate if not plan.rate_request else min(plan.rate_request, rate)
         if self.direction in ("response", "both"):

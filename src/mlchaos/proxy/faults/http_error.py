@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from mlchaos.proxy import headertext
 from mlchaos.proxy.faults.base import Direction, LocalResponse, Params, Plan, ProxyFault
 
 
@@ -14,6 +15,16 @@ class HttpErrorParams(Params):
     body: str = '{"error": "injected by mlchaos"}'
     content_type: str = "application/json"
     headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("content_type")
+    @classmethod
+    def _ctype(cls, v: str) -> str:
+        return headertext.check_value(v, "content_type")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        return headertext.check_headers(v)
 
 
 class HttpError(ProxyFault[HttpErrorParams]):
