@@ -26,6 +26,10 @@ class HttpTargetSpec(TargetSpec):
     timeout: Duration = 2.0
     proxy: bool = Field(False, description="Put a fault proxy in front for this run (network/HTTP faults need one).")
     proxy_control: str | None = Field(None, description="Control URL of a proxy you already run in front of it.")
+    proxy_listen: str | None = Field(
+        None, description="With proxy: true, HOST:PORT the proxy listens on (default: any free port). Give one when "
+        "another service must be pointed at the proxy, e.g. the fault goes on a dependency of your service.",
+    )
 
 
 class HttpTarget(Target):
@@ -48,7 +52,8 @@ class HttpTarget(Target):
             raise TargetError(f"proxy: true needs a plain http:// URL, got {self.spec.url!r}")
         upstream = f"{parts.hostname}:{parts.port or 80}"
         try:
-            self._proxy = await _to_thread(spawn, upstream=upstream, mode="http")
+            self._proxy = await _to_thread(spawn, listen=self.spec.proxy_listen or "127.0.0.1:0", upstream=upstream,
+                                           mode="http")
         except Exception as exc:
             raise TargetError(f"could not start a fault proxy in front of {upstream}: {exc}") from None
         self.ctx.log("proxy-started", upstream=upstream, listen=self._proxy.listen_addr,
