@@ -333,9 +333,14 @@ def arm(
     seed: int | None = None,
     ttl: float = 30.0,
     directory: str | os.PathLike[str] | None = None,
+    lease_id: str | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """Arm ``name`` with a corruption for ``ttl`` seconds; return the record (with ``lease_id``).
+
+    ``lease_id`` lets the caller choose the arming's id ahead (the engine
+    writes it in its write-ahead record, so ``disarm`` can target this arming
+    even if the caller dies right after arming); default: a fresh one.
 
     The arguments are checked now (unknown kind or parameter, fraction out of
     range) so a wrong experiment fails at injection, not silently in the job.
@@ -360,7 +365,7 @@ def arm(
     record = {
         "name": name, "kind": kind, "columns": [columns] if isinstance(columns, str) else columns,
         "fraction": float(fraction), "seed": seed, "params": params, "ttl": ttl,
-        "armed_at": now, "expires_at": now + ttl, "lease_id": uuid.uuid4().hex, "armed_by": os.getpid(),
+        "armed_at": now, "expires_at": now + ttl, "lease_id": lease_id or uuid.uuid4().hex, "armed_by": os.getpid(),
     }
     try:
         json.dumps(record)

@@ -8,6 +8,13 @@ goes in the undo record, and ``revert`` puts it back from that record alone
 (after a runner crash, by the watchdog or ``mlchaos stop``).  A failpoint
 needs no undo beyond disarming: its arming record carries its own lease, so
 it lapses by itself if the runner stops renewing it.
+
+Every fault here plans its undo record in ``intent`` before touching
+anything (the engine writes it ahead): the backup and staging names derive
+from the lease id, the failpoint's arming id is chosen ahead.  ``revert``
+accepts that plan at any point of the injection: no backup yet means
+nothing was swapped; a backup beside an unswapped original puts the same
+bytes back; leftover staging files are removed.
 """
 
 from __future__ import annotations
@@ -85,6 +92,14 @@ class FailpointFault(Fault):
         return {"failpoint": self.spec.point, "kind": self.spec.kind, "fraction": self.spec.fraction,
                 "directory": str(failpoint_dir(self.spec.directory))}
 
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The arming's id, chosen ahead: ``revert`` disarms this arming only, armed or not yet."""
+        from mlchaos.failpoint import failpoint_dir
+
+        self._planned_lease = uuid.uuid4().hex
+        return {"name": self.spec.point, "directory": str(failpoint_dir(self.spec.directory)),
+                "lease_id": self._planned_lease}
+
     async def inject(self, lease: Lease) -> Applied:
         from mlchaos import failpoint as fp
         from mlchaos.failpoint import failpoint_dir
@@ -92,7 +107,8 @@ class FailpointFault(Fault):
         await self.preflight()
         try:
             rec = fp.arm(self.spec.point, self.spec.kind, columns=self.spec.columns, fraction=self.spec.fraction,
-                         seed=self.spec.seed, ttl=lease.ttl, directory=self.spec.directory, **self.spec.params)
+                         seed=self.spec.seed, ttl=lease.ttl, directory=self.spec.directory,
+                         lease_id=getattr(self, "_planned_lease", None), **self.spec.params)
         except (ValueError, OSError) as exc:
             raise FaultError(f"could not arm failpoint {self.spec.point!r}: {exc}") from None
         self._lease_id = rec["lease_id"]
@@ -166,12 +182,21 @@ def _keep_original(path: Path, backup: Path) -> None:
         os.replace(tmp, backup)
 
 
+def _staged_path(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.mlchaos-new-{tag}")
+
+
+def _swap_plan(path: Path, tag: str) -> dict[str, Any]:
+    """The undo record of a swap before it starts: where the backup and the staged copy will be."""
+    return {"path": str(path), "backup": str(_backup_path(path, tag)), "staged": str(_staged_path(path, tag))}
+
+
 def _swap_file(path: Path, write_new: Any, tag: str) -> dict[str, Any]:
     """Keep ``path`` as a backup, write the replacement beside it, rename it over ``path``."""
     backup = _backup_path(path, tag)
     if backup.exists():
         raise FaultError(f"backup {backup} already exists; refusing to overwrite it")
-    tmp = path.with_name(f".{path.name}.mlchaos-new-{tag}")
+    tmp = _staged_path(path, tag)
     try:
         write_new(tmp)
         _keep_original(path, backup)
@@ -182,10 +207,21 @@ def _swap_file(path: Path, write_new: Any, tag: str) -> dict[str, Any]:
     return {"path": str(path), "backup": str(backup), "written": _fingerprint(path)}
 
 
+def _drop_staged(undo: dict[str, Any]) -> None:
+    """Remove what a swap killed half way left beside the file (staged copy, half-made backup copy)."""
+    for name in (undo.get("staged"), str(undo["backup"]) + ".tmp"):
+        if name:
+            with contextlib.suppress(OSError):
+                Path(name).unlink()
+
+
 def _restore_file(undo: dict[str, Any]) -> None:
+    """Put the backup back over the file.  From an intent (no ``written``) that is also right half way:
+    a backup beside the unswapped original is the same file, so renaming it back changes no byte."""
     path, backup = Path(undo["path"]), Path(undo["backup"])
+    _drop_staged(undo)
     if not backup.exists():
-        return  # already restored
+        return  # already restored, or the swap never began
     if path.exists() and undo.get("written") and _fingerprint(path) != list(undo["written"]):
         raise FaultError(
             f"{path} changed since the fault was injected; not overwriting it. The original is kept at {backup}"
@@ -240,6 +276,9 @@ class FileCorrupt(Fault):
             write_table(table, tmp, fmt)
 
         return _swap_file(path, write, tag)
+
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        return _swap_plan(Path(self.spec.path), lease.id)
 
     async def inject(self, lease: Lease) -> Applied:
         await self.preflight()
@@ -314,16 +353,24 @@ class ModelSwap(Fault):
             backup = _backup_path(path, tag)
             if backup.exists():
                 raise FaultError(f"backup {backup} already exists; refusing to overwrite it")
-            staged = path.with_name(f".{path.name}.mlchaos-new-{tag}")
+            staged = _staged_path(path, tag)
             shutil.copytree(repl, staged, symlinks=True)
             os.rename(path, backup)
             os.rename(staged, path)
-            return {"mode": "dir", "path": str(path), "backup": str(backup)}
+            return {"mode": "dir", "path": str(path), "backup": str(backup), "staged": str(staged)}
 
         def write(tmp: Path) -> None:
             shutil.copy2(repl, tmp)
 
         return {"mode": "file", **_swap_file(path, write, tag)}
+
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The mode and names the swap will use; for a symlink, the target it points at now."""
+        path = Path(self.spec.path)
+        if path.is_symlink():
+            return {"mode": "symlink", "path": str(path), "target": os.readlink(path),
+                    "staged": str(path.with_name(f".{path.name}.mlchaos-link-{lease.id}"))}
+        return {"mode": "dir" if path.is_dir() else "file", **_swap_plan(path, lease.id)}
 
     async def inject(self, lease: Lease) -> Applied:
         planned = await self.preflight()
@@ -345,6 +392,9 @@ class ModelSwap(Fault):
         path = Path(undo["path"])
         mode = undo.get("mode")
         if mode == "symlink":
+            if undo.get("staged"):
+                with contextlib.suppress(OSError):
+                    Path(undo["staged"]).unlink()
             if path.is_symlink() and os.readlink(path) == undo["target"]:
                 return
             tmp = path.with_name(f".{path.name}.mlchaos-restore-{uuid.uuid4().hex[:8]}")
@@ -352,6 +402,8 @@ class ModelSwap(Fault):
             os.replace(tmp, path)
         elif mode == "dir":
             backup = Path(undo["backup"])
+            if undo.get("staged"):  # a copy killed half way, or staged but never moved in
+                shutil.rmtree(undo["staged"], ignore_errors=True)
             if not backup.exists():
                 return
             trash = path.with_name(f".{path.name}.mlchaos-old-{uuid.uuid4().hex[:8]}")
@@ -399,6 +451,9 @@ class ModelTruncate(Fault):
 
         self._sizes = (size, keep)
         return _swap_file(path, write, tag)
+
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        return _swap_plan(Path(self.spec.path), lease.id)
 
     async def inject(self, lease: Lease) -> Applied:
         planned = await self.preflight()
