@@ -1,6 +1,6 @@
 """``mlchaos demo``: every classic experiment of chaos engineering for ML, naive vs mitigated.
 
-The demo brings up the built-in lab in its own directory, runs the six
+The demo brings up the built-in lab in its own directory, runs the seven
 shipped scenarios against the naive and then the mitigated variant of each
 system, brings the lab down (on every exit path), and writes one report
 directory: ``index.html``, ``summary.json``, ``junit.xml`` and the journals.
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
+from mlchaos.cli._common import fail_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +72,29 @@ class _Board:
         self.note = ""
 
     def __enter__(self) -> _Board:
-        if not self.quiet:
-            from rich.console import Console
+        import sys
+
+        # a live table only redraws on a terminal; piped (CI logs, tee) it would print nothing until the
+        # end, so there each finished run is one line instead (see finished())
+        if not self.quiet and sys.stderr.isatty():
             from rich.live import Live
 
-            self.live = Live(self.render(), console=Console(stderr=True), refresh_per_second=4, transient=False)
+            from mlchaos.cli._common import console
+
+            self.live = Live(self.render(), console=console(stderr=True), refresh_per_second=4, transient=False)
             self.live.__enter__()
         return self
+
+    def finished(self, scenario: str, variant: str, text: str, reason: str) -> None:
+        """A run is over: its cell on the live table, or one line on stderr when that is not a terminal."""
+        self.set(scenario, variant, text)
+        if self.live is None and not self.quiet:
+            import sys
+
+            word = text.split()[0] if text else ""
+            mark = "ok " if word in EXPECTED.get(variant, []) else "BAD"
+            print(f"{time.monotonic() - self.started:5.0f}s {mark} {scenario} [{variant}] {text}: {reason}",
+                  file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
@@ -208,8 +226,9 @@ def run_demo(
                     runs.append(run)
                     paths.append(journal)
                     again = f", attempt {len(earlier) + 1}" if earlier else ""
-                    board.set(s.name, variant,
-                              f"{result.status.value} ({result.summary['timing']['duration_s']:.0f}s{again})")
+                    board.finished(s.name, variant,
+                                   f"{result.status.value} ({result.summary['timing']['duration_s']:.0f}s{again})",
+                                   result.reason)
         finally:
             board.set(chosen[0].name, variants[0], board.cells.get((chosen[0].name, variants[0]), ""),
                       note="lab down")
@@ -219,27 +238,35 @@ def run_demo(
 
 
 def demo(
-    out: Path = typer.Option(Path("mlchaos-report"), "--out", help="Report directory."),
+    out: Path = typer.Option(Path("mlchaos-report"), "--out", "-o", help="Report directory."),
     lab_dir: Path | None = typer.Option(None, "--lab-dir", help="Lab directory (default: <state dir>/demo-lab)."),
     only: list[str] = typer.Option([], "--only", help="Run only these scenarios (repeatable)."),
     variant: list[str] = typer.Option([], "--variant", help="Run only these variants: naive, mitigated."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live table."),
     retries: int = typer.Option(1, "--retries", min=0, max=3,
                                 help="Re-run a scenario whose verdict is unexpected (reported), up to N times."),
+    json_out: bool = typer.Option(False, "--json", help="Print every run's verdict as JSON on stdout."),
 ) -> None:
     """Run the classic ML chaos experiments on the built-in lab, naive vs mitigated, and write a report."""
     known = {s.name for s in SCENARIOS}
     bad = [o for o in only if o not in known]
     if bad:
-        print(f"mlchaos demo: unknown scenario {', '.join(bad)} (known: {', '.join(sorted(known))})")
-        raise typer.Exit(2)
+        raise fail_json(json_out, f"demo: unknown scenario {', '.join(bad)} (known: {', '.join(sorted(known))})",
+                        flag="--only")
     bad = [v for v in variant if v not in EXPECTED]
     if bad:
-        print(f"mlchaos demo: unknown variant {', '.join(bad)} (naive, mitigated)")
-        raise typer.Exit(2)
+        raise fail_json(json_out, f"demo: unknown variant {', '.join(bad)} (naive, mitigated)", flag="--variant")
     t0 = time.monotonic()
     runs = run_demo(out, lab_dir=lab_dir, only=only or None, variants=variant or None, quiet=quiet, retries=retries)
     ok = all(r["status"] in r["expected"] for r in runs)
+    if json_out:
+        import json
+
+        keys = ("scenario", "variant", "status", "expected", "exit_code", "reason", "run_id", "earlier_attempts")
+        print(json.dumps({"status": "ok" if ok else "unexpected", "exit_code": 0 if ok else 1,
+                          "report": str(out / "index.html"), "duration_s": round(time.monotonic() - t0, 1),
+                          "runs": [{k: r.get(k) for k in keys} for r in runs]}, default=str))
+        raise typer.Exit(0 if ok else 1)
     for r in runs:
         mark = "ok " if r["status"] in r["expected"] else "BAD"
         print(f"{mark} {r['scenario']:27} {r['variant']:10} {r['status']:8} {r['reason']}")

@@ -9,10 +9,12 @@ dies (say, from a ``process-kill`` fault) is started again after
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,55 @@ class ProcessTargetSpec(TargetSpec):
     log: str | None = Field(None, description="File for the command's stdout/stderr (default: discarded).")
 
 
+#: How much of a dying command's stderr the error and the journal show.
+STDERR_LINES = 20
+_CHUNK = 4096  # a line longer than this is kept in pieces: memory stays bounded whatever the child writes
+
+
+class StderrTail:
+    """The last lines a child wrote to stderr, kept in a bounded ring.
+
+    A thread drains the pipe as the child writes, so a chatty child never blocks on a full pipe
+    and memory never grows past ``STDERR_LINES`` lines of at most ``_CHUNK`` bytes.  Without it a
+    command that dies before it is ready says only its exit code; the cause (``No module named x``,
+    ``Address already in use``) was on its stderr.
+    """
+
+    def __init__(self, stream: Any, lines: int = STDERR_LINES) -> None:
+        self._ring: collections.deque[str] = collections.deque(maxlen=lines)
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True, name="mlchaos-stderr")
+        self._thread.start()
+
+    def _drain(self, stream: Any) -> None:
+        try:
+            for raw in iter(lambda: stream.readline(_CHUNK), b""):
+                text = raw.decode(errors="replace").rstrip()
+                if text:
+                    self._ring.append(text)
+        except (OSError, ValueError):  # the pipe went away under us: keep what was read
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def lines(self, wait: float = 1.0) -> list[str]:
+        """The lines so far; after the child exited, first wait (briefly) for the drain to reach its end."""
+        self._thread.join(wait)
+        return list(self._ring)
+
+
+def _file_tail(path: str, lines: int = STDERR_LINES) -> list[str]:
+    """The last lines of a log file (the command's output goes there when ``log`` is set)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - lines * 200))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
 class ProcessTarget(Target):
     """Local processes: PIDs you name, or a command the run starts, watches and stops."""
 
@@ -53,22 +104,44 @@ class ProcessTarget(Target):
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
         self.restarts = 0
+        self._stderr: StderrTail | None = None
 
     def _spawn(self) -> None:
         assert self.spec.command
         out: Any = subprocess.DEVNULL
+        err: Any = subprocess.PIPE
         if self.spec.log:
             out = open(self.spec.log, "ab")  # noqa: SIM115 - owned by the child
+            err = subprocess.STDOUT
         try:
             self.proc = subprocess.Popen(
                 self.spec.command, cwd=self.spec.cwd, env={**os.environ, **self.spec.env},
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
             )
         except OSError as exc:
             raise TargetError(f"cannot start {self.spec.command[0]!r}: {exc.strerror or exc}") from None
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
+        self._stderr = StderrTail(self.proc.stderr) if self.proc.stderr is not None else None
+
+    def stderr_tail(self) -> list[str]:
+        """The last lines the command wrote to stderr (to its log file when ``log`` is set)."""
+        if self.spec.log:
+            return _file_tail(self.spec.log)
+        return self._stderr.lines() if self._stderr is not None else []
+
+    def _exited(self, when: str) -> TargetError:
+        """The command died: the error (and the journal) carry its exit code and its last stderr lines."""
+        assert self.proc is not None
+        tail = self.stderr_tail()
+        self.ctx.log("target-exited", pid=self.proc.pid, code=self.proc.returncode, stderr=tail)
+        msg = f"command {' '.join(self.spec.command or [])!r} exited with code {self.proc.returncode} {when}"
+        if tail:
+            msg += "; its last stderr lines:\n" + "\n".join(f"  | {ln}" for ln in tail)
+        else:
+            msg += " (it wrote nothing to stderr)"
+        return TargetError(msg)
 
     async def start(self) -> None:
         import asyncio  # here: validating an experiment imports this module, not an event loop
@@ -92,7 +165,7 @@ class ProcessTarget(Target):
         async with httpx.AsyncClient(timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
-                    raise TargetError(f"command exited with code {self.proc.returncode} before it was ready")
+                    raise self._exited("before it was ready")
                 try:
                     r = await client.get(url)
                     if r.status_code < 500:
@@ -109,7 +182,8 @@ class ProcessTarget(Target):
         while not self._stopping:
             await asyncio.sleep(0.05)
             if self.proc is not None and self.proc.poll() is not None and not self._stopping:
-                self.ctx.log("target-exited", pid=self.proc.pid, code=self.proc.returncode)
+                self.ctx.log("target-exited", pid=self.proc.pid, code=self.proc.returncode,
+                             stderr=self.stderr_tail()[-5:])
                 await asyncio.sleep(self.spec.restart_delay)
                 if self._stopping:
                     return
@@ -118,6 +192,8 @@ class ProcessTarget(Target):
                 self.ctx.log("target-restarted", pid=self.proc.pid if self.proc else None, restarts=self.restarts)
 
     async def preflight(self) -> dict[str, Any]:
+        if self.spec.command and self.proc is not None and self.proc.poll() is not None and not self.spec.restart:
+            raise self._exited("before preflight")
         pids = self.pids()
         dead = [p for p in pids if not pid_alive(p)]
         if dead:
