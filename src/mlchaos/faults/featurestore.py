@@ -119,9 +119,9 @@ def _save_originals(rows: dict[int, Row | None], lab_dir: str | None, location: 
         base = Path(os.environ.get("MLCHAOS_STATE_DIR") or Path.home() / ".local/state/mlchaos")
     backup = base / f"feature-store-backup-{tag}.json"
     backup.parent.mkdir(parents=True, exist_ok=True)
-    tmp = backup.with_name(backup.name + ".tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, backup)
+    from mlchaos.engine.state import write_json_atomic
+
+    write_json_atomic(backup, payload, durable=True)  # part of the write-ahead record: it must outlive a crash
     return {"backup": str(backup)}
 
 
@@ -161,16 +161,35 @@ class _StoreFault(Fault):
     async def preflight(self) -> dict[str, Any]:
         return await asyncio.to_thread(self._preflight_sync)
 
-    def _inject_sync(self, tag: str) -> tuple[list[int], dict[str, Any], dict[str, Any]]:
-        from mlchaos.lab.featurestore import FeatureStoreError
-
+    def _plan_sync(self, tag: str) -> dict[str, Any]:
+        """Choose the entities and save their rows as they are: the undo record, before any change."""
         location, lab_dir = _store_location(self.spec, self.ctx)
         store = _open(location)
         try:
             chosen, total = _choose(self.spec, store)
             rows = store.read_rows(chosen)
-            undo = {"location": location, "entities": chosen,
-                    **_save_originals(rows, lab_dir, location, tag)}
+            undo = {"location": location, "entities": chosen, **_save_originals(rows, lab_dir, location, tag)}
+        finally:
+            store.close()
+        self._plan = (lab_dir, total, rows, undo)
+        return undo
+
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The originals of the chosen rows, saved before the change: ``revert`` writes them back, which is
+        a no-op for rows never changed, so it is right at any point of the injection."""
+        return await asyncio.to_thread(self._plan_sync, lease.id)
+
+    def _inject_sync(self, tag: str) -> tuple[list[int], dict[str, Any], dict[str, Any]]:
+        from mlchaos.lab.featurestore import FeatureStoreError
+
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            self._plan_sync(tag)
+            plan = self._plan
+        lab_dir, total, rows, undo = plan
+        chosen = list(undo["entities"])
+        store = _open(undo["location"])
+        try:
             self._undo = undo  # recorded before the change: a failure half-way is still undone
             try:
                 actual = self._change(store, rows, lab_dir)
