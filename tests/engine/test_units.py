@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlchaos.spec.units import (
+    MAX_SECONDS,
     UnitError,
     format_duration,
     parse_duration,
@@ -23,6 +24,10 @@ UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 @given(st.integers(min_value=0, max_value=10**6), st.sampled_from(sorted(UNITS)))
 def test_duration_integer_with_unit(n: int, unit: str) -> None:
+    if n * UNITS[unit] > MAX_SECONDS:  # past the documented bound: an error, never a huge timer
+        with pytest.raises(UnitError, match="longer than"):
+            parse_duration(f"{n}{unit}")
+        return
     assert math.isclose(parse_duration(f"{n}{unit}"), n * UNITS[unit], rel_tol=1e-12)
 
 
@@ -86,3 +91,37 @@ def test_size(text: str, expected: float) -> None:
 @pytest.mark.parametrize(("text", "expected"), [("100ms", 0.1), ("1%", 0.01), ("0.5", 0.5), (3, 3.0), ("-2", -2.0), ("1KiB", 1024.0)])
 def test_quantity(text: object, expected: float) -> None:
     assert parse_quantity(text) == pytest.approx(expected)
+
+
+# Issue 17: non-finite and oversized numbers are UnitErrors (a ValueError pydantic reports with a
+# position), never an OverflowError escaping validation, and never a value that poisons the engine.
+HUGE = 10**401
+
+
+@pytest.mark.parametrize("parse", [parse_duration, parse_rate, parse_percent, parse_size, parse_quantity])
+@pytest.mark.parametrize("value", [HUGE, float("inf"), float("nan"), "1e999", "nan", "inf", str(HUGE)])
+def test_non_finite_and_huge_numbers_are_unit_errors(parse: object, value: object) -> None:
+    with pytest.raises(UnitError):
+        parse(value)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("text", ["1e999%", f"{HUGE}ms", "1e999/s", "1e999MiB", "-1e999"])
+def test_non_finite_with_units_are_unit_errors(text: str) -> None:
+    for parse in (parse_duration, parse_rate, parse_percent, parse_size, parse_quantity):
+        try:
+            value = parse(text)
+        except UnitError:
+            continue
+        assert math.isfinite(value), (parse.__name__, text, value)
+
+
+def test_huge_number_message_is_short() -> None:
+    with pytest.raises(UnitError) as info:
+        parse_duration(HUGE)
+    assert "too large" in str(info.value) and len(str(info.value)) < 120
+
+
+def test_duration_bound() -> None:
+    assert parse_duration(MAX_SECONDS) == MAX_SECONDS
+    with pytest.raises(UnitError, match="longer than 366 days"):
+        parse_duration("1e300s")

@@ -13,7 +13,12 @@ from typing import TextIO
 
 def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | None = None,
                    err: TextIO | None = None) -> int:
-    """Check each file; never a traceback for a user's file. Returns the exit code."""
+    """Check each file; never a traceback for a user's file. Returns the exit code.
+
+    Every line printed goes through :func:`~mlchaos.spec.errors.escape` (``str(SpecError)``
+    does it), so neither a file name nor a key can forge a line or reach the terminal raw.
+    """
+    from mlchaos.spec.errors import escape
     from mlchaos.spec.loader import SpecErrors, load_file
 
     out = out or sys.stdout
@@ -28,8 +33,8 @@ def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | N
                 print(e, file=err)
         except Exception as exc:
             bad += 1
-            print(f"{f}:1:1: internal error while validating: {type(exc).__name__}: {exc}", file=err)
+            print(f"{escape(f)}:1:1: internal error while validating: {type(exc).__name__}: {escape(exc)}", file=err)
         else:
             if not quiet:
-                print(f"{f}: ok", file=out)
+                print(f"{escape(f)}: ok", file=out)
     return 2 if bad else 0

@@ -20,32 +20,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mlchaos import registry
+from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
 from mlchaos.spec.model import Experiment
+from mlchaos.spec.yamlload import MAX_BYTES, parse
 
 Loc = tuple[str | int, ...]
 
-__all__ = ["SpecError", "SpecErrors", "ValidatedExperiment", "load_dict", "load_file", "load_text"]
-
-
-@dataclasses.dataclass(frozen=True)
-class SpecError:
-    file: str
-    line: int
-    col: int
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.col}: {where}{self.message}"
-
-
-class SpecErrors(ValueError):
-    """All the errors of one experiment file, in file order."""
-
-    def __init__(self, errors: list[SpecError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.line, e.col, e.path))
-        super().__init__("\n".join(str(e) for e in self.errors))
+__all__ = ["SpecError", "SpecErrors", "ValidatedExperiment", "escape", "load_dict", "load_file", "load_text"]
 
 
 @dataclasses.dataclass
@@ -87,13 +68,23 @@ class _Positions:
         self.values: dict[Loc, tuple[int, int]] = {}
         self.keys: dict[Loc, tuple[int, int]] = {}
         self.duplicates: list[SpecError] = []
+        self._walked: set[int] = set()
 
     def walk(self, node: yaml.Node, path: Loc = ()) -> None:
+        """Record marks below ``node``; a node reached again through an alias is not re-entered.
+
+        Its copies' inner errors then point at the alias's own value position (the
+        anchor), and the walk costs the text's size, not the size alias expansion
+        would give it.
+        """
         self.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if id(node) in self._walked:
+            return
+        self._walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for knode, vnode in node.value:
-                key = knode.value if isinstance(knode, yaml.ScalarNode) else str(knode.value)
+                key = knode.value if isinstance(knode, yaml.ScalarNode) else f"<{knode.id} key>"
                 if key == "<<":
                     continue
                 sub = (*path, key)
@@ -161,17 +152,35 @@ def _find_model(annotation: Any) -> Any:
     return None
 
 
+# Errors kept before sorting by position and cutting to MAX_ERRORS: enough that the ones
+# shown are the first in the file in practice, few enough that 100,000 bad keys stay cheap.
+_KEEP = 4 * MAX_ERRORS
+
+
 class _Collector:
     def __init__(self, positions: _Positions) -> None:
         self.pos = positions
-        self.errors: list[SpecError] = list(positions.duplicates)
+        self.errors: list[SpecError] = positions.duplicates[:_KEEP]
+        self.dropped = len(positions.duplicates) - len(self.errors)
+
+    def full(self) -> bool:
+        return len(self.errors) >= _KEEP
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        if self.full():
+            self.dropped += 1
+            return
         line, col = self.pos.at(loc, key=key)
         self.errors.append(SpecError(self.pos.source, line, col, _dotted(loc), message))
 
+    def fail(self) -> SpecErrors:
+        return SpecErrors(self.errors, dropped=self.dropped)
+
     def pydantic(self, exc: ValidationError, model: type[BaseModel], prefix: Loc = ()) -> None:
         for err in exc.errors(include_url=False):
+            if self.full():  # count the rest without the 'did you mean' work
+                self.dropped += 1
+                continue
             loc: Loc = (*prefix, *err["loc"])
             kind = err["type"]
             msg = str(err["msg"])
@@ -271,25 +280,8 @@ def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
 def load_text(text: str, source: str = "<string>") -> ValidatedExperiment:
     """Parse and validate YAML text; raise :class:`SpecErrors` with every problem found."""
     positions = _Positions(source)
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                raise SpecErrors([SpecError(source, 1, 1, "", "empty document: expected an experiment mapping")])
-            positions.walk(node)
-            data = loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or "invalid YAML"
-        raise SpecErrors([SpecError(source, line, col, "", f"invalid YAML: {problem}")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecErrors([SpecError(source, 1, 1, "", f"invalid YAML: {exc}")]) from None
-    except (RecursionError, ValueError, TypeError, OverflowError) as exc:  # PyYAML on pathological input
-        raise SpecErrors([SpecError(source, 1, 1, "", f"invalid YAML: {exc}")]) from None
+    node, data = parse(text, source)  # bounded: size, depth, aliases; every failure positioned
+    positions.walk(node)
     return _validate(data, positions)
 
 
@@ -297,11 +289,19 @@ def load_file(path: str | os.PathLike[str]) -> ValidatedExperiment:
     """Read and validate an experiment file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise SpecErrors([SpecError(str(p), 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecErrors([SpecError(str(p), 1, 1, "", f"file too large: more than {MAX_BYTES:,} bytes "
+                                    "(request bodies belong in a body_file)")])
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecErrors([SpecError(str(p), 1, 1, "", f"not UTF-8 text: {exc.reason}")]) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecErrors([SpecError(str(p), line, col, "", f"not UTF-8 text: {exc.reason}")]) from None
     return load_text(text, str(p))
 
 
@@ -314,7 +314,7 @@ def _validate(data: Any, positions: _Positions) -> ValidatedExperiment:
     col = _Collector(positions)
     if not isinstance(data, dict):
         col.add((), f"expected an experiment mapping at the top level, got {type(data).__name__}")
-        raise SpecErrors(col.errors)
+        raise col.fail()
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
@@ -350,7 +350,7 @@ def _validate(data: Any, positions: _Positions) -> ValidatedExperiment:
             except ValidationError as exc:
                 col.pydantic(exc, LoadSpec, ("load",))
     if exp is None or col.errors:
-        raise SpecErrors(col.errors)
+        raise col.fail()
     v = ValidatedExperiment(
         experiment=exp,
         targets=dict(zip(target_names, target_specs, strict=False)),
@@ -363,7 +363,7 @@ def _validate(data: Any, positions: _Positions) -> ValidatedExperiment:
     )
     _check_semantics(col, v)
     if col.errors:
-        raise SpecErrors(col.errors)
+        raise col.fail()
     return v
 
 

@@ -15,6 +15,11 @@ Rules (documented in docs/experiment.md):
 * size: ``B``, ``KB/MB/GB`` (powers of 1000) and ``KiB/MiB/GiB`` (1024).
 * quantity: any of the above for tolerances; a duration-looking value becomes
   seconds, a percent a fraction, a size bytes, a plain number stays as is.
+
+Every result is finite (``.inf``, ``.nan``, ``1e999`` and 401-digit integers are
+errors, never an ``OverflowError``), and durations are at most
+:data:`MAX_SECONDS`: nothing the engine schedules (``sleep``, deadlines) can
+take a longer one.
 """
 
 from __future__ import annotations
@@ -50,9 +55,34 @@ _SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10*
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
+#: Longest duration accepted anywhere (366 days): longer ones overflow timers, and no experiment lasts a year.
+MAX_SECONDS = 366 * 86400.0
+
+
+def _shown(value: object) -> str:
+    """``repr`` cut to 40 characters: a 401-digit number makes a readable message too."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}... ({len(text)} characters)"
+
+
 def _finite(x: float, what: str, text: object) -> float:
     if not math.isfinite(x):
-        raise UnitError(f"{what} must be finite, got {text!r}")
+        raise UnitError(f"{what} must be finite, got {_shown(text)}")
+    return x
+
+
+def _float(value: int | float | str, what: str) -> float:
+    """``float(value)``, finite, with a UnitError (not OverflowError) for numbers too big for a float."""
+    try:
+        x = float(value)
+    except OverflowError:
+        raise UnitError(f"{what} is too large, got {_shown(value)}") from None
+    return _finite(x, what, value)
+
+
+def _bounded_duration(x: float, value: object) -> float:
+    if x > MAX_SECONDS:
+        raise UnitError(f"duration is longer than {MAX_SECONDS / 86400:g} days, got {_shown(value)}")
     return x
 
 
@@ -61,20 +91,21 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a duration like '250ms' or '2m', got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise UnitError(f"duration must not be negative, got {value!r}")
-        return _finite(float(value), "duration", value)
+        x = _float(value, "duration")
+        if x < 0:
+            raise UnitError(f"duration must not be negative, got {_shown(value)}")
+        return _bounded_duration(x, value)
     if not isinstance(value, str):
-        raise UnitError(f"expected a duration like '250ms' or '2m', got {value!r}")
+        raise UnitError(f"expected a duration like '250ms' or '2m', got {_shown(value)}")
     text = value.strip().replace(" ", "")
     if re.fullmatch(_NUM, text):
-        return _finite(float(text), "duration", value)
+        return _bounded_duration(_float(text, "duration"), value)
     if not text or not _DUR_FULL.match(text):
         raise UnitError(f"invalid duration {value!r}: expected a number with a unit us|ms|s|m|h, e.g. '250ms', '2m', '1m30s'")
     total = 0.0
     for num, unit in _DUR_PART.findall(text):
-        total += float(num) * _DUR_UNITS[unit]
-    return _finite(total, "duration", value)
+        total += _float(num, "duration") * _DUR_UNITS[unit]
+    return _bounded_duration(_finite(total, "duration", value), value)
 
 
 def format_duration(seconds: float) -> str:
@@ -94,12 +125,12 @@ def parse_rate(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a rate like '300/s', got {value!r}")
     if isinstance(value, int | float):
-        x = float(value)
+        x = _float(value, "rate")
     elif isinstance(value, str):
         m = _RATE.match(value.strip())
         if not m:
-            raise UnitError(f"invalid rate {value!r}: expected e.g. '300/s', '1200/m', '50rps'")
-        x = float(m.group(1)) * _RATE_UNITS[m.group(2)]
+            raise UnitError(f"invalid rate {_shown(value)}: expected e.g. '300/s', '1200/m', '50rps'")
+        x = _float(m.group(1), "rate") * _RATE_UNITS[m.group(2)]
     else:
         raise UnitError(f"expected a rate like '300/s', got {value!r}")
     if x < 0:
@@ -112,7 +143,7 @@ def parse_percent(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a percentage like '10%', got {value!r}")
     if isinstance(value, int | float):
-        x = float(value)
+        x = _float(value, "percentage")
         if not 0.0 <= x <= 1.0:
             raise UnitError(f"a bare number is a fraction and must be in [0, 1], got {value!r} (write '{value}%' for percent)")
         return x
@@ -123,9 +154,9 @@ def parse_percent(value: object) -> float:
         num = text[:-1].strip()
         if not re.fullmatch(_NUM, num):
             raise UnitError(f"invalid percentage {value!r}: expected e.g. '10%' or '2.5%'")
-        x = float(num) / 100.0
+        x = _float(num, "percentage") / 100.0
     elif re.fullmatch(_NUM, text):
-        x = float(text)
+        x = _float(text, "percentage")
     else:
         raise UnitError(f"invalid percentage {value!r}: expected e.g. '10%' or a fraction like 0.1")
     if not 0.0 <= x <= 1.0:
@@ -138,15 +169,16 @@ def parse_size(value: object) -> int:
     if isinstance(value, bool):
         raise UnitError(f"expected a size like '64MiB', got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise UnitError(f"size must not be negative, got {value!r}")
-        return int(_finite(float(value), "size", value))
+        x = _float(value, "size")
+        if x < 0:
+            raise UnitError(f"size must not be negative, got {_shown(value)}")
+        return int(x)
     if not isinstance(value, str):
         raise UnitError(f"expected a size like '64MiB', got {value!r}")
     m = _SIZE.match(value.strip())
     if not m:
         raise UnitError(f"invalid size {value!r}: expected e.g. '512KiB', '10MB', '1GiB'")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    return int(_finite(_float(m.group(1), "size") * _SIZE_UNITS[m.group(2)], "size", value))
 
 
 def parse_quantity(value: object) -> float:
@@ -154,7 +186,7 @@ def parse_quantity(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(f"expected a number or a value with a unit, got {value!r}")
     if isinstance(value, int | float):
-        return _finite(float(value), "value", value)
+        return _float(value, "value")
     if not isinstance(value, str):
         raise UnitError(f"expected a number or a value with a unit, got {value!r}")
     text = value.strip()
@@ -162,11 +194,11 @@ def parse_quantity(value: object) -> float:
     if text.startswith("-"):
         sign, text = -1.0, text[1:].strip()
     if re.fullmatch(_NUM, text):
-        return sign * float(text)
+        return sign * _float(text, "value")
     if text.endswith("%"):
         num = text[:-1].strip()
         if re.fullmatch(_NUM, num):
-            return sign * float(num) / 100.0
+            return sign * _float(num, "value") / 100.0
     if _DUR_FULL.match(text.replace(" ", "")):
         return sign * parse_duration(text)
     if _SIZE.match(text):
