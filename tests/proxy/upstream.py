@@ -1,7 +1,9 @@
 """A small, fast HTTP upstream for proxy tests (run as a separate process so it never shares our GIL).
 
 Routes: ``/json`` (a ~700-byte feature vector), ``/chunked`` (same JSON, chunked),
-``/echo`` (echoes the request body), ``/big?n=N`` (N bytes), anything else -> /json.
+``/echo`` (echoes the request body), ``/big?n=N`` (N bytes), ``/early`` (answers as soon as the
+headers are in, then reads and drops the body, as servers do that refuse a request early),
+anything else -> /json.
 A request with ``Expect: 100-continue`` gets ``100 Continue`` when its headers are in (as nginx does).
 Prints its port on stdout once listening.
 """
@@ -49,12 +51,18 @@ class Server(asyncio.Protocol):
         if name.lower() == b"expect" and value.lower() == b"100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[attr-defined]
 
+    def on_headers_complete(self) -> None:
+        if self.url.partition(b"?")[0] == b"/early":
+            self.transport.write(response(b'{"early": true}'))  # type: ignore[attr-defined]
+
     def on_body(self, body: bytes) -> None:
         self.body += body
 
     def on_message_complete(self) -> None:
         path, _, query = self.url.partition(b"?")
         method = self.parser.get_method()
+        if path == b"/early":
+            return  # answered at on_headers_complete
         if path == b"/echo":
             out = response(self.body)
         elif path == b"/chunked":

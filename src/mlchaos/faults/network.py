@@ -65,7 +65,7 @@ class LatencySpec(NetworkSpec):
 
 
 class BandwidthSpec(NetworkSpec):
-    rate: Size = Field(gt=0, description="Bytes per second, e.g. '10KB'; more than 0.")
+    rate: Size = Field(gt=0, le=10**12, description="Bytes per second, e.g. '10KB'; more than 0, at most 1 TB/s.")
 
 
 class TimeoutSpec(NetworkSpec):

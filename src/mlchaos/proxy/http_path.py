@@ -487,6 +487,11 @@ class Downstream(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _start(self, m: Message) -> None:
+        if m.over is not None:  # broke a limit and arrived whole in one read: refused before any decision
+            self.proxy.stats.bad_requests += 1
+            self.black_hole = True
+            self._fail(*m.over)
+            return
         self.proxy.stats.requests_total += 1
         table = self.proxy.table
         plan = table.plan_http(m.method, m.url, m.headers) if table.rules else None

@@ -11,7 +11,8 @@ from mlchaos.spec.types import Size
 
 
 class BandwidthParams(Params):
-    rate: Size = Field(gt=0, description="Bytes per second, e.g. '10KB' (per second) or 10000; more than 0.")
+    rate: Size = Field(gt=0, le=10**12, description="Bytes per second, e.g. '10KB' (per second) or 10000; "
+                       "more than 0, at most 1 TB/s.")
 
 
 class Bandwidth(ProxyFault[BandwidthParams]):
