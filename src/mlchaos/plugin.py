@@ -56,9 +56,13 @@ class TargetError(PluginError):
 
 
 class StrictModel(BaseModel):
-    """Base of every spec model: unknown keys are errors, values are validated on assignment."""
+    """Base of every spec model: unknown keys are errors, values are validated on assignment.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
+    No float field takes ``.inf`` or ``.nan``: a weight, a probability or a bound that is
+    not a number would poison every sum and comparison the engine makes with it.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True, allow_inf_nan=False)
 
 
 class FaultSpec(StrictModel):
