@@ -97,10 +97,13 @@ def test_strict_k8s_schema_catches_a_typo() -> None:
         validate_k8s(dep)
 
 
-def test_experiment_files_match_examples(repo_root: Path) -> None:
+def test_experiment_files_are_the_examples_catalog() -> None:
+    """One source: `mlchaos examples copy` hands out exactly the experiments the manifests render."""
+    from mlchaos.examples import catalog
+
     shipped = experiment_files()
     assert shipped, "no experiment files in the package"
-    examples = {p.name: p.read_text() for p in (repo_root / "examples" / "k8s").glob("*.yaml")}
+    examples = {rel.split("/", 1)[1]: p.read_text() for rel, p in catalog().items() if rel.startswith("k8s/")}
     assert examples == shipped
 
 

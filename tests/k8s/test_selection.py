@@ -9,6 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mlchaos.engine.blast import BlastRadiusError
+from mlchaos.examples import K8S_EXPERIMENTS
 from mlchaos.platforms.kubernetes.labels import dns_name, label_value, machine_id, machine_selector
 from mlchaos.platforms.kubernetes.selection import PodRef, choose_pods, scale_target
 from tests.k8s.schemas import validate_chaos
@@ -102,17 +103,17 @@ def test_chaos_faults_require_duration() -> None:
         )
 
 
-def test_k8s_render_cli(tmp_path: Path, repo_root: Path) -> None:
+def test_k8s_render_cli(tmp_path: Path) -> None:
     from mlchaos.cli.k8s import app
 
-    exp = repo_root / "examples" / "k8s" / "p1-http-delay.yaml"
+    exp = K8S_EXPERIMENTS / "p1-http-delay.yaml"
     result = CliRunner().invoke(app, ["render", str(exp), "--run-id", "r1"])
     assert result.exit_code == 0, result.output
     docs = [d for d in yaml.safe_load_all(result.output) if d]
     assert [d["kind"] for d in docs] == ["HTTPChaos"]
     validate_chaos(docs[0])
     assert "# method[0] k8s-http" in result.output
-    api_only = CliRunner().invoke(app, ["render", str(repo_root / "examples" / "k8s" / "p1-pod-delete.yaml")])
+    api_only = CliRunner().invoke(app, ["render", str(K8S_EXPERIMENTS / "p1-pod-delete.yaml")])
     assert api_only.exit_code == 0 and "through the Kubernetes API" in api_only.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("title: x\nmethod:\n  - {fault: k8s-http, selector: a=b, port: 80, duration: 5s}\n")

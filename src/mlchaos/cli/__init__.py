@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "load": ("mlchaos.cli.load", "load", "Drive open-loop HTTP load and report trustworthy latency."),
     "lab": ("mlchaos.cli.lab", "app", "Start, inspect and stop the built-in ML lab systems."),
     "k8s": ("mlchaos.cli.k8s", "app", "Render the Chaos Mesh objects of an experiment; clean up this machine's."),
+    "examples": ("mlchaos.cli.examples", "app", "List the shipped example experiments, or copy them out to edit."),
 }
 
 

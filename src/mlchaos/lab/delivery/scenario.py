@@ -4,7 +4,7 @@ The demo calls :func:`run` once per variant: it brings up the lab's serving
 system in that variant (the variant also selects the delivery pipeline's
 behaviour, through ``delivery-run``'s ``variant: auto``), registers the
 set-up model as the validated production version, runs
-``examples/scenarios/validation-outage.yaml`` with the engine and brings the lab down
+the packaged ``scenarios/validation-outage.yaml`` with the engine and brings the lab down
 again (only if this call started it).
 """
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mlchaos.engine.runner import RunResult
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "validation-outage.yaml"
-"""The experiment file shipped in the package (also under examples/scenarios/ in a checkout)."""
+"""The experiment file shipped in the package (``mlchaos examples copy DIR`` writes it to DIR/scenarios/)."""
 
 def experiment(lab_dir: Path, path: Path = EXPERIMENT) -> dict[str, Any]:
     """The experiment file pointed at ``lab_dir`` (its lab target's ``dir``; the delivery faults and probes
