@@ -133,6 +133,10 @@ class PodDelete(_PodFault):
             None, description="Termination grace period ('0s' kills at once); default: the pod's own."
         )
 
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """Nothing to plan for undo: a deleted pod is not brought back by mlchaos (its controller does)."""
+        return {}
+
     async def inject(self, lease: Lease) -> Applied:
         selection = await self._select()
         assert isinstance(self.spec, PodDelete.Spec)
@@ -209,17 +213,29 @@ class DeploymentScale(Fault):
             "keep_ready": self.sspec.keep_ready,
         }
 
-    async def inject(self, lease: Lease) -> Applied:
+    async def _scale_plan(self) -> tuple[KubernetesTarget, str, dict[str, Any], int, dict[str, Any]]:
         target, ns, dep, replicas = await self._plan()
         name = self.sspec.deployment
         original = await _call(target.client.read_scale, ns, name)
-        self._undo = {
+        undo = {
             "fault": self.spec.fault,
             "connection": target.connection.to_dict(),
             "namespace": ns,
             "deployment": name,
             "replicas": original,
         }
+        return target, ns, dep, replicas, undo
+
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The replica count now, read before scaling: restoring it is a no-op if the scale never happened."""
+        self._planned = await self._scale_plan()
+        return self._planned[4]
+
+    async def inject(self, lease: Lease) -> Applied:
+        target, ns, dep, replicas, undo = getattr(self, "_planned", None) or await self._scale_plan()
+        name = self.sspec.deployment
+        original = undo["replicas"]
+        self._undo = undo
         await _call(target.client.scale_deployment, ns, name, replicas)
         self.ctx.log("k8s.deployment-scaled", deployment=f"{ns}/{name}", replicas=replicas, original=original)
         return Applied(
@@ -306,7 +322,7 @@ class _ChaosFault(_PodFault):
         await self._extra_checks()
         return {**plan, "kind": self.kind, "duration": self.spec.duration}
 
-    async def inject(self, lease: Lease) -> Applied:
+    async def _render_plan(self) -> tuple[Selection, dict[str, Any], dict[str, Any]]:
         from mlchaos.platforms.kubernetes.chaosmesh import PodScope, object_ref
 
         await self._extra_checks()
@@ -317,8 +333,17 @@ class _ChaosFault(_PodFault):
             run_id=self.ctx.run_id,
             namespace=self.namespace,
         )
-        ref = object_ref(obj)
-        self._undo = {**self._undo_base(), "objects": [ref]}
+        return selection, obj, {**self._undo_base(), "objects": [object_ref(obj)]}
+
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The object, named ahead: ``revert`` deletes it, and a 404 (never created) counts as done."""
+        self._planned = await self._render_plan()
+        return self._planned[2]
+
+    async def inject(self, lease: Lease) -> Applied:
+        selection, obj, undo = getattr(self, "_planned", None) or await self._render_plan()
+        ref = undo["objects"][0]
+        self._undo = undo
         await _call(self.client.create_chaos, obj)
         self.ctx.log("k8s.chaos-created", object=ref, pods=[p.key for p in selection.chosen])
         return Applied(
