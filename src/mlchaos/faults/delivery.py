@@ -94,13 +94,19 @@ class _MarkerFault(Fault):
             raise FaultError(f"no lab built in {root} (run `mlchaos lab up serving`)")
         return {"failpoint": self.point, "directory": str(self._directory()), **self.params()}
 
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The arming's id, chosen ahead: ``revert`` disarms this arming only, armed or not yet."""
+        self._planned_lease = uuid.uuid4().hex
+        return {"name": self.point, "directory": str(self._directory()), "lease_id": self._planned_lease}
+
     async def inject(self, lease: Lease) -> Applied:
         from mlchaos.failpoint import arm
 
         planned = await self.preflight()
         directory = self._directory()
         try:
-            rec = arm(self.point, "raise", ttl=lease.ttl, directory=directory, **self.params())
+            rec = arm(self.point, "raise", ttl=lease.ttl, directory=directory,
+                      lease_id=getattr(self, "_planned_lease", None), **self.params())
         except (ValueError, OSError) as exc:
             raise FaultError(f"could not arm {self.point!r}: {exc}") from None
         self._lease_id = rec["lease_id"]
@@ -295,13 +301,18 @@ class DeliveryRun(Fault):
         return {"lab_dir": str(root), "variant": self._variant(root), "registry": self.spec.registry,
                 "production": prod}
 
+    async def intent(self, lease: Lease) -> dict[str, Any]:
+        """The pipeline's run id, chosen ahead: with no PID yet, ``revert`` finds the process by it."""
+        self._run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        return {"run_id": self._run_id, "lab_dir": str(resolve_lab_dir(self.spec, self.ctx))}
+
     async def inject(self, lease: Lease) -> Applied:
         from mlchaos.lab.delivery.layout import DeliveryPaths
 
         planned = await self.preflight()
         root = Path(planned["lab_dir"])
         self._root = root
-        self._run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self._run_id = self._run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         paths = DeliveryPaths(root)
         paths.runs.mkdir(parents=True, exist_ok=True)
         out = paths.runs / f"{self._run_id}.pipeline.log"
@@ -352,10 +363,15 @@ class DeliveryRun(Fault):
 
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
+        """Kill the pipeline run (its process group).  An intent has no PID yet: find it by its run id."""
         import psutil
 
         pid = undo.get("pid")
         if not pid:
+            if undo.get("run_id"):
+                for found in _pipelines_of(str(undo["run_id"])):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(found, signal.SIGKILL)
             return
         try:
             p = psutil.Process(int(pid))
@@ -364,3 +380,15 @@ class DeliveryRun(Fault):
             os.killpg(int(pid), signal.SIGKILL)
         except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
             return
+
+
+def _pipelines_of(run_id: str) -> list[int]:
+    """PIDs of running ``mlchaos.lab.delivery.pipeline`` processes started for ``run_id``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "mlchaos.lab.delivery.pipeline" in cmd and run_id in cmd:
+            found.append(int(proc.info["pid"]))
+    return found
