@@ -100,12 +100,22 @@ class Measurement:
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
     samples: int | None = None
     insufficient: str | None = None
+    window: float | None = None
+    """Seconds the value summarises, ending now (a windowed probe); None: one request, sent when
+    ``measure`` was called.  The engine attributes the evaluation to the fault window by this span."""
     fraction: Fraction | None = None
     """The value as an exact fraction when it is a count ratio (missing / seen): the verdict compares it
     exactly, so ``1 - 99/100`` never breaches ``max: 1%`` by a float artefact."""
     instrument: dict[str, Any] | None = None
     """The health of the instrument that measured (e.g. the load generator's lag over the window):
     ``{"ok": False, "why": ...}`` makes the evaluation evidence of nothing, neither pass nor fail."""
+
+    @classmethod
+    def share(cls, count: int, total: int, detail: dict[str, Any] | None = None, **kw: Any) -> Measurement:
+        """A count ratio (``count`` of ``total``): the float for people, the exact fraction for the verdict."""
+        f = Fraction(count, total)
+        return cls(float(f), detail if detail is not None else {}, samples=kw.pop("samples", total), fraction=f,
+                   **kw)
 
 
 @dataclasses.dataclass

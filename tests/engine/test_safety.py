@@ -171,7 +171,7 @@ def test_mlchaos_stop_removes_faults_and_refuses_new_runs(tmp_path: Path, tiny_s
     j2 = tmp_path / "j2.jsonl"
     refused = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(tmp_path / "exp.yaml"), "-j", str(j2), "-q"],
                              capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 5 and "refused" in summary(j2)["reason"]
+    assert refused.returncode == 7 and summary(j2)["status"] == "refused" and "nothing was started" in summary(j2)["reason"]
     assert not is_stopped(proc.pid)
     subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--release"], check=True, capture_output=True, timeout=60)
 

@@ -12,8 +12,14 @@ Design choices that make the verdict trustworthy and the rollback fast:
   watchdog reverts any lease that lapses, so ``kill -9`` of this process
   leaves no fault behind for longer than the TTL.
 * "before" and "after" are explicit checkpoints (every steady-state probe
-  measured at the end of the baseline and recovery phases); "during" is every
-  evaluation that started while a fault was in place.
+  measured at the end of the baseline and recovery phases).  Every evaluation
+  records the span of time it measured and the health of its instruments
+  (:mod:`mlchaos.engine.instruments`); what it is evidence of is decided from
+  those alone (:mod:`mlchaos.engine.records`).
+* The runner only orchestrates: the verdict is :func:`mlchaos.engine.verdict.judge`
+  over the run's records, called after teardown, when everything (the load
+  generator's own validity included) is known; the summary is built in
+  :mod:`mlchaos.engine.summary`.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos import __version__, registry
+from mlchaos.budget import lag_budget
 from mlchaos.engine import verdict
+from mlchaos.engine.instruments import LoopMonitor, assess, cpu_times, steal_share
 from mlchaos.engine.journal import Journal
 from mlchaos.engine.lease import Lease, LeaseStore
+from mlchaos.engine.records import Evaluation, FaultRecord, ProbeRecord, RunRecords, relation
 from mlchaos.engine.state import is_stopped, state_dir, write_json_atomic
-from mlchaos.engine.verdict import Status
+from mlchaos.engine.summary import as_dict, build_summary
+from mlchaos.engine.verdict import Status, Verdict
 from mlchaos.plugin import (
     Applied,
     Context,
@@ -55,28 +65,18 @@ DEFAULT_PROBE_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass
-class Observation:
-    t: float
-    phase: str
-    during: bool
-    value: Any
-    ok: bool | None  # None: insufficient data
-    reason: str = ""
-    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
 class ProbeRun:
     spec: Any
     probe: Probe
-    label: str
-    role: str  # "steady" | "abort"
-    observations: list[Observation] = dataclasses.field(default_factory=list)
-    before: Observation | None = None
-    after: Observation | None = None
+    rec: ProbeRecord
 
-    def during(self) -> list[Observation]:
-        return [o for o in self.observations if o.during]
+    @property
+    def label(self) -> str:
+        return self.rec.label
+
+    @property
+    def role(self) -> str:
+        return self.rec.role
 
 
 @dataclasses.dataclass
@@ -176,8 +176,11 @@ class Runner:
         self._removal_started: float | None = None
         self._load: Any = None
         self._load_report: Any = None
-        self.decided_by: list[str] = []
         self._owned: list[list[float]] = []
+        self._baseline: tuple[str | None, str] = (None, "")
+        self._reached_faults = False
+        self._refused: str | None = None
+        self._loop_monitor = LoopMonitor()
 
     # -- events -------------------------------------------------------------------------------
     def log(self, event: str, **fields: Any) -> None:
@@ -243,21 +246,22 @@ class Runner:
                  version=__version__, pid=os.getpid(), host=socket.gethostname(),
                  config=self.effective_config(), planned_length=self.v.planned_length())
         if is_stopped(self.base):
-            return self._finish(Status.ERRORED,
-                                "refused: 'mlchaos stop' is in force on this machine (release it with 'mlchaos stop --release')",
-                                t_start)
+            # nothing was started or touched: say exactly that, under a status of its own (exit 7)
+            self._refused = ("refused: 'mlchaos stop' is in force on this machine; nothing was started or "
+                             "touched (release it with 'mlchaos stop --release')")
+            self.log("run-refused", reason=self._refused)
+            return self._finish(verdict.judge(self.records()), t_start)
         write_json_atomic(run_file, {"run_id": self.run_id, "pid": os.getpid(), "started": t_start,
                                      "source": self.v.source})
-        status: Status | None = None
-        reason = ""
         try:
             with self._signal_handlers():
+                self._tasks.append(asyncio.create_task(self._loop_monitor.run()))
                 try:
                     deadline = asyncio.get_running_loop().call_later(
                         max(0.0, self.exp.max_duration), self.request_stop, Status.ABORTED,
                         f"max_duration ({self.exp.max_duration:g}s) reached")
                     try:
-                        status, reason = await self._phases()
+                        await self._phases()
                     finally:
                         deadline.cancel()
                 except _Stop:
@@ -268,10 +272,10 @@ class Runner:
                     await self._teardown()
         finally:
             run_file.unlink(missing_ok=True)
-        final_status, final_reason = self._decide(status, reason)
-        return self._finish(final_status, final_reason, t_start)
+        # judged after teardown: the load generator's own verdict on its load is known only now
+        return self._finish(verdict.judge(self.records()), t_start)
 
-    async def _phases(self) -> tuple[Status, str]:
+    async def _phases(self) -> None:
         # preflight: targets reachable, faults injectable, nothing touched
         self._set_phase("preflight")
         await self._preflight()
@@ -290,14 +294,15 @@ class Runner:
         # baseline
         self._set_phase("baseline")
         await self._sleep(self.exp.phases.baseline)
-        ok, why = await self._checkpoint("before")
-        if not ok and self.exp.phases.settle > 0:
-            ok, why = await self._settle(why)
-        if not ok:
-            self.decided_by = [p.label for p in self.probes if p.before is not None and p.before.ok is not True]
-            return Status.NOT_RUN, f"baseline steady state not met: {why}; no fault was injected"
+        state, why = await self._checkpoint("before")
+        if state is not None and self.exp.phases.settle > 0:
+            state, why = await self._settle(state, why)
+        if state is not None:
+            self._baseline = (state, why)
+            return
         # faults
         self._set_phase("fault")
+        self._reached_faults = True
         self._tasks += [asyncio.create_task(self._probe_loop(pr)) for pr in self.probes if pr.role == "abort"]
         phase_start = time.monotonic()
         fault_tasks = [asyncio.create_task(self._fault_task(fr, phase_start)) for fr in self.faults]
@@ -309,51 +314,21 @@ class Runner:
         # recovery
         self._set_phase("recovery")
         await self._sleep(self.exp.phases.recovery)
-        ok_after, why_after = await self._checkpoint("after")
-        return self._judge(ok_after, why_after)
+        await self._checkpoint("after")
 
-    def _judge(self, ok_after: bool, why_after: str) -> tuple[Status, str]:
-        for fr in self.faults:
-            if fr.injected_at is None:
-                return Status.ERRORED, f"fault {fr.label} was never injected"
-            if not fr.applied or not fr.applied.targets:
-                return Status.ERRORED, f"fault {fr.label} hit no target"
-            affected = fr.observed.get("affected")
-            if isinstance(affected, int | float) and affected <= 0:
-                seen = fr.observed.get("seen", "?")
-                return Status.ERRORED, f"fault {fr.label} affected nothing ({affected} of {seen}): no evidence"
-        for pr in self.probes:
-            if pr.role != "steady":
-                continue
-            breaches = [o for o in pr.during() if o.ok is False]
-            if breaches:
-                self.decided_by = [p.label for p in self.probes
-                                   if p.role == "steady" and any(o.ok is False for o in p.during())]
-                first = breaches[0]
-                at = first.t - self.phase_times.get("fault", [first.t])[0]
-                return Status.FAILED, (f"{pr.label} deviated during the fault window "
-                                       f"({len(breaches)} of {len(pr.during())} evaluations; first at +{at:.2f}s: {first.reason})")
-        if not ok_after:
-            self.decided_by = [p.label for p in self.probes if p.after is not None and p.after.ok is not True]
-            return Status.FAILED, f"hypothesis did not hold after recovery: {why_after}"
-        for pr in self.probes:
-            if pr.role == "steady" and self.faults and not any(o.ok is not None for o in pr.during()):
-                return Status.ERRORED, f"{pr.label} produced no evidence during the fault window (insufficient data)"
-        validity = self._load_validity()
-        if validity is not None and not validity[0]:
-            return Status.ERRORED, f"load was INVALID ({validity[1]}): the measurements cannot be trusted"
-        return Status.PASSED, "hypothesis held before, during and after the faults"
-
-    def _decide(self, status: Status | None, reason: str) -> tuple[Status, str]:
-        if self._errors:
-            return Status.ERRORED, "; ".join(self._errors)
-        if status is Status.NOT_RUN:
-            return status, reason
-        if self._stop_reason is not None:
-            return self._stop_reason
-        if status is None:
-            return Status.ERRORED, "run ended without a verdict"
-        return status, reason
+    def records(self) -> RunRecords:
+        """What the verdict may be judged on, and nothing else."""
+        faults = [FaultRecord(fr.label, fr.plugin, fr.injected_at, fr.removed_at,
+                              list(fr.applied.targets) if fr.applied else [], dict(fr.observed), fr.error)
+                  for fr in self.faults]
+        state, why = self._baseline
+        return RunRecords(
+            t0=self.journal.t0, probes=[pr.rec for pr in self.probes], faults=faults,
+            phase_times=dict(self.phase_times), errors=list(self._errors),
+            stop=(self._stop_reason[0].value, self._stop_reason[1]) if self._stop_reason else None,
+            baseline=state, baseline_reason=why, reached_faults=self._reached_faults,
+            load_validity=self._load_validity(), refused=self._refused,
+        )
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
@@ -397,7 +372,11 @@ class Runner:
             for i, pspec in enumerate(specs):
                 cls = registry.get("probe", pspec.probe)
                 label = pspec.name or f"{pspec.probe}#{i}" + (" (abort)" if role == "abort" else "")
-                self.probes.append(ProbeRun(pspec, cls(pspec, self.ctx), label, role))
+                probe = cls(pspec, self.ctx)
+                tol = {k: getattr(pspec, k) for k in ("max", "min", "between", "equals", "above", "below")
+                       if getattr(pspec, k, None) is not None}
+                self.probes.append(ProbeRun(pspec, probe, ProbeRecord(label, role, pspec.probe, tol,
+                                                                      probe.latency_bound())))
 
     # -- load ---------------------------------------------------------------------------------
     def _load_spec(self) -> Any:
@@ -426,9 +405,12 @@ class Runner:
         if tname in self.targets:
             with contextlib.suppress(PluginError):
                 base_url = self.targets[tname].url()
-        # the tightest latency bound sets the generator's own schedule-lag budget
-        bounds = [p.max for p in self.v.steady_state if p.probe == "latency" and p.max is not None]
-        self._load = LoadRunner(spec, base_url=base_url, latency_tolerance=min(bounds) if bounds else None)
+        # the tightest latency bound of the hypothesis sets the generator's schedule-lag budget
+        if getattr(spec, "lag_budget", None) is None:
+            bounds = [pr.rec.latency_bound for pr in self.probes
+                      if pr.role == "steady" and pr.rec.latency_bound is not None]
+            spec = spec.model_copy(update={"lag_budget": lag_budget(bounds)})
+        self._load = LoadRunner(spec, base_url=base_url)
         try:
             await self._load.start()
         except Exception as exc:
@@ -467,53 +449,73 @@ class Runner:
         except TimeoutError:
             raise ProbeError(f"probe did not answer within {timeout:g}s") from None
 
-    async def _evaluate(self, pr: ProbeRun) -> Observation:
+    async def _evaluate(self, pr: ProbeRun, scheduled: float | None = None) -> Evaluation:
+        """Measure once; record the span measured and whether the instruments could be trusted."""
         t = time.time()
-        # a windowed probe at time t summarises [t - window, t]: it is "during" if that overlaps a fault
-        window = float(getattr(pr.spec, "window", None) or 0.0)
-        during = any(fr.injected_at is not None and fr.injected_at <= t
-                     and (fr.removed_at is None or fr.removed_at >= t - window) for fr in self.faults)
+        cpu0 = cpu_times()
+        phase = self.phase
+        m: Measurement | None = None
+        error = ""
         try:
             m = await self._measure(pr)
         except (ProbeError, PluginError) as exc:
-            return Observation(t, self.phase, during, None, False, f"probe error: {exc}")
+            error = f"probe error: {exc}"
+        t_end = time.time()
+        window = float(m.window if m is not None and m.window is not None else (pr.spec.window or 0.0))
+        trusted, info = assess(
+            probe_instrument=m.instrument if m is not None else None, latency_bound=pr.rec.latency_bound,
+            windowed=window > 0, stall=self._loop_monitor.worst(t, t_end), steal=steal_share(cpu0, cpu_times()),
+            delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
+        ev = Evaluation(t, t_end, window, phase, None, False, error, trusted=trusted, instrument=info)
+        if m is None:
+            return ev
+        ev.value, ev.detail, ev.exact = m.value, m.detail, m.fraction
+        unit = pr.probe.value_unit()
         if m.insufficient:
-            return Observation(t, self.phase, during, m.value, None, f"insufficient data: {m.insufficient}", m.detail)
-        if pr.role == "abort":
-            trip, why = verdict.tripped(pr.spec, m.value)
-            return Observation(t, self.phase, during, m.value, not trip, why, m.detail)
-        ok, why = verdict.within(pr.spec, m.value)
-        return Observation(t, self.phase, during, m.value, ok, why, m.detail)
+            ev.ok, ev.reason = None, f"insufficient data: {m.insufficient}"
+        elif pr.role == "abort":
+            trip, ev.reason = verdict.tripped(pr.spec, m.value, unit, m.fraction)
+            ev.ok = not trip
+        else:
+            ev.ok, ev.reason = verdict.within(pr.spec, m.value, unit, m.fraction)
+        return ev
 
-    def _record(self, pr: ProbeRun, obs: Observation, checkpoint: str | None = None) -> None:
-        pr.observations.append(obs)
+    def _record(self, pr: ProbeRun, ev: Evaluation, checkpoint: str | None = None) -> None:
+        ev.checkpoint = checkpoint
+        pr.rec.evaluations.append(ev)
+        rel = "checkpoint" if checkpoint else relation(ev, self._fault_windows())
         # what the probe saw (which expectation failed, which rows changed) goes with every
         # evaluation that did not hold, and with the checkpoints: the report's "why"
-        detail = obs.detail if (obs.ok is not True or checkpoint) and obs.detail else None
-        self.log("probe", probe=pr.label, role=pr.role, phase=obs.phase, during=obs.during,
-                 value=obs.value, ok=obs.ok, reason=obs.reason or None, checkpoint=checkpoint, detail=detail)
+        detail = ev.detail if (ev.ok is not True or checkpoint) and ev.detail else None
+        self.log("probe", probe=pr.label, role=pr.role, phase=ev.phase,
+                 during=rel in ("during", "straddles-removal"), relation=rel, started=ev.t, window=ev.window,
+                 value=ev.value, ok=ev.ok, reason=ev.reason or None, checkpoint=checkpoint, detail=detail,
+                 trusted=ev.trusted, instrument=ev.instrument if (not ev.trusted or checkpoint) else None)
+
+    def _fault_windows(self) -> list[tuple[float, float]]:
+        return RunRecords(0.0, faults=[FaultRecord(fr.label, fr.plugin, fr.injected_at, fr.removed_at)
+                                       for fr in self.faults]).fault_windows()
 
     async def _probe_loop(self, pr: ProbeRun) -> None:
         interval = self.exp.interval
         try:
+            scheduled = time.time()
             while not self._stop.is_set():
-                t0 = time.monotonic()
                 if self._removal_started is not None and pr.role == "abort":
                     return
-                obs = await self._evaluate(pr)
-                self._record(pr, obs)
-                if pr.role == "abort" and obs.ok is False:
-                    if self._stop_reason is None:
-                        self.decided_by = [pr.label]
-                    self.request_stop(Status.ABORTED, f"abort condition {pr.label} tripped: {obs.reason}")
+                ev = await self._evaluate(pr, scheduled)
+                self._record(pr, ev)
+                if pr.role == "abort" and ev.ok is False:
+                    self.request_stop(Status.ABORTED, f"abort condition {pr.label} tripped: {ev.reason}")
                     return
-                await asyncio.sleep(max(0.0, interval - (time.monotonic() - t0)))
+                scheduled = max(scheduled + interval, time.time())
+                await asyncio.sleep(max(0.0, scheduled - time.time()))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._error(f"probe {pr.label} raised {type(exc).__name__}: {exc}")
 
-    async def _settle(self, why: str) -> tuple[bool, str]:
+    async def _settle(self, state: str | None, why: str) -> tuple[str | None, str]:
         """Re-check the baseline every second until it holds or phases.settle runs out."""
         settle = self.exp.phases.settle
         t0 = time.monotonic()
@@ -523,31 +525,39 @@ class Runner:
                      waited=round(time.monotonic() - t0, 3), settle=settle)
             left = settle - (time.monotonic() - t0)
             if left <= 0:
-                return False, f"{why} (still after {settle:g}s of settling, {attempt} checks)"
+                return state, f"{why} (still after {settle:g}s of settling, {attempt} checks)"
             await self._sleep(min(1.0, left))
             attempt += 1
-            ok, why = await self._checkpoint("before")
-            if ok:
+            state, why = await self._checkpoint("before")
+            if state is None:
                 self.log("baseline-settled", attempts=attempt, waited=round(time.monotonic() - t0, 3))
-                return True, ""
+                return None, ""
 
-    async def _checkpoint(self, which: str) -> tuple[bool, str]:
+    async def _checkpoint(self, which: str) -> tuple[str | None, str]:
+        """Measure every steady probe once.  Returns (None, "") when all were met by trustworthy
+        instruments, else ("breached" | "untrusted", why): "untrusted" only when every shortfall was
+        an instrument's, not the system's."""
         steady = [pr for pr in self.probes if pr.role == "steady"]
         if not steady:
-            return True, ""
+            return None, ""
         try:
             results = await asyncio.gather(*(self._evaluate(pr) for pr in steady))
         except Exception as exc:
             self._error(f"probe raised {type(exc).__name__}: {exc}")
             raise _Stop from None
-        bad = []
-        for pr, obs in zip(steady, results, strict=True):
-            obs.during = False
-            self._record(pr, obs, checkpoint=which)
-            setattr(pr, which, obs)
-            if obs.ok is not True:
-                bad.append(f"{pr.label}: {obs.reason or 'not met'}")
-        return (not bad), "; ".join(bad)
+        bad, untrusted = [], []
+        for pr, ev in zip(steady, results, strict=True):
+            self._record(pr, ev, checkpoint=which)
+            setattr(pr.rec, which, ev)
+            if not ev.trusted:
+                untrusted.append(f"{pr.label}: {ev.instrument.get('why')}")
+            elif ev.ok is not True:
+                bad.append(f"{pr.label}: {ev.reason or 'not met'}")
+        if bad:
+            return "breached", "; ".join(bad)
+        if untrusted:
+            return "untrusted", "; ".join(untrusted)
+        return None, ""
 
     # -- faults -------------------------------------------------------------------------------
     async def _fault_task(self, fr: FaultRun, phase_start: float) -> None:
@@ -715,7 +725,7 @@ class Runner:
         if self._load is not None:
             try:
                 self._load_report = await self._load.stop()
-                self.log("load-report", report=_as_dict(self._load_report))
+                self.log("load-report", report=as_dict(self._load_report))
             except Exception as exc:
                 self.log("error", message=f"load generator: {exc}")
         for name, target in self.targets.items():
@@ -741,68 +751,11 @@ class Runner:
             "load": self.v.load.model_dump(mode="json") if self.v.load is not None else None,
         }
 
-    def _probe_summary(self, pr: ProbeRun) -> dict[str, Any]:
-        def obs(o: Observation | None) -> dict[str, Any] | None:
-            return None if o is None else {"value": o.value, "ok": o.ok, "reason": o.reason or None}
-
-        during = pr.during()
-        nums = [o.value for o in during if isinstance(o.value, int | float) and not isinstance(o.value, bool)]
-        tol = {k: getattr(pr.spec, k) for k in ("max", "min", "between", "equals", "above", "below")
-               if getattr(pr.spec, k) is not None}
-        return {
-            "name": pr.label, "role": pr.role, "probe": pr.spec.probe, "tolerance": tol,
-            "before": obs(pr.before), "after": obs(pr.after),
-            "during": {
-                "evaluations": len(during),
-                "breaches": sum(1 for o in during if o.ok is False),
-                "insufficient": sum(1 for o in during if o.ok is None),
-                "min": min(nums) if nums else None, "max": max(nums) if nums else None,
-            },
-        }
-
-    def _finish(self, status: Status, reason: str, t_start: float) -> RunResult:
-        t_end = time.time()
-        summary = {
-            "run_id": self.run_id, "title": self.exp.title, "source": self.v.source,
-            "status": status.value, "exit_code": status.exit_code, "reason": reason,
-            "decided_by": self.decided_by, "weight": self.exp.weight,
-            "version": __version__,
-            "timing": {"start": t_start, "end": t_end, "duration_s": round(t_end - t_start, 6),
-                       "phases": {k: v for k, v in self.phase_times.items()}},
-            "probes": [self._probe_summary(pr) for pr in self.probes],
-            "faults": [{
-                "name": fr.label, "plugin": fr.plugin, "injected_at": fr.injected_at, "removed_at": fr.removed_at,
-                "targets": fr.applied.targets if fr.applied else [],
-                "planned": (fr.applied.planned if fr.applied and fr.applied.planned else fr.planned),
-                "actual": fr.applied.actual if fr.applied else {}, "observed": fr.observed, "error": fr.error,
-            } for fr in self.faults],
-            "removal_latency_s": None,
-            "config": self.effective_config(),
-            "load": _as_dict(self._load_report),
-        }
-        unsettled = [e for e in self.journal.events if e.get("event") == "baseline-unsettled"]
-        if unsettled:
-            settled = next((e for e in self.journal.events if e.get("event") == "baseline-settled"), None)
-            summary["settle"] = {"failed_checks": len(unsettled), "settled": settled is not None,
-                                 "waited_s": settled["waited"] if settled else unsettled[-1]["waited"]}
-        aborted = next((e for e in self.journal.events if e.get("event") == "aborted"), None)
-        if aborted:
-            summary["removal_latency_s"] = aborted.get("removal_latency_s")
+    def _finish(self, v: Verdict, t_start: float) -> RunResult:
+        summary = build_summary(self, v, t_start, time.time())
         self.log("summary", **summary)
         self.journal.close()
-        return RunResult(status, reason, self.run_id, self.journal.path, summary)
-
-
-def _as_dict(obj: Any) -> Any:
-    if obj is None:
-        return None
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    return obj
+        return RunResult(v.status, v.reason, self.run_id, self.journal.path, summary)
 
 
 def run_experiment(

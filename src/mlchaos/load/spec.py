@@ -148,7 +148,8 @@ class LoadSpec(StrictModel):
     lag_budget: Duration | None = Field(
         None,
         description="Schedule lag p99 allowed before the run is INVALID; "
-        "default max(1ms, 1% of the tightest latency tolerance).",
+        "default 10% of the tightest latency bound of the hypothesis (≥ 1ms); 100ms in an experiment "
+        "that bounds no latency; 1ms for 'mlchaos load' alone.",
     )
     loop: Literal["auto", "uvloop", "asyncio"] = Field("auto", description="Event loop of the generator.")
     spin: Duration | None = Field(
@@ -203,9 +204,15 @@ class LoadSpec(StrictModel):
         return max(1, min(cores, math.ceil(self.peak_rate() / 20_000)))
 
     def lag_budget_for(self, latency_tolerance: float | None = None) -> float:
-        """The lag p99 budget in seconds (the issue's rule: max(1 ms, 1 % of the tightest latency bound))."""
+        """The lag p99 budget in seconds: 10 % of the latency bound, ≥ 1 ms (:mod:`mlchaos.budget`).
+
+        With no bound (``mlchaos load`` on its own, benchmarking the generator) it is the pacer's
+        own 1 ms; an experiment passes its hypothesis's budget explicitly.
+        """
+        from mlchaos.budget import MIN_BUDGET, lag_budget
+
         if self.lag_budget is not None:
             return self.lag_budget
         if latency_tolerance is None:
-            return 1e-3
-        return max(1e-3, 0.01 * latency_tolerance)
+            return MIN_BUDGET
+        return lag_budget([latency_tolerance])

@@ -57,6 +57,9 @@ class HttpProbe(Probe):
 
     Spec = HttpProbeSpec
 
+    def value_unit(self) -> str:
+        return "s" if self.spec.value == "latency" else ""  # type: ignore[attr-defined]
+
     async def start(self) -> None:
         import httpx
 

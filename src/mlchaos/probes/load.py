@@ -43,6 +43,24 @@ def _window(probe: Probe) -> float:
     return DEFAULT_WINDOW if w is None else float(w)
 
 
+def _instrument(runner: Any, w: Any) -> dict[str, Any]:
+    """The generator's schedule lag over this window against the load's lag budget.
+
+    A generator that sent late in this window offered less load than planned and timed its
+    requests from the wrong instant: whatever the window says, it is not evidence.
+    """
+    budget = float(getattr(runner, "lag_budget", 0.0) or 0.0)
+    lag = w.lag.quantile(0.99) if w.lag.count else None
+    if lag is None or budget <= 0:
+        return {"ok": True, "lag_p99": lag, "lag_budget": budget or None}
+    ok = lag <= budget
+    out: dict[str, Any] = {"ok": ok, "lag_p99": lag, "lag_budget": budget}
+    if not ok:
+        out["why"] = (f"the load generator's schedule lag p99 was {lag * 1e3:.3g} ms in this window "
+                      f"(budget {budget * 1e3:.3g} ms)")
+    return out
+
+
 class LatencyProbeSpec(ProbeSpec):
     probe: Literal["latency"] = "latency"
     percentile: float = Field(99.0, gt=0, le=100, description="Quantile in percent: 50, 99, 99.9; 100 = max.")
@@ -64,7 +82,8 @@ class LatencyProbe(Probe):
     async def measure(self) -> Measurement:
         spec: LatencyProbeSpec = self.spec  # type: ignore[assignment]
         seconds = _window(self)
-        w = _runner(self).window(seconds)
+        runner = _runner(self)
+        w = runner.window(seconds)
         q = spec.percentile / 100.0
         need = spec.min_samples or (max(20, math.ceil(10 / (1 - q))) if q < 1 else 20)
         hist = w.latency if spec.measure_from == "intended" else w.service
@@ -75,12 +94,13 @@ class LatencyProbe(Probe):
                 value=None,
                 samples=n,
                 detail=detail,
+                window=seconds,
                 insufficient=f"{n} requests finished in the last {seconds:g}s; p{spec.percentile:g} needs ≥ {need}",
             )
         value = hist.max if q >= 1 else hist.quantile(q)
         detail["p50"] = hist.quantile(0.5)
         detail["max"] = hist.max
-        return Measurement(value=value, samples=n, detail=detail)
+        return Measurement(value=value, samples=n, detail=detail, window=seconds, instrument=_instrument(runner, w))
 
 
 class ErrorRateProbeSpec(ProbeSpec):
@@ -101,16 +121,18 @@ class ErrorRateProbe(Probe):
     async def measure(self) -> Measurement:
         spec: ErrorRateProbeSpec = self.spec  # type: ignore[assignment]
         seconds = _window(self)
-        w = _runner(self).window(seconds)
+        runner = _runner(self)
+        w = runner.window(seconds)
         failed = sum(w.errors.get(k, 0) for k in spec.kinds)
         detail = {"window": seconds, "count": w.count, "errors": w.errors,
                   "codes": {str(k): v for k, v in w.codes.items()}}
         if w.count < spec.min_samples:
             return Measurement(
                 value=None, samples=w.count, detail=detail,
+                window=seconds,
                 insufficient=f"{w.count} requests finished in the last {seconds:g}s; need ≥ {spec.min_samples}",
             )
-        return Measurement(value=failed / w.count, samples=w.count, detail=detail)
+        return Measurement.share(failed, w.count, detail, window=seconds, instrument=_instrument(runner, w))
 
 
 class ThroughputProbeSpec(ProbeSpec):
@@ -130,12 +152,14 @@ class ThroughputProbe(Probe):
     async def measure(self) -> Measurement:
         spec: ThroughputProbeSpec = self.spec  # type: ignore[assignment]
         seconds = _window(self)
-        w = _runner(self).window(seconds)
+        runner = _runner(self)
+        w = runner.window(seconds)
         n = w.count - w.error_count if spec.successful else w.count
         detail = {"window": seconds, "covered": w.covered, "count": w.count, "errors": w.errors}
         if w.covered < spec.min_coverage * seconds:
             return Measurement(
                 value=None, samples=n, detail=detail,
+                window=seconds,
                 insufficient=f"load ran {w.covered:.2g}s of the {seconds:g}s window",
             )
-        return Measurement(value=n / w.covered, samples=n, detail=detail)
+        return Measurement(value=n / w.covered, samples=n, detail=detail, window=seconds, instrument=_instrument(runner, w))

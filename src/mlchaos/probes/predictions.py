@@ -111,6 +111,12 @@ class PredictionsProbe(Probe):
         return path
 
     async def measure(self) -> Measurement:
+        m = self._measure()
+        if self.spec.source == "load":  # it summarises the responses sampled over its window
+            m.window = float(self.spec.window or 5.0)
+        return m
+
+    def _measure(self) -> Measurement:
         s = self.spec
         values, seen = self._values()
         present = [v for v in values if v is not None]
@@ -124,13 +130,13 @@ class PredictionsProbe(Probe):
                                insufficient=f"{seen} answers in the window; {s.stat} needs ≥ {s.min_samples}")
         detail: dict[str, Any] = {"field": s.field, "stat": s.stat}
         if s.stat == "missing":
-            return Measurement(1 - len(present) / seen, detail, samples=seen)
+            return Measurement.share(seen - len(present), seen, detail)
         if s.stat == "changed":
             return self._changed(values, detail)
         if not present:
             raise ProbeError(f"no answer in the window has the field {s.field!r}")
         if s.stat == "rate":
-            return Measurement(sum(_same(v, s.label) for v in present) / len(present), detail, samples=len(present))
+            return Measurement.share(sum(_same(v, s.label) for v in present), len(present), detail)
         if s.stat == "mode":
             value, count = collections.Counter(map(str, present)).most_common(1)[0]
             return Measurement(value, {**detail, "share": count / len(present)}, samples=len(present))
@@ -149,7 +155,8 @@ class PredictionsProbe(Probe):
         if not ref:
             return Measurement(None, insufficient="no baseline answers to compare against")
         if len(ref) != len(current):
-            return Measurement(1.0, {**detail, "reference_rows": len(ref), "rows": len(current)}, samples=len(current))
+            return Measurement.share(1, 1, {**detail, "reference_rows": len(ref), "rows": len(current)},
+                                     samples=len(current))
 
         def differ(a: Any, b: Any) -> bool:
             if isinstance(a, float) and isinstance(b, float):
@@ -157,7 +164,7 @@ class PredictionsProbe(Probe):
             return bool(a != b)
 
         changed = sum(differ(a, b) for a, b in zip(ref, current, strict=True))
-        return Measurement(changed / len(current), {**detail, "changed_rows": changed}, samples=len(current))
+        return Measurement.share(changed, len(current), {**detail, "changed_rows": changed})
 
     def _drift(self, current: list[Any], detail: dict[str, Any]) -> Measurement:
         from mlchaos import drift

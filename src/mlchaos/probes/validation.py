@@ -93,14 +93,11 @@ class ValidationProbe(Probe):
             cases = fc.head(5).astype(str).to_dict("records")
         except SchemaError as exc:
             failures, failed_rows, cases = 1, n, [{"error": str(exc)[:300]}]
-        if self.spec.value == "failures":
-            value: float = failures
-        elif self.spec.value == "failure_rate":
-            value = min(1.0, failed_rows / n)
-        else:
-            value = 1.0 if failures == 0 else 0.0
-        return Measurement(value, detail={"failures": failures, "failed_rows": failed_rows, "examples": cases},
-                           samples=n)
+        detail = {"failures": failures, "failed_rows": failed_rows, "examples": cases}
+        if self.spec.value == "failure_rate":
+            return Measurement.share(min(failed_rows, n), n, detail)
+        value: float = failures if self.spec.value == "failures" else (1.0 if failures == 0 else 0.0)
+        return Measurement(value, detail=detail, samples=n)
 
     async def measure(self) -> Measurement:
         return await asyncio.to_thread(self._measure_sync)
