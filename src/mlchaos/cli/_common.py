@@ -61,41 +61,23 @@ def spec_errors_json(errors: list[Any]) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], sets: list[str], json_out: bool = False) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (value parsed as YAML) to raw experiment data.
+    """Apply ``key.path=value`` overrides (value parsed as YAML) to raw experiment data; exit 2 on a bad one.
 
-    A path may go through lists by index: ``--set steady_state.0.max=200ms``.
+    A path may go through lists by index: ``--set steady_state.0.max=200ms``.  The rules (and the
+    errors, which name the flag) live in :mod:`mlchaos.spec.overrides`; ``mlchaos run`` passes its
+    flags to the loader instead, so errors in the values they set name the flag too.
     """
-    import yaml
+    from mlchaos.spec.errors import SpecErrors
+    from mlchaos.spec.overrides import apply_overrides as apply
 
-    def fail(msg: str) -> typer.Exit:
-        return fail_json(json_out, msg, flag="--set")
+    try:
+        apply(data, sets)
+    except SpecErrors as exc:
+        for e in exc.errors:
+            print(f"mlchaos: {e}", file=sys.stderr)
+        if json_out:
+            import json
 
-    for item in sets:
-        if "=" not in item:
-            raise fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set phases.baseline=2s")
-        key, _, raw = item.partition("=")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        cur: Any = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if isinstance(cur, list):
-                try:
-                    cur = cur[int(part)]
-                except (ValueError, IndexError):
-                    raise fail(f"--set {key}: no list index {part!r}") from None
-            else:
-                cur = cur.setdefault(part, {})
-        last = parts[-1]
-        if isinstance(cur, list):
-            try:
-                cur[int(last)] = value
-            except (ValueError, IndexError):
-                raise fail(f"--set {key}: no list index {last!r}") from None
-        elif isinstance(cur, dict):
-            cur[last] = value
-        else:
-            raise fail(f"--set {key}: {'.'.join(parts[:-1])} is not a mapping")
+            print(json.dumps(spec_errors_json(exc.errors)))
+        raise typer.Exit(INVALID) from None
     return data

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from mlchaos import fmt
-from mlchaos.cli._common import INVALID, apply_overrides, console, spec_errors_json
+from mlchaos.cli._common import INVALID, console, spec_errors_json
 
 
 def _default_journal(title: str) -> Path:
@@ -26,25 +26,18 @@ def load_validated(experiment: Path, sets: list[str], json_out: bool = False) ->
     Under ``--json`` the errors are also one JSON object on stdout (file, line, col, path, message),
     so a script never reads an empty stdout for an invalid file.
     """
-    from mlchaos.spec.loader import SpecErrors, load_dict, load_file
+    from mlchaos.spec.loader import SpecErrors, load_file
 
-    def invalid(errors: list[Any], suffix: str = "") -> typer.Exit:
+    def invalid(errors: list[Any]) -> typer.Exit:
         for e in errors:
-            print(f"{e}{suffix}", file=sys.stderr)
+            print(e, file=sys.stderr)
         if json_out:
             print(json.dumps(spec_errors_json(errors)))
         return typer.Exit(INVALID)
 
     try:
-        v = load_file(experiment)  # errors in the file itself keep their positions
-        if not sets:
-            return v
-        data = apply_overrides(json.loads(json.dumps(v.raw, default=str)), sets, json_out=json_out)
-        # the source stays the file's path: relative paths in it (body files) resolve next to it
-        try:
-            return load_dict(data, source=str(experiment))
-        except SpecErrors as exc:
-            raise invalid(exc.errors, " (after --set)") from None
+        # errors in the file keep their FILE:LINE:COL; errors in what a --set gave point at that flag
+        return load_file(experiment, overrides=sets)
     except SpecErrors as exc:
         raise invalid(exc.errors) from None
 

@@ -13,6 +13,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from mlchaos import registry
 from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
 from mlchaos.spec.model import Experiment
+from mlchaos.spec.overrides import apply_overrides, flag_for, plain_copy
 from mlchaos.spec.yamlload import MAX_BYTES, parse
 
 Loc = tuple[str | int, ...]
@@ -158,8 +160,9 @@ _KEEP = 4 * MAX_ERRORS
 
 
 class _Collector:
-    def __init__(self, positions: _Positions) -> None:
+    def __init__(self, positions: _Positions, applied: dict[Loc, str] | None = None) -> None:
         self.pos = positions
+        self.applied = applied or {}
         self.errors: list[SpecError] = positions.duplicates[:_KEEP]
         self.dropped = len(positions.duplicates) - len(self.errors)
 
@@ -169,6 +172,10 @@ class _Collector:
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
         if self.full():
             self.dropped += 1
+            return
+        flag = flag_for(loc, self.applied)
+        if flag is not None:  # the value came from a --set flag: point at it, not at the file
+            self.errors.append(SpecError(self.pos.source, 0, 0, _dotted(loc), message, flag=flag))
             return
         line, col = self.pos.at(loc, key=key)
         self.errors.append(SpecError(self.pos.source, line, col, _dotted(loc), message))
@@ -277,16 +284,26 @@ def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
                 f"the phases add up to {total:g}s{settle}, more than max_duration ({exp.max_duration:g}s)")
 
 
-def load_text(text: str, source: str = "<string>") -> ValidatedExperiment:
-    """Parse and validate YAML text; raise :class:`SpecErrors` with every problem found."""
+def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> ValidatedExperiment:
+    """Parse and validate YAML text; raise :class:`SpecErrors` with every problem found.
+
+    ``overrides`` are ``--set KEY=VALUE`` flags applied before validation: errors in what
+    they set point at the flag, every other error keeps its position in the text.
+    """
     positions = _Positions(source)
     node, data = parse(text, source)  # bounded: size, depth, aliases; every failure positioned
     positions.walk(node)
-    return _validate(data, positions)
+    applied: dict[Loc, str] = {}
+    if overrides:
+        if not isinstance(data, dict):
+            _validate(data, positions)  # reports the top-level error at its position
+        data = plain_copy(data)
+        applied = apply_overrides(data, overrides)
+    return _validate(data, positions, applied)
 
 
-def load_file(path: str | os.PathLike[str]) -> ValidatedExperiment:
-    """Read and validate an experiment file."""
+def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> ValidatedExperiment:
+    """Read and validate an experiment file (with ``--set`` overrides, see :func:`load_text`)."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
@@ -302,7 +319,7 @@ def load_file(path: str | os.PathLike[str]) -> ValidatedExperiment:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecErrors([SpecError(str(p), line, col, "", f"not UTF-8 text: {exc.reason}")]) from None
-    return load_text(text, str(p))
+    return load_text(text, str(p), overrides)
 
 
 def load_dict(data: dict[str, Any], source: str = "<dict>") -> ValidatedExperiment:
@@ -310,8 +327,8 @@ def load_dict(data: dict[str, Any], source: str = "<dict>") -> ValidatedExperime
     return _validate(data, _Positions(source))
 
 
-def _validate(data: Any, positions: _Positions) -> ValidatedExperiment:
-    col = _Collector(positions)
+def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None = None) -> ValidatedExperiment:
+    col = _Collector(positions, applied or {})
     if not isinstance(data, dict):
         col.add((), f"expected an experiment mapping at the top level, got {type(data).__name__}")
         raise col.fail()
