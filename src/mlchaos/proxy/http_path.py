@@ -163,7 +163,7 @@ class Message:
     """One parsed request; ``raw`` holds its exact bytes when it arrived as one whole chunk."""
 
     __slots__ = ("body", "buffered", "chunked", "complete", "forwarded", "head", "headers", "headers_done",
-                 "keep_alive", "method", "over", "raw", "seen_at", "url", "version")
+                 "keep_alive", "method", "over", "raw", "seen_at", "size", "url", "version")
 
     def __init__(self) -> None:
         self.url = b""
@@ -178,7 +178,9 @@ class Message:
         self.forwarded = False
         self.raw: bytes | None = None
         self.head = 0
-        """Bytes read while this request's headers were incomplete (the header-size limit)."""
+        """Bytes read while this request's headers were incomplete (the header-size limit, while they arrive)."""
+        self.size = 0
+        """Bytes of the parsed header lines (the header-size limit, once they are complete)."""
         self.buffered = 0
         """Body bytes held by the proxy (not yet forwarded)."""
         self.over: tuple[int, str] | None = None
@@ -204,6 +206,13 @@ class Message:
         if self.complete and self.chunked:
             out.append(b"0\r\n\r\n")
         return b"".join(out)
+
+
+def _too_big(lim: Limits, size: int) -> tuple[int, str]:
+    """The 431 answer for a request whose header block broke a limit (``size``: its bytes so far)."""
+    if size > lim.max_header_bytes:
+        return 431, f"mlchaos proxy: request headers exceed {lim.max_header_bytes} bytes (--max-header-size)"
+    return 431, f"mlchaos proxy: more than {lim.max_header_lines} request header lines (--max-header-lines)"
 
 
 def frame(piece: bytes) -> bytes:
@@ -436,16 +445,19 @@ class Downstream(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         m = self.parsing
         assert m is not None
-        if len(m.headers) < self.proxy.limits.max_header_lines:
+        m.size += len(name) + len(value) + 4
+        lim = self.proxy.limits
+        if len(m.headers) < lim.max_header_lines and m.size <= lim.max_header_bytes:
             m.headers.append((name, value))
         elif m.over is None:
-            m.over = (431, f"mlchaos proxy: more than {self.proxy.limits.max_header_lines} request header lines "
-                           "(--max-header-lines)")
+            m.over = _too_big(lim, m.size)
 
     def on_headers_complete(self) -> None:
         m = self.parsing
         assert m is not None
         m.headers_done = True
+        if m.over is None and m.size + len(m.url) > self.proxy.limits.max_header_bytes:
+            m.over = _too_big(self.proxy.limits, m.size + len(m.url))
         m.method = self.parser.get_method()
         m.version = self.parser.get_http_version()
         m.keep_alive = self.parser.should_keep_alive()
