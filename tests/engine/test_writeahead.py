@@ -1,0 +1,202 @@
+"""Write-ahead leases (issue #16, finding 5): a runner killed by SIGKILL at any point of ``inject`` leaves nothing faulted.
+
+The runner is a real ``mlchaos run`` process; ``$MLCHAOS_TEST_KILL_AT`` makes
+it SIGKILL itself at one exact point (``mlchaos.engine.lease.kill_point``):
+after the intent is written, after the first and after the second of two
+SIGSTOPs, after ``inject`` returned but before the lease confirms it.  The
+paused processes and proxy rules are real; every check is on the processes'
+state (``T`` = stopped) and the proxy's rule table, not on mlchaos's files.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mlchaos.engine.lease import KILL_AT_ENV, Lease, LeaseStore
+from tests.conftest import wait_until
+from tests.engine.helpers import events, experiment, is_stopped, write
+
+TTL = 1.0
+PATIENT = [{"name": "health", "probe": "http", "url": "/health", "equals": 200, "timeout": "5s"}]
+"""A steady state that a busy 2-core machine does not fail before the fault (the point is the fault)."""
+
+
+@pytest.fixture
+def sleepers() -> Iterator[list[psutil.Popen]]:
+    """Two bystander processes for the pause to hit; always resumed and stopped afterwards."""
+    procs = [psutil.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
+    yield procs
+    for p in procs:
+        try:
+            p.resume()
+            p.kill()
+            p.wait(5)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _run_killed_at(tmp_path: Path, exp: dict, site: str) -> tuple[Path, float]:
+    """Run ``exp`` in a real runner that SIGKILLs itself at ``site``; return its journal and the time it died."""
+    j = tmp_path / f"{site.replace(':', '_')}.jsonl"
+    env = {**os.environ, KILL_AT_ENV: site}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "mlchaos", "run", str(write(tmp_path, exp, f"{site.replace(':', '_')}.yaml")),
+         "--journal", str(j), "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        rc = runner.wait(60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        assert runner.stderr is not None
+        err = runner.stderr.read()
+        runner.stderr.close()
+    assert rc == -9, f"the runner was not killed at {site!r} (exit {rc}): {err[-2000:]}"
+    return j, time.monotonic()
+
+
+def _no_records_left() -> bool:
+    state = Path(os.environ["MLCHAOS_STATE_DIR"])
+    return not list((state / "leases").glob("*.json")) and not list((state / "runs").glob("*.watchdog"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["intent-written", "process-pause:stopped:1", "process-pause:stopped:2",
+                                  "inject-returned"])
+def test_sigkill_inside_inject_leaves_no_process_paused(tmp_path: Path, tiny_service, sleepers, site: str) -> None:
+    _, url = tiny_service
+    exp = experiment(url, sleepers[0].pid, lease_ttl=f"{TTL}s", steady_state=PATIENT)
+    exp["method"] = [{"name": "pause", "fault": "process-pause", "pids": [p.pid for p in sleepers], "count": 2,
+                      "at": "0s", "duration": "30s"}]
+    exp["phases"] = {"baseline": "100ms", "recovery": "100ms"}
+    j, died = _run_killed_at(tmp_path, exp, site)
+    ev = events(j)
+    intent = [e for e in ev if e["event"] == "fault-intent"]
+    assert intent and intent[0]["planned_undo"] is True, "no intent in the journal before the kill"
+    assert not any(e["event"] == "fault-inject" for e in ev), "the kill came after the lease was confirmed"
+    resumed = wait_until(lambda: not any(is_stopped(p.pid) for p in sleepers), timeout=TTL + 2.0, interval=0.01)
+    took = time.monotonic() - died
+    assert resumed, f"{site}: a process is still paused {took:.2f}s after the runner died"
+    for p in sleepers:
+        assert p.status() != psutil.STATUS_STOPPED  # state not 'T'
+    assert wait_until(_no_records_left, 5), "an intent, lease or watchdog of the dead run is left"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("site", ["intent-written", "inject-returned"])
+def test_sigkill_inside_inject_leaves_no_proxy_rule(tmp_path: Path, tiny_service, site: str) -> None:
+    from mlchaos.proxy import spawn
+
+    _, url = tiny_service
+    proxy = spawn(upstream=url.removeprefix("http://"), mode="http")
+    try:
+        exp = experiment(url, 0, lease_ttl=f"{TTL}s", steady_state=PATIENT)
+        exp["method"] = [{"name": "slow", "fault": "latency", "control": proxy.control_url, "delay": "10ms",
+                          "at": "0s", "duration": "30s"}]
+        exp["phases"] = {"baseline": "100ms", "recovery": "100ms"}
+        _run_killed_at(tmp_path, exp, site)
+        # after the TTL (the watchdog acts at once on a dead runner; the proxy's own lease is the backstop)
+        time.sleep(TTL)
+        assert wait_until(lambda: proxy.client.health()["faults"] == 0, 2.0), proxy.client._call("GET", "/faults")
+        assert wait_until(_no_records_left, 5)
+    finally:
+        proxy.stop()
+
+
+def test_watchdog_reverts_a_dead_runners_intent_at_once(tmp_path: Path) -> None:
+    """An intent of a runner that is gone is reverted without waiting for its TTL (and the watchdog then exits)."""
+    from mlchaos.engine.watchdog import watch
+
+    sleeper = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = psutil.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    try:
+        sleeper.suspend()
+        base = tmp_path / "state"
+        store = LeaseStore(base)
+        (base / "runs").mkdir(parents=True, exist_ok=True)
+        store.intend(Lease.new("0-abc", 60.0), run_id="r1", plugin="process-pause",
+                     undo={"pids": [[sleeper.pid, sleeper.create_time()]]}, runner_pid=dead.pid)
+        t0 = time.monotonic()
+        assert watch(base, "r1", dead.pid) == 0
+        assert time.monotonic() - t0 < 5.0  # not the 60 s TTL
+        assert sleeper.status() != psutil.STATUS_STOPPED
+        assert not store.for_run("r1")
+    finally:
+        sleeper.kill()
+        sleeper.wait(5)
+
+
+def test_an_unplanned_intent_is_reported_not_reverted(tmp_path: Path) -> None:
+    """A third-party plugin without intent(): its record is named in the watchdog log, then dropped."""
+    from mlchaos.engine.lease import Unplanned, revert_record
+    from mlchaos.engine.watchdog import watch
+
+    dead = psutil.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    base = tmp_path / "state"
+    store = LeaseStore(base)
+    (base / "runs").mkdir(parents=True, exist_ok=True)
+    store.intend(Lease.new("0-abc", 60.0), run_id="r1", plugin="third-party", undo=None, runner_pid=dead.pid)
+    with pytest.raises(Unplanned):
+        revert_record(store.for_run("r1")[0][1])
+    assert watch(base, "r1", dead.pid) == 0
+    log = (base / "watchdog.log").read_text()
+    assert "intent without an undo record" in log and "third-party" in log
+
+
+def test_the_intent_is_on_disk_before_inject_and_durable(tmp_path: Path, tiny_service,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write-ahead record is fsynced (file and directory) before the plugin's inject runs."""
+    import asyncio
+
+    from mlchaos import registry
+    from mlchaos.engine import state
+    from mlchaos.engine.runner import run_experiment
+    from mlchaos.plugin import Applied, Fault, FaultSpec
+    from mlchaos.spec.loader import load_dict
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(state.os, "fsync", counting_fsync)
+    seen: list[dict] = []
+
+    class Probe(Fault):
+        class Spec(FaultSpec):
+            pass
+
+        async def intent(self, lease: object) -> dict:
+            return {"token": "planned"}
+
+        async def inject(self, lease: object) -> Applied:
+            assert synced.count("fsync") >= 2  # the file, then its directory
+            seen.extend(d for _, d in LeaseStore(Path(os.environ["MLCHAOS_STATE_DIR"])).all())
+            await asyncio.sleep(0)
+            return Applied(targets=["x"], undo={"token": "applied"})
+
+        async def remove(self) -> None:
+            return None
+
+    _, url = tiny_service
+    registry.register("fault", "writeahead-probe", Probe)
+    try:
+        exp = experiment(url, 0, lease_ttl="1s", steady_state=PATIENT, phases={"baseline": "100ms", "recovery": "100ms"})
+        exp["method"] = [{"fault": "writeahead-probe", "at": "0s", "duration": "100ms"}]
+        run_experiment(load_dict(exp), journal_path=tmp_path / "j.jsonl")
+    finally:
+        registry.unregister("fault", "writeahead-probe")
+    assert [(d["state"], d["undo"]) for d in seen] == [("intent", {"token": "planned"})], events(tmp_path / "j.jsonl")[-1]
+    assert any(e["event"] == "fault-inject" for e in events(tmp_path / "j.jsonl"))
