@@ -36,5 +36,5 @@ def test_init_rejects_bad_answers(tmp_path: Path) -> None:
                         "--path", "/", "--method", "GET", "--body", "", "--rate", "10", "--p99", "soon",
                         "--error-rate", "1%", "--fault", "latency"], capture_output=True, text=True, timeout=60,
                        stdin=subprocess.DEVNULL)
-    assert r.returncode == 2 and "invalid duration" in r.stdout
+    assert r.returncode == 2 and "invalid duration" in r.stderr
     assert not (tmp_path / "e.yaml").exists()
