@@ -16,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlchaos.cli._common import PIPE_WIDTH
 from mlchaos.lab import SYSTEMS, VARIANTS, Lab, LabError
 
 app = typer.Typer(
     help="Start, inspect and stop the built-in ML lab systems.", no_args_is_help=True, add_completion=False
 )
-console = Console(width=None if sys.stdout.isatty() else 150)
+console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH, soft_wrap=not sys.stdout.isatty())
 
 DirOpt = Annotated[
     Path | None,

@@ -185,19 +185,22 @@ def load(
     except ValidationError as exc:
         for line in _flag_errors(exc):
             print(f"mlchaos load: {line}", file=sys.stderr)
+        _json_errors(json, _flag_errors(exc))
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except ValueError as exc:
         print(f"mlchaos load: {exc}", file=sys.stderr)
+        _json_errors(json, [str(exc)])
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
-    from rich.console import Console
+    from mlchaos.cli._common import console
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     progress = _Progress(err) if not json and err.is_terminal else None
     try:
         report = run_load(spec, on_interval=progress.feed if progress else None)
     except (LoadError, ValueError, OSError) as exc:
         print(f"mlchaos load: {exc}", file=sys.stderr)
+        _json_errors(json, [str(exc)], EXIT_INVALID)
         raise typer.Exit(EXIT_INVALID) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -208,6 +211,13 @@ def load(
     else:
         _print_report(report, series)
     raise typer.Exit(0 if report.valid else EXIT_INVALID)
+
+
+def _json_errors(json_out: bool, messages: list[str], code: int = EXIT_BAD_INPUT) -> None:
+    """Under ``--json`` an error is a JSON object on stdout too: a script never parses an empty stdout."""
+    if json_out:
+        sys.stdout.write(jsonlib.dumps({"status": "invalid" if code == EXIT_BAD_INPUT else "error", "exit_code": code,
+                                        "errors": [{"message": m} for m in messages]}) + "\n")
 
 
 class _Progress:
@@ -233,11 +243,12 @@ class _Progress:
 
 
 def _print_report(report: Any, series: bool) -> None:
-    from rich.console import Console
     from rich.panel import Panel
     from rich.table import Table
 
-    con = Console()
+    from mlchaos.cli._common import console
+
+    con = console()
     d = report.to_dict()
     v = report.validity
     head = Table(show_header=False, box=None)
@@ -280,4 +291,4 @@ def _print_report(report: Any, series: bool) -> None:
         reasons = "\n".join(f"• {r}" for r in v.reasons)
         con.print(Panel(f"{reasons}\n\n{facts}\n\nDo not judge the system on these numbers: the load "
                         "generator itself did not deliver the planned load.",
-                        title="INVALID load", border_style="bold red"))
+                        title="INVALID load", border_style="bold red", expand=con.is_terminal))
