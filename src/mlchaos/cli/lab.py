@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlchaos.cli._common import PIPE_WIDTH
-from mlchaos.lab import SYSTEMS, VARIANTS, Lab, LabError
+from mlchaos.lab import SYSTEMS, VARIANTS, Lab, LabError, LabInputError
 
 app = typer.Typer(
     help="Start, inspect and stop the built-in ML lab systems.", no_args_is_help=True, add_completion=False
@@ -31,7 +31,12 @@ DirOpt = Annotated[
 
 
 def _lab(dir: Path | None, load_delay: float = 1.5, feature_store: str | None = None) -> Lab:
-    return Lab(dir, load_delay=load_delay, feature_store=feature_store)
+    lab = Lab(dir, load_delay=load_delay, feature_store=feature_store)
+    reaped = lab.reap_dead()  # a lab whose supervisor was killed: stop what it left, and say so
+    if reaped:
+        typer.echo(f"reaped {len(reaped)} process(es) left by a dead lab in {lab.paths.root}: "
+                   + ", ".join(f"{name} (pid {pid})" for pid, name in sorted(reaped.items())), err=True)
+    return lab
 
 
 def _table(lab: Lab) -> Table:
@@ -121,7 +126,11 @@ def logs(
     lines: Annotated[int, typer.Option("-n", help="Last N lines.")] = 50,
 ) -> None:
     """Print the last lines of a service's log (JSON lines)."""
-    path = _lab(dir).log_path(service)
+    try:
+        path = _lab(dir).log_path(service)
+    except LabInputError as exc:
+        typer.echo(f"lab logs: {exc}", err=True)
+        raise typer.Exit(2) from None
     if not path.exists():
         console.print(f"no log for {service!r} at {path}")
         raise typer.Exit(1)
@@ -149,7 +158,11 @@ def model(
     dir: DirOpt = None,
 ) -> None:
     """Serve another model version on some replicas (the stale-model fault, and its rollback)."""
-    names = _lab(dir).set_model_version(version, services or None)
+    try:
+        names = _lab(dir).set_model_version(version, services or None)
+    except LabError as exc:
+        typer.echo(f"lab model failed: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, LabInputError) else 1) from None
     console.print(f"{', '.join(names)} now serve {version}")
 
 

@@ -7,6 +7,6 @@ Systems: ``serving`` (3 model replicas behind a load balancer), ``realtime``
 :class:`Lab` from code, ``mlchaos lab`` from the shell; see ``docs/lab.md``.
 """
 
-from mlchaos.lab.lab import ENTRYPOINTS, SYSTEMS, VARIANTS, Lab, LabError, ServiceStatus
+from mlchaos.lab.lab import ENTRYPOINTS, SYSTEMS, VARIANTS, Lab, LabError, LabInputError, ServiceStatus
 
-__all__ = ["ENTRYPOINTS", "SYSTEMS", "VARIANTS", "Lab", "LabError", "ServiceStatus"]
+__all__ = ["ENTRYPOINTS", "SYSTEMS", "VARIANTS", "Lab", "LabError", "LabInputError", "ServiceStatus"]

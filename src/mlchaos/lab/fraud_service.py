@@ -20,6 +20,7 @@ proxy between this service and its dependency.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from fastapi.responses import Response
 
 from mlchaos.lab import data
 from mlchaos.lab import observability as obs
+from mlchaos.lab.auth import BadName, check_name
 from mlchaos.lab.models import FraudModel, load_fraud_model
 from mlchaos.lab.upstream import ERRORS, Upstream
 from mlchaos.mitigations import CircuitBreaker, FeatureCache, Outcome, ReadinessGate
@@ -220,8 +222,13 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         return {"feature_url": settings.feature_url}
 
     @app.post("/admin/model")
-    async def switch_model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        m = load_fraud_model(models_dir, str(body["version"]))
+    async def switch_model(body: dict[str, Any] = Body(...)) -> Any:
+        try:  # a version is a name under models/fraud, never a path: unpickling a file runs its code
+            m = await asyncio.to_thread(load_fraud_model, models_dir, check_name(body.get("version"), "version"))
+        except Exception as exc:  # a bad name, a missing or corrupt artifact: keep serving the loaded model
+            log("model_rejected", level="error", error=f"{type(exc).__name__}: {exc}")
+            return obs.FastJSON({"error": f"cannot load model: {exc}" if isinstance(exc, BadName)
+                                 else f"cannot load model: {type(exc).__name__}"}, status_code=422)
         holder["model"] = m
         obs.set_model_version(name, m.version)
         log("model_switched", version=m.version)

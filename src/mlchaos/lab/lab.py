@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import psutil
 
+from mlchaos.lab import auth, lifetime
 from mlchaos.lab.paths import LabPaths, default_lab_dir, free_port
 
 SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender")
@@ -39,6 +40,10 @@ ENTRYPOINTS: dict[str, str] = {
 
 class LabError(RuntimeError):
     """The lab could not be started, reached or stopped as asked."""
+
+
+class LabInputError(LabError):
+    """A name given to the lab (a model version, a service) that cannot be one: bad input, not a lab failure."""
 
 
 @dataclass(frozen=True)
@@ -121,9 +126,8 @@ class Lab:
         st = self._state()
         if not st:
             return None
-        pid = st["supervisor"]["pid"]
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return None
+        if not lifetime.supervisor_runs(st.get("supervisor") or {}):
+            return None  # gone, or its pid now belongs to another process
         return str(st["supervisor"]["url"])
 
     def is_up(self) -> bool:
@@ -134,10 +138,37 @@ class Lab:
         url = self._control_url()
         if url is None:
             raise LabError(f"no lab running in {self.paths.root} (run `mlchaos lab up`)")
-        r = httpx.request(method, url + path, json=body, timeout=timeout)
+        headers = auth.bearer(self._token()) if method != "GET" else None
+        r = httpx.request(method, url + path, json=body, timeout=timeout, headers=headers)
+        if r.status_code in (401, 404, 422):  # refused: say why, in the supervisor's words
+            try:
+                detail = r.json().get("detail") or r.json().get("error")
+            except ValueError:
+                detail = r.text[:500]
+            error = LabInputError if r.status_code == 422 else LabError
+            raise error(f"the lab refused {method} {path} ({r.status_code}): {detail}")
         r.raise_for_status()
         out: dict[str, Any] = r.json()
         return out
+
+    def _token(self) -> str:
+        """The running lab's admin token (``admin.token``, readable by the lab's owner only)."""
+        try:
+            return auth.read_token(self.paths.token)
+        except (OSError, ValueError) as exc:
+            raise LabError(f"cannot read the lab's admin token {self.paths.token}: {exc}") from None
+
+    def reap_dead(self) -> dict[int, str]:
+        """Stop what a dead lab (its supervisor killed) left running; return those processes (pid → name).
+
+        Its services die with it by themselves (:mod:`mlchaos.lab.lifetime`); this is for those that
+        could not (stopped, wedged).  Every ``lab`` command calls it first, and says what it reaped.
+        """
+        st = self._state()
+        left = lifetime.leftovers(st) if st else {}
+        if left:
+            lifetime.reap(left)
+        return left
 
     def state(self) -> dict[str, Any]:
         """The supervisor's full state (live if it runs, else the last written ``state.json``)."""
@@ -194,6 +225,7 @@ class Lab:
         if variant not in VARIANTS:
             raise LabError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         if not self.is_up():
+            self.reap_dead()
             self._start_supervisor(timeout)
         try:
             self._call(
@@ -301,6 +333,8 @@ class Lab:
         if self.is_up():
             with contextlib.suppress(httpx.HTTPError, LabError):
                 self._call("POST", "/down", timeout=timeout)
+        else:
+            self.reap_dead()
         deadline = time.monotonic() + timeout
         for pid in [sup_pid, *pids]:
             if not pid:
@@ -324,8 +358,12 @@ class Lab:
 
         Default: every serving replica.  Names may also include ``fraud``.  The
         supervisor remembers it, so a restarted replica comes back with the
-        same version (as a bad deploy would).
+        same version (as a bad deploy would).  ``version`` is a name, never a path.
         """
+        try:
+            auth.check_name(version, "version")
+        except auth.BadName as exc:
+            raise LabInputError(str(exc)) from None
         out = self._call(
             "POST", "/model", {"version": version, "services": list(replicas) if replicas else None}
         )
@@ -345,7 +383,11 @@ class Lab:
         return dict(self.state().get("dependency_urls", {}))
 
     def log_path(self, service: str) -> Path:
-        return self.paths.log_for(service)
+        """``logs/<service>.log``; LabError unless ``service`` is a plain name."""
+        try:
+            return self.paths.log_for(service)
+        except auth.BadName as exc:
+            raise LabInputError(str(exc)) from None
 
     def run_batch(
         self,

@@ -22,6 +22,7 @@ from fastapi import Body, FastAPI, Request
 from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
+from mlchaos.lab.auth import BadName, check_name
 from mlchaos.lab.models import FraudModel, load_fraud_model
 from mlchaos.mitigations import ReadinessGate
 
@@ -91,8 +92,15 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
 
     @app.post("/admin/model")
     async def switch_model(body: dict[str, Any] = Body(...)) -> Any:
-        """Swap the served model version in place (a bad deploy, or its rollback)."""
-        v = str(body["version"])
+        """Swap the served model version in place (a bad deploy, or its rollback).
+
+        ``version`` is a name under ``models/fraud``, never a path (unpickling a file runs its code).
+        """
+        try:
+            v = check_name(body.get("version"), "version")
+        except BadName as exc:
+            log("model_rejected", level="error", version=repr(body.get("version"))[:200], error=str(exc))
+            return obs.FastJSON({"error": str(exc)}, status_code=422)
         try:
             model = await asyncio.to_thread(load_fraud_model, models_dir, v)
         except Exception as exc:  # a truncated or corrupt artifact: refuse it, keep serving the loaded model

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlchaos.lab import data
+from mlchaos.lab.auth import check_name, inside
 
 FRAUD_ALIASES: dict[str, str] = {"current": "fraud-v2", "stale": "fraud-v1"}
 FRAUD_WINDOWS: dict[str, tuple[int, int]] = {"fraud-v2": (40, 59), "fraud-v1": (0, 19)}
@@ -156,15 +157,27 @@ def build_models(models_dir: Path, tx: pd.DataFrame | None = None) -> dict[str, 
 
 
 def resolve_fraud_version(models_dir: Path, version_or_alias: str) -> str:
+    """The version id an alias stands for (``current`` → ``fraud-v2``); a plain name, else :class:`BadName`.
+
+    Both the name asked for and what the alias file maps it to are checked: a
+    version is a file name under ``models/fraud``, never a path.
+    """
+    check_name(version_or_alias, "model version")
     aliases = json.loads((models_dir / "fraud" / "aliases.json").read_text())
-    return str(aliases.get(version_or_alias, version_or_alias))
+    return check_name(str(aliases.get(version_or_alias, version_or_alias)), "model version")
 
 
 def load_fraud_model(models_dir: Path, version_or_alias: str = "current") -> FraudModel:
-    """Load a fraud model version (or alias ``current``/``stale``) from its files."""
+    """Load a fraud model version (or alias ``current``/``stale``) from its files.
+
+    Only files inside ``models/fraud`` named by a plain version id are read
+    (:class:`BadName` otherwise): unpickling runs code, so no caller, least of
+    all an HTTP request, may point it at a file of its choice.
+    """
     version = resolve_fraud_version(models_dir, version_or_alias)
-    meta = json.loads((models_dir / "fraud" / f"{version}.json").read_text())
-    with open(models_dir / "fraud" / f"{version}.pkl", "rb") as fh:
+    fraud_dir = models_dir / "fraud"
+    meta = json.loads(inside(fraud_dir, version, ".json", "model version").read_text())
+    with open(inside(fraud_dir, version, ".pkl", "model version"), "rb") as fh:
         est = pickle.load(fh)  # the lab's own files, written by build_models
     return FraudModel(version=version, alias=str(meta.get("alias", "")), estimator=est, metadata=meta)
 

@@ -177,12 +177,17 @@ def die_with_parent() -> None:
 
 
 def serve(app: ASGIApp, port: int, host: str = "127.0.0.1") -> None:
-    """Run ``app`` on uvicorn (uvloop + httptools when available), quiet, graceful on SIGTERM."""
+    """Run ``app`` on uvicorn (uvloop + httptools when available), quiet, graceful on SIGTERM.
+
+    Admin endpoints (``/admin/*``, ``/lb/*`` writes) need the lab's token: see :mod:`mlchaos.lab.auth`.
+    """
     import uvicorn
+
+    from mlchaos.lab.auth import guard_from_env
 
     die_with_parent()
     config = uvicorn.Config(
-        app,
+        guard_from_env(app),
         host=host,
         port=port,
         log_level="warning",

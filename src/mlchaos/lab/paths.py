@@ -35,6 +35,11 @@ class LabPaths:
         return self.root / "state.json"
 
     @property
+    def token(self) -> Path:
+        """The admin token (0600), fresh at each supervisor start: see :mod:`mlchaos.lab.auth`."""
+        return self.root / "admin.token"
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -59,7 +64,10 @@ class LabPaths:
         return self.root / "batch"
 
     def log_for(self, service: str) -> Path:
-        return self.logs / f"{service}.log"
+        """``logs/<service>.log``; ``service`` must be a plain name (it may come from a command line)."""
+        from mlchaos.lab.auth import inside
+
+        return inside(self.logs, service, ".log", "service")
 
     def ensure(self) -> None:
         for p in (self.root, self.logs, self.data, self.models, self.batch):

@@ -8,7 +8,8 @@ replica (or a restarted one) then costs a fork plus its own set-up, and the
 model-load delay it reports is the one configured, not import noise.
 
 The child runs ``<module>.main(argv)`` with stdout/stderr sent to its log
-file, exactly as ``python -m <module> ...`` would.
+file, exactly as ``python -m <module> ...`` would, and dies with the process
+that started it (:mod:`mlchaos.lab.lifetime`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 PRELOAD = [
     "mlchaos.lab.preload",
+    "mlchaos.lab.forkserver_exit",
 ]
 
 _ctx: Any = None
@@ -40,7 +42,10 @@ def context() -> Any:
     return _ctx
 
 
-def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str]) -> None:
+def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str], parent: int) -> None:
+    from mlchaos.lab.lifetime import die_with
+
+    die_with(parent)  # the fork server is our parent: watch the supervisor itself (see lab.lifetime)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -55,9 +60,12 @@ def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str]
 def start(
     name: str, module: str, argv: list[str], log_path: str, env: dict[str, str] | None = None
 ) -> BaseProcess:
-    """Start ``module.main(argv)`` in a new process; return its handle (pid, exitcode, terminate, kill)."""
+    """Start ``module.main(argv)`` in a new process; return its handle (pid, exitcode, terminate, kill).
+
+    The new process exits when the caller (the supervisor) does, however it ends.
+    """
     proc = context().Process(
-        target=_child_main, args=(module, argv, log_path, env or {}), name=name, daemon=False
+        target=_child_main, args=(module, argv, log_path, env or {}, os.getpid()), name=name, daemon=False
     )
     proc.start()
     return proc

@@ -8,7 +8,10 @@ model), an HPA for the feature service (see :mod:`mlchaos.lab.autoscaler`),
 and the place where variants, model versions and dependency URLs are changed
 at run time.  Its state is written to ``state.json`` and served by a small
 control API on 127.0.0.1 (``GET /state``, ``POST /up``, ``/variant``,
-``/model``, ``/dependency``, ``/down``, ``GET /metrics``).
+``/model``, ``/dependency``, ``/down``, ``GET /metrics``).  Every ``POST``
+needs the lab's admin token, which the supervisor writes to ``admin.token``
+when it starts and sends on its own admin calls to the services (see
+:mod:`mlchaos.lab.auth`); its services die with it (:mod:`mlchaos.lab.lifetime`).
 
 The online feature store is SQLite unless the supervisor is given a Redis URL
 (``--feature-store redis://…`` or ``$MLCHAOS_LAB_REDIS_URL``): then it copies
@@ -32,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import Body, FastAPI
+import psutil
+from fastapi import Body, FastAPI, HTTPException
 from prometheus_client import Counter, Gauge
 
-from mlchaos.lab import featurestore, procs
+from mlchaos.lab import auth, featurestore, procs
 from mlchaos.lab import observability as obs
 from mlchaos.lab.autoscaler import Autoscaler, AutoscalerPolicy, Decision
 from mlchaos.lab.build import ensure_built
@@ -54,6 +58,8 @@ AS_DECISIONS = Counter(
 AS_CONCURRENCY = Gauge(
     "mlchaos_autoscaler_concurrency", "Average in-flight requests (Little's law).", ["service"]
 )
+_STARTED_AT = psutil.Process().create_time()
+"""This supervisor's start (epoch s), in state.json: a later reader tells it from a process that reused its pid."""
 RESTARTS = Counter("mlchaos_supervisor_restarts_total", "Processes restarted after exiting.", ["service"])
 
 
@@ -117,10 +123,14 @@ class Supervisor:
     stopping: bool = False
     feature_store: str | None = None
     """Redis URL of the online store; None: the SQLite file under ``data/``."""
+    token: str | None = None
+    """The lab's admin token (``admin.token``): sent on every admin call to a service."""
 
     def __post_init__(self) -> None:
         self.log = obs.JsonLog("supervisor")
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(1.0, connect=0.5))  # control calls (rare)
+        self.client = httpx.AsyncClient(  # control calls (rare)
+            timeout=httpx.Timeout(1.0, connect=0.5), headers=auth.bearer(self.token) if self.token else None
+        )
         self.probe = Upstream(limit=50)  # readiness and stats polls (frequent)
         self._last_written: str | None = None
         self._next_feature = 0
@@ -262,7 +272,8 @@ class Supervisor:
     # --- process control -----------------------------------------------------------------------
     def spawn(self, p: Proc) -> None:
         argv = self.args_for(p) if p.role == "proxy" else ["--name", p.name, "--port", str(p.port), *self.args_for(p)]
-        p.popen = procs.start(p.name, p.module, argv, str(self.paths.log_for(p.name)))
+        env = {auth.TOKEN_ENV: str(self.paths.token)}  # the file's path: the token never goes on a command line
+        p.popen = procs.start(p.name, p.module, argv, str(self.paths.log_for(p.name)), env)
         p.started_at, p.ready, p.restart_at = time.time(), False, None
         self.log("spawned", service=p.name, pid=p.popen.pid, port=p.port)
 
@@ -516,6 +527,8 @@ class Supervisor:
             "dir": str(self.paths.root),
             "supervisor": {
                 "pid": os.getpid(),
+                "pgid": os.getpgid(0),
+                "started_at": _STARTED_AT,
                 "port": self.control_port,
                 "url": f"http://{HOST}:{self.control_port}",
             },
@@ -571,11 +584,16 @@ def create_control_app(sup: Supervisor, holder: dict[str, Any]) -> FastAPI:
 
     @app.post("/up")
     async def up(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        await sup.up(
-            list(body.get("systems") or SYSTEMS),
-            str(body.get("variant", "naive")),
-            dict(body.get("ports") or {}),
-        )
+        systems, variant, ports = body.get("systems") or list(SYSTEMS), body.get("variant", "naive"), body.get("ports") or {}
+        if not isinstance(systems, list) or not set(systems) <= set(SYSTEMS):
+            raise HTTPException(422, f"systems: expected some of {', '.join(SYSTEMS)}, got {systems!r}")
+        if variant not in VARIANTS:
+            raise HTTPException(422, f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+        if not isinstance(ports, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 65536 for v in ports.values()
+        ):
+            raise HTTPException(422, f"ports: expected {{service: port}}, got {ports!r}")
+        await sup.up(list(systems), variant, dict(ports))
         for svc, url in (body.get("dependency_urls") or {}).items():
             await sup.set_dependency(svc, url)
         return sup.state()
@@ -587,15 +605,28 @@ def create_control_app(sup: Supervisor, holder: dict[str, Any]) -> FastAPI:
 
     @app.post("/model")
     async def model(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        names = await sup.set_model(str(body["version"]), body.get("services"))
-        return {"services": names, "version": body["version"]}
+        try:  # a version is a file name: refuse anything else before any replica sees it
+            version = auth.check_name(body.get("version"), "version")
+            services = body.get("services")
+            if services is not None:
+                if not isinstance(services, list):
+                    raise auth.BadName(f"services: expected a list of names, got {services!r}")
+                unknown = [n for n in services if n not in sup.procs]
+                if unknown:
+                    raise auth.BadName(f"services: no lab service named {', '.join(map(repr, unknown))}")
+        except auth.BadName as exc:
+            raise HTTPException(422, str(exc)) from None
+        names = await sup.set_model(version, services)
+        return {"services": names, "version": version}
 
     @app.post("/dependency")
     async def dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return {
-            "service": body["service"],
-            "url": await sup.set_dependency(str(body["service"]), body.get("url")),
-        }
+        service, url = body.get("service"), body.get("url")
+        if service not in ("fraud", "recommender"):
+            raise HTTPException(422, f"service: expected 'fraud' or 'recommender', got {service!r}")
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise HTTPException(422, f"url: expected an http(s) URL or null, got {url!r}")
+        return {"service": service, "url": await sup.set_dependency(service, url)}
 
     @app.post("/down")
     async def down() -> dict[str, Any]:
@@ -613,7 +644,7 @@ async def run(sup: Supervisor) -> None:
 
     holder: dict[str, Any] = {}
     config = uvicorn.Config(
-        create_control_app(sup, holder),
+        auth.AdminGuard(create_control_app(sup, holder), sup.token, auth.control_writes),
         host=HOST,
         port=sup.control_port,
         log_level="warning",
@@ -664,6 +695,7 @@ def main(argv: list[str] | None = None) -> None:
         setattr(policy, key, type(getattr(policy, key))(float(value)))
     paths = LabPaths(a.dir)
     paths.ensure()
+    token = auth.write_token(paths.token)  # before state.json: whoever sees the state can read the token
     sup = Supervisor(
         paths,
         a.port or free_port(),
@@ -671,6 +703,7 @@ def main(argv: list[str] | None = None) -> None:
         restart_delay=a.restart_delay,
         autoscaler=Autoscaler(policy),
         feature_store=featurestore.configured_url(a.feature_store),
+        token=token,
     )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     asyncio.run(run(sup))

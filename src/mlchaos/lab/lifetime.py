@@ -1,0 +1,180 @@
+"""Lab processes live no longer than their supervisor, and a dead lab's leftovers are reaped.
+
+The supervisor starts its services from a ``multiprocessing`` fork server, so
+a service's parent is the fork server, not the supervisor; and the fork server
+stays up while any service holds its "alive" pipe, so it does not die with the
+supervisor either.  ``kill -9`` of the supervisor therefore used to leave every
+service running and listening, with nobody to stop it.  Two mechanisms fix
+that, both started in each service at birth (:func:`die_with`):
+
+* ``PR_SET_PDEATHSIG`` (Linux): SIGTERM when the parent (the fork server) dies;
+* a watch thread on the supervisor itself: a ``pidfd`` (or, without one, a
+  /proc poll every 100 ms) that wakes when the supervisor exits, even as an
+  unreaped zombie.  It sends this process SIGTERM (uvicorn shuts down
+  gracefully), and if it is still alive ``grace`` seconds later kills its own
+  children (a grandchild has no watch thread: threads do not survive fork)
+  and exits.
+
+When both fail (the service was stopped, or wedged), the next ``Lab`` command
+reaps what a dead lab left, from the records in its ``state.json``
+(:func:`leftovers`, :func:`reap`): the services' pids, checked against their
+start times so a reused pid is never killed, and the members of the
+supervisor's process group (it is a session leader, and Linux never hands out
+a pid still in use as a group id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+
+PR_SET_PDEATHSIG = 1
+GRACE_S = 1.0
+"""Seconds a service gets to shut down gracefully after its supervisor died, before it is killed."""
+
+
+def die_with(supervisor_pid: int, grace: float = GRACE_S) -> None:
+    """Make this process exit when ``supervisor_pid`` exits (call at the start of a lab service)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    threading.Thread(
+        target=_watch, args=(supervisor_pid, grace), name="mlchaos-supervisor-watch", daemon=True
+    ).start()
+
+
+def exit_with_parent() -> None:
+    """Leave at once (``os._exit``) when this process's parent exits: for helpers with nothing to shut down."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        wait_exit(parent)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="mlchaos-parent-watch", daemon=True).start()
+
+
+def _watch(pid: int, grace: float) -> None:
+    wait_exit(pid)
+    sys.stdout.write(f'{{"ts": {time.time():.3f}, "level": "warning", "event": "supervisor_gone", '
+                     f'"supervisor": {pid}, "pid": {os.getpid()}}}\n')
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace)
+    # still here: the graceful path is stuck (or SIGTERM is ignored); take our children with us
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    os._exit(1)
+
+
+def wait_exit(pid: int) -> None:
+    """Block until ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (OSError, AttributeError):  # no pidfd (old kernel, not Linux): poll
+        while not is_gone(pid):
+            time.sleep(0.1)
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll():
+            pass
+    finally:
+        os.close(fd)
+
+
+def is_gone(pid: int) -> bool:
+    """True when ``pid`` does not run: absent, or a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.AccessDenied:
+        return False
+
+
+def _ours(proc: psutil.Process) -> bool:
+    """Only ever stop our own kind of process: a lab service, the fork server, the resource tracker."""
+    try:
+        cmd = " ".join(proc.cmdline())
+        return ("mlchaos" in cmd or "multiprocessing" in cmd) and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def leftovers(state: Mapping[str, Any]) -> dict[int, str]:
+    """Processes a dead lab left running (pid → name), from its last ``state.json``; empty if the lab is up."""
+    sup = state.get("supervisor") or {}
+    sup_pid = sup.get("pid")
+    if not isinstance(sup_pid, int) or supervisor_runs(sup):
+        return {}  # nothing is left over from a lab that runs
+    sup_gone = is_gone(sup_pid)
+    found: dict[int, str] = {}
+    for s in state.get("services") or []:
+        pid = s.get("pid")
+        if isinstance(pid, int) and _same_start(pid, s.get("started_at")):
+            with contextlib.suppress(psutil.Error):
+                if _ours(psutil.Process(pid)):
+                    found[pid] = str(s.get("name"))
+    # its process group: the fork server, the resource tracker, grandchildren.  A group id is only
+    # ours while its leader (the supervisor) is gone or our zombie: Linux does not reuse a pid that
+    # still names a group, so a live process with that pid means the group died and was reborn.
+    if sup.get("pgid") == sup_pid and sup_gone:
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.pid != sup_pid and os.getpgid(proc.pid) == sup_pid and _ours(proc):
+                    found.setdefault(proc.pid, proc.name())
+    return found
+
+
+def supervisor_runs(sup: Mapping[str, Any]) -> bool:
+    """The supervisor ``state.json`` records (its ``supervisor`` part) runs, and is not another process
+    that reused its pid (told apart by ``started_at`` when the record has it)."""
+    pid = sup.get("pid")
+    if not isinstance(pid, int) or is_gone(pid):
+        return False
+    return sup.get("started_at") is None or _same_start(pid, sup.get("started_at"))
+
+
+def _same_start(pid: int, started_at: object) -> bool:
+    """``pid`` is the process recorded as started at ``started_at`` (epoch seconds), not a reuse of its pid."""
+    if not isinstance(started_at, int | float):
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - float(started_at)) < 2.0
+    except psutil.Error:
+        return False
+
+
+def reap(pids: Mapping[int, str], timeout: float = 3.0) -> list[int]:
+    """SIGTERM (and SIGCONT, for a stopped one) each pid, SIGKILL what is left after ``timeout``; the pids stopped."""
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            p.terminate()
+            p.resume()
+            procs.append(p)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=2.0)
+    return [p.pid for p in procs]
