@@ -111,6 +111,29 @@ def spec_unit(spec: dict[str, Any] | None) -> str:
     return probe_unit(spec.get("probe"))
 
 
+def journal_units(events: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, str]:
+    """Probe label → display unit for one run, from its journal (a label is the user's own name).
+
+    The run-start event's effective configuration has every probe's spec (an ``http`` probe is in
+    seconds only with ``value: latency``); the summary names each probe's kind.
+    """
+    units: dict[str, str] = {}
+    for p in summary.get("probes") or []:
+        if p.get("probe"):
+            units[str(p["name"])] = spec_unit({"probe": p["probe"]})
+    start = next((e for e in events if e.get("event") == "run-start"), {})
+    config = start.get("config") or summary.get("config") or {}
+    for section in ("steady_state", "abort"):
+        for p in config.get(section) or []:
+            if isinstance(p, dict) and p.get("probe"):
+                units[str(p.get("name") or p["probe"])] = spec_unit(p)
+    return units
+
+
+#: How a chart shows a unit: values multiplied by the factor, the axis labelled with the name.
+CHART_SCALE = {"s": (1000.0, "ms"), "ratio": (100.0, "%")}
+
+
 def probe_value(kind: str | None, value: Any) -> str:
     """A value measured by a probe of ``kind``, for a person."""
     return quantity(value, probe_unit(kind))

@@ -29,3 +29,28 @@ def test_probe_kinds_carry_their_units() -> None:
 def test_small_values_never_read_as_zero() -> None:
     assert fmt.number(0.00004) != "0"
     assert fmt.quantity(1e-7, "ratio") != "0 %"
+
+
+def test_report_tables_and_charts_carry_units(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The HTML report reads like the console: ms and % in the tables and on the chart axes."""
+    from mlchaos.report import write_report
+
+    t = 1000.0
+    events = [
+        {"t": t, "event": "run-start", "config": {"steady_state": [
+            {"name": "p99", "probe": "latency", "percentile": 99, "max": 0.1},
+            {"name": "errors", "probe": "error_rate", "max": 0.01}]}},
+        {"t": t + 1, "event": "probe", "probe": "p99", "value": 0.1134, "ok": False},
+        {"t": t + 1, "event": "probe", "probe": "errors", "value": 0.032, "ok": False},
+    ]
+    run = {"title": "t", "status": "failed", "exit_code": 1, "reason": "r", "events": events, "faults": [],
+           "probes": [{"name": "p99", "probe": "latency", "role": "steady", "tolerance": {"max": 0.1},
+                       "before": {"value": 0.0421, "ok": True}, "after": {"value": 0.1134, "ok": False},
+                       "during": {"evaluations": 1, "breaches": 1}},
+                      {"name": "errors", "probe": "error_rate", "role": "steady", "tolerance": {"max": 0.01},
+                       "before": {"value": 0.0, "ok": True}, "after": {"value": 0.032, "ok": False},
+                       "during": {"evaluations": 1, "breaches": 1}}]}
+    write_report([run], tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    for shown in ("≤ 100 ms", "✗ 113 ms", "✓ 42.1 ms", "≤ 1 %", "✗ 3.2 %", "Probe: p99 (ms)", "Probe: errors (%)"):
+        assert shown in page, shown

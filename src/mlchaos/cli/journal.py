@@ -11,27 +11,6 @@ import typer
 from mlchaos.cli._common import console, fail_json
 
 
-def probe_units(events: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, str]:
-    """Probe label → display unit, so each value is shown as ``113 ms`` (a label is the user's own name).
-
-    The run-start event's effective configuration has every probe's spec (an ``http`` probe is in
-    seconds only with ``value: latency``); the final summary names each probe's kind.
-    """
-    from mlchaos import fmt
-
-    units: dict[str, str] = {}
-    for p in summary.get("probes", []):
-        if p.get("probe"):
-            units[str(p["name"])] = fmt.spec_unit({"probe": p["probe"]})
-    start = next((e for e in events if e.get("event") == "run-start"), {})
-    config = start.get("config") or {}
-    for section in ("steady_state", "abort"):
-        for p in config.get(section) or []:
-            if isinstance(p, dict) and p.get("probe"):
-                units[str(p.get("name") or p["probe"])] = fmt.spec_unit(p)
-    return units
-
-
 def journal(
     file: Path = typer.Argument(..., help="A journal (JSON Lines) written by 'mlchaos run'.", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="Print the summary (raw values) as JSON on stdout."),
@@ -52,7 +31,7 @@ def journal(
     if json_out:
         print(json.dumps(s, default=str))
         return
-    units = probe_units(events, s)
+    units = fmt.journal_units(events, s)
     t0 = events[0]["t"]
     c = console()
     c.print(f"[bold]{s.get('title')}[/bold]  run {s.get('run_id')}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from mlchaos import fmt
 from mlchaos.report.charts import line_chart
 from mlchaos.report.postmortem import postmortem
 
@@ -129,7 +130,8 @@ def _charts(run: dict[str, Any]) -> str:
         figs.append(("Latency (ms)", line_chart([("p50", [(t, v * 1000) for t, v in series("p50")]),
                                                  ("p99", [(t, v * 1000) for t, v in series("p99")])],
                                                 windows, marks, unit="ms", x_range=x_range)))
-        figs.append(("Error rate", line_chart([("errors", series("error_rate"))], windows, marks, unit="", x_range=x_range)))
+        figs.append(("Error rate (%)", line_chart([("errors", [(t, v * 100) for t, v in series("error_rate")])],
+                                                  windows, marks, unit="%", x_range=x_range)))
     by_probe: dict[str, list[tuple[float, float]]] = {}
     bad: dict[str, list[float]] = {}
     for e in events:
@@ -141,13 +143,18 @@ def _charts(run: dict[str, Any]) -> str:
         if e.get("ok") is False:
             bad.setdefault(e["probe"], []).append(e["t"] - t0)
     tolerances = {p["name"]: p.get("tolerance", {}) for p in run.get("probes", [])}
+    units = fmt.journal_units(events, run)
     for name, pts in by_probe.items():
         tol = tolerances.get(name, {})
         limits = [float(tol[k]) for k in ("max", "min", "above", "below") if isinstance(tol.get(k), int | float)]
         if isinstance(tol.get("between"), list):
             limits += [float(x) for x in tol["between"]]
-        figs.append((f"Probe: {name}", line_chart([(name, pts)], windows, marks, limits=limits,
-                                                  breaches=bad.get(name, []), x_range=x_range)))
+        # seconds drawn in ms, ratios in %: the axis reads as the tables and the verdict do
+        factor, shown = fmt.CHART_SCALE.get(units.get(name, ""), (1.0, units.get(name, "")))
+        caption = f"Probe: {name}" + (f" ({shown})" if shown else "")
+        figs.append((caption, line_chart([(name, [(t, v * factor) for t, v in pts])], windows, marks,
+                                         limits=[x * factor for x in limits], unit=shown,
+                                         breaches=bad.get(name, []), x_range=x_range)))
     return "<div class='charts'>" + "".join(
         f"<figure>{svg}<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, svg in figs) + "</div>"
 
@@ -158,24 +165,33 @@ def _fmt(v: Any) -> str:
     return html.escape(json.dumps(v, default=str)) if isinstance(v, dict | list) else html.escape(str(v))
 
 
+def _qty(v: Any, unit: str) -> str:
+    """A probe value in its unit (``113 ms``, ``3.2 %``); structured values stay JSON."""
+    return _fmt(v) if isinstance(v, dict | list) else html.escape(fmt.quantity(v, unit))
+
+
 def _run_html(r: dict[str, Any], idx: int) -> str:
-    def cell(o: dict[str, Any] | None) -> str:
+    units = fmt.journal_units(r.get("events") or [], r)
+
+    def cell(o: dict[str, Any] | None, unit: str) -> str:
         if not o:
             return "–"
         ok = o.get("ok")
         mark = "✓" if ok is True else "✗" if ok is False else "?"
-        return f"{mark} {_fmt(o.get('value'))}"
+        return f"{mark} {_qty(o.get('value'), unit)}"
 
     rows = []
     for p in r.get("probes", []):
         d = p.get("during") or {}
+        unit = units.get(str(p["name"]), "")
         span = ""
         if d.get("min") is not None:
-            span = f" <span class='muted'>[{_fmt(d.get('min'))} … {_fmt(d.get('max'))}]</span>"
+            span = f" <span class='muted'>[{_qty(d.get('min'), unit)} … {_qty(d.get('max'), unit)}]</span>"
+        tol = html.escape(fmt.tolerance(p.get("tolerance") or {}, unit)) or _fmt(p.get("tolerance", {}))
         rows.append(f"<tr><td>{html.escape(str(p['name']))}</td><td>{p.get('role', '')}</td>"
-                    f"<td>{_fmt(p.get('tolerance', {}))}</td><td>{cell(p.get('before'))}</td>"
+                    f"<td>{tol}</td><td>{cell(p.get('before'), unit)}</td>"
                     f"<td>{d.get('breaches', 0)} breach(es) / {d.get('evaluations', 0)}{span}</td>"
-                    f"<td>{cell(p.get('after'))}</td></tr>")
+                    f"<td>{cell(p.get('after'), unit)}</td></tr>")
     faults = "".join(
         f"<tr><td>{html.escape(str(f['name']))}</td><td>{f.get('plugin', '')}</td><td>{_fmt(f.get('planned', {}))}</td>"
         f"<td>{_fmt(f.get('actual', {}))}</td><td>{_fmt(f.get('observed', {}))}</td>"

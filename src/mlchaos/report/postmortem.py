@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mlchaos import fmt
+
 
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "–"
@@ -40,11 +42,13 @@ def postmortem(run: dict[str, Any]) -> str:
     if cfg.get("load"):
         lines.append(f"- Load: {cfg['load']}")
     lines += ["", "## Observations", "", "| probe | before | during the faults | after |", "|---|---|---|---|"]
+    units = fmt.journal_units(run.get("events") or [], run)
     for p in run.get("probes", []):
         d = p.get("during") or {}
+        unit = units.get(str(p["name"]), "")
 
-        def cell(o: dict[str, Any] | None) -> str:
-            return "–" if not o else f"{'met' if o.get('ok') else 'NOT met'}: {o.get('value')!r}"
+        def cell(o: dict[str, Any] | None, unit: str = unit) -> str:
+            return "–" if not o else f"{'met' if o.get('ok') else 'NOT met'}: {fmt.quantity(o.get('value'), unit)}"
 
         lines.append(f"| {p['name']} | {cell(p.get('before'))} | {d.get('breaches', 0)} breach(es) in "
                      f"{d.get('evaluations', 0)} evaluations | {cell(p.get('after'))} |")
