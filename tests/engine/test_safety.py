@@ -232,3 +232,45 @@ def test_kill_9_of_the_runner_stops_the_command_it_started(tmp_path: Path, free_
             return True
 
     assert wait_until(gone, timeout=5), "the command the run started outlived the runner"
+
+
+def test_mlchaos_stop_with_nothing_running_says_so_and_still_refuses_runs(tmp_path: Path, tiny_service) -> None:
+    """#15: 'nothing was running', yet the stop flag is set as documented (no run starts until --release)."""
+    proc, url = tiny_service
+    r = subprocess.run([sys.executable, "-m", "mlchaos", "stop"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "nothing was running" in r.stdout and "refused until 'mlchaos stop --release'" in r.stdout
+    assert (Path(os.environ["MLCHAOS_STATE_DIR"]) / "STOP").exists()
+    j = tmp_path / "j.jsonl"
+    refused = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(write(tmp_path, experiment(url, proc.pid))),
+                              "-j", str(j), "-q"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 7 and summary(j)["status"] == "refused"
+    assert not is_stopped(proc.pid)
+    subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--release"], check=True, capture_output=True, timeout=60)
+
+
+def test_mlchaos_stop_reverts_intents_as_well_as_leases(tmp_path: Path) -> None:
+    """A fault written ahead but never confirmed (its runner died mid-inject, no watchdog) is reverted by stop."""
+    from mlchaos.engine.lease import Lease, LeaseStore
+
+    sleepers = [psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    dead = psutil.Popen([sys.executable, "-c", "pass"])
+    dead.wait(10)
+    try:
+        for p in sleepers:
+            p.suspend()
+        store = LeaseStore(Path(os.environ["MLCHAOS_STATE_DIR"]))
+        store.intend(Lease.new("0-intent", 60.0), run_id="r-dead", plugin="process-pause",
+                     undo={"pids": [[sleepers[0].pid, sleepers[0].create_time()]]}, runner_pid=dead.pid)
+        store.record(Lease.new("1-lease", 60.0), run_id="r-dead", plugin="process-pause",
+                     undo={"pids": [[sleepers[1].pid, sleepers[1].create_time()]]}, runner_pid=dead.pid)
+        r = subprocess.run([sys.executable, "-m", "mlchaos", "stop"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "2 fault(s) removed (1 of them written ahead" in r.stdout, r.stdout
+        assert all(p.status() != psutil.STATUS_STOPPED for p in sleepers)
+        assert not store.all()
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait(5)
+        subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--release"], capture_output=True, timeout=60)

@@ -14,9 +14,11 @@ def stop(
 ) -> None:
     """Remove every active fault this machine's runners hold, stop the runners, and refuse new runs.
 
-    Runs stay refused until ``mlchaos stop --release``.
+    Faults a runner was still injecting (its write-ahead intents) are reverted
+    too.  Runs stay refused until ``mlchaos stop --release``, also when nothing
+    was running (the flag is the point: no run starts while someone looks).
     """
-    from mlchaos.engine.lease import LeaseStore, revert_record
+    from mlchaos.engine.lease import INTENT, LeaseStore, Unplanned, revert_record
     from mlchaos.engine.state import pid_alive, read_json, state_dir, stop_flag
 
     base = state_dir()
@@ -36,20 +38,32 @@ def stop(
                 runners += 1
             except ProcessLookupError:
                 pass
-    reverted, failed = 0, 0
+    # intents (faults a runner was injecting, maybe half way) and leases alike: see mlchaos.engine.lease
+    reverted, half, failed = 0, 0, 0
     leases = LeaseStore(base).all()
     for path, data in leases:
+        what = "intent" if data.get("state") == INTENT else "lease"
         try:
             revert_record(data)
+        except Unplanned as exc:
+            print(f"warning: {exc}")
+            path.unlink(missing_ok=True)
+            continue
         except Exception as exc:
             failed += 1
-            print(f"could not revert {data.get('plugin')} lease {data.get('lease_id')}: {exc}")
+            print(f"could not revert {data.get('plugin')} {what} {data.get('lease_id')}: {exc}")
             continue
         path.unlink(missing_ok=True)
         reverted += 1
+        half += what == "intent"
     k8s = _kubernetes_cleanup([d for _, d in leases])
-    print(f"stopped: {reverted} fault(s) removed, {runners} runner(s) signalled"
-          + (f", {failed} fault(s) could not be removed" if failed else ""))
+    if not runners and not leases:
+        print("nothing was running: no runner and no fault on this machine")
+    else:
+        print(f"stopped: {reverted} fault(s) removed"
+              + (f" ({half} of them written ahead, injection unconfirmed)" if half else "")
+              + f", {runners} runner(s) signalled"
+              + (f", {failed} fault(s) could not be removed" if failed else ""))
     if k8s:
         print(f"kubernetes: {k8s}")
     print("new runs are refused until 'mlchaos stop --release'")
