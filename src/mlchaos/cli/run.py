@@ -141,7 +141,9 @@ def run(
     """Run an experiment and exit with its verdict.
 
     Exit codes: 0 passed, 1 failed, 2 invalid, 3 aborted, 4 not-run (baseline not met),
-    5 errored (a fault could not be injected or removed, a target was unreachable).
+    5 errored (a fault could not be injected or removed, a target was unreachable),
+    6 inconclusive (the instruments could not be trusted or nothing was measured under the fault),
+    7 refused ('mlchaos stop' is in force; nothing was touched).
     """
     v = load_validated(experiment, set_, json_out)
     if dry_run:
@@ -153,6 +155,7 @@ def run(
     _defer_late_signals()
     with _Progress(v.planned_length(), quiet or json_out, probe_units(v)) as progress:
         result = run_experiment(v, journal_path=jpath, on_event=progress)
+    _ignore_late_signals()
     if report is not None:
         from mlchaos.report import write_report
 
@@ -180,10 +183,33 @@ def _defer_late_signals() -> None:
         signal.signal(sig, note)
 
 
+def _ignore_late_signals() -> None:
+    """The verdict is decided: from now on SIGINT/SIGTERM are ignored at the OS level.
+
+    A Python-level handler is not enough: interpreter shutdown resets such handlers to the default,
+    and a Ctrl-C arriving then (a double Ctrl-C) killed the process with 130 although stdout and
+    the journal already said e.g. "ABORTED (exit 3)".  SIG_IGN survives shutdown.
+    """
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _print_verdict(s: dict[str, Any], jpath: Path) -> None:
-    colour = {"passed": "green", "failed": "red", "aborted": "yellow", "not-run": "yellow"}.get(s["status"], "magenta")
+    from rich.markup import escape
+
+    colour = {"passed": "green", "failed": "red", "aborted": "yellow", "not-run": "yellow",
+              "inconclusive": "yellow", "refused": "yellow"}.get(s["status"], "magenta")
     c = console()
-    c.print(f"[bold {colour}]{s['status'].upper()}[/bold {colour}] (exit {s['exit_code']}): {s['reason']}")
+    c.print(f"[bold {colour}]{s['status'].upper()}[/bold {colour}] (exit {s['exit_code']}): {escape(str(s['reason']))}")
+    lv = s.get("load_validity")
+    if lv is not None:
+        c.print("load: VALID" if lv.get("valid") else f"load: INVALID ({escape(str(lv.get('reason')))})")
+    inst = s.get("instruments") or {}
+    if inst.get("untrusted"):
+        c.print(f"instruments: {inst['untrusted']} of {inst['evaluations']} evaluations untrustworthy "
+                f"({escape('; '.join(inst.get('why') or []))})")
     if s.get("removal_latency_s") is not None:
         c.print(f"faults removed {fmt.seconds(s['removal_latency_s'])} after the abort")
     c.print(f"journal: {jpath}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fnmatch
 import os
 import signal
 import subprocess
@@ -241,8 +242,32 @@ class ProcessTarget(Target):
         return _join(self.spec.url, path)
 
     def pids(self, selector: str | None = None) -> list[int]:
+        """The target's processes; ``selector`` is a glob on each one's name or command line.
+
+        A selector is part of the blast radius: one that matches nothing is an error, never "all of
+        them" (an unnamed process paused because ``select:`` was ignored is the bug this prevents).
+        """
         if self.spec.pids:
-            return list(self.spec.pids)
-        if self.proc is not None and self.proc.poll() is None:
-            return [self.proc.pid]
+            pids = list(self.spec.pids)
+        elif self.proc is not None and self.proc.poll() is None:
+            pids = [self.proc.pid]
+        else:
+            pids = []
+        if selector is None:
+            return pids
+        chosen = [pid for pid in pids if any(fnmatch.fnmatchcase(text, selector) for text in _names(pid))]
+        if not chosen:
+            raise TargetError(f"select {selector!r} matched none of the target's {len(pids)} process(es) "
+                              f"(names: {', '.join(sorted({n for p in pids for n in _names(p)[:1]})) or 'none'})")
+        return chosen
+
+
+def _names(pid: int) -> list[str]:
+    """What a ``select:`` glob is matched against: the process name, then its whole command line."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return [p.name(), " ".join(p.cmdline())]
+    except psutil.Error:
         return []
