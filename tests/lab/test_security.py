@@ -97,6 +97,29 @@ def test_admin_model_refuses_a_path_and_unpickles_nothing(built_lab_dir: Path, t
     assert not marker.exists(), "a file named by a request was unpickled"
 
 
+def test_flags_never_name_files_outside_the_lab(built_lab_dir: Path, tmp_path: Path) -> None:
+    """``lab logs SERVICE``, ``lab batch --date``, the delivery ``--run-id``: names, refused as paths (exit 2)."""
+    from mlchaos.lab import batch
+    from mlchaos.lab.delivery.layout import DeliveryPaths
+    from mlchaos.lab.paths import LabPaths
+
+    secret = tmp_path / "secret.log"
+    secret.write_text("do not print me")
+    d = tmp_path / "lab"
+    shutil.copytree(built_lab_dir, d)
+    rel = os.path.relpath(tmp_path / "secret", d / "logs")
+    r = CliRunner().invoke(lab_cli, ["logs", rel, "--dir", str(d)])
+    assert r.exit_code == 2 and "do not print me" not in r.output and "service" in r.output, r.output
+    r = CliRunner().invoke(lab_cli, ["batch", "--date", "../../x", "--dir", str(d)])
+    assert r.exit_code == 2 and "date" in r.output, r.output
+    with pytest.raises(LabInputError, match="date"):
+        Lab(d).run_batch(date="2024-13-99")  # well-formed, but no such day: refused by the job itself
+    with pytest.raises(ValueError, match="date"):
+        batch.run(LabPaths(d), date="../offline/date=2024-01-01")
+    with pytest.raises(BadName, match="run id"):
+        DeliveryPaths(d).run_dir("../../x")
+
+
 def _admin_calls(lab: Lab) -> list[tuple[str, str, Any]]:
     ep = lab.endpoints()
     rep = {s.name: str(s.url) for s in lab.status()}

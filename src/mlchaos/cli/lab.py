@@ -173,7 +173,11 @@ def batch(
     dir: DirOpt = None,
 ) -> None:
     """Run the batch prediction pipeline once and print its result."""
-    res = _lab(dir).run_batch(variant, date)
+    try:
+        res = _lab(dir).run_batch(variant, date)
+    except LabError as exc:
+        typer.echo(f"lab batch failed: {exc}", err=True)
+        raise typer.Exit(2 if isinstance(exc, LabInputError) else 1) from None
     typer.echo(json.dumps(res, indent=2))
     raise typer.Exit(0 if res.get("status") == "ok" else 1)
 

@@ -75,6 +75,8 @@ def run(
     if not dates:
         raise SystemExit(f"no offline data under {paths.offline}; run `mlchaos lab up batch` first")
     date = date or dates[-1]
+    if date not in dates:  # a day is a partition name: never a path a flag can point elsewhere
+        raise ValueError(f"--date {date!r}: no offline data for that day (have {dates[0]} to {dates[-1]})")
     run_id = f"{date}-{variant}-{int(started * 1000)}"
     df = featurestore.read_offline(paths.offline, date)
     rows_in = len(df)
@@ -151,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="current")
     a = p.parse_args(argv)
     variant = "mitigated" if a.variant == "mitigated" else "naive"
-    res = run(LabPaths(a.dir), variant, a.date, a.model)
+    try:
+        res = run(LabPaths(a.dir), variant, a.date, a.model)
+    except ValueError as exc:  # a bad --date or --model: bad input, exit 2
+        sys.stderr.write(f"mlchaos.lab.batch: {exc}\n")
+        return 2
     sys.stdout.write(json.dumps(res) + "\n")
     return 0 if res["status"] == "ok" else 1
 

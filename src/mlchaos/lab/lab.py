@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -402,6 +403,8 @@ class Lab:
         else ``naive``.  The result has ``status`` (``ok`` or ``halted``),
         ``run_id``, ``output`` (None when halted), ``manifest`` and ``report``.
         """
+        if date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+            raise LabInputError(f"date: expected YYYY-MM-DD, got {date!r}")
         if variant is None:
             variant = (self._state() or {}).get("variants", {}).get("batch", "naive")
         cmd = [
@@ -419,6 +422,8 @@ class Lab:
             cmd, capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False
         )
         lines = r.stdout.decode().strip().splitlines()
+        if not lines and r.returncode == 2:
+            raise LabInputError(r.stderr.decode(errors="replace").strip()[-2000:])
         if not lines:
             raise LabError(f"batch run produced no result (exit {r.returncode}): {r.stderr.decode()[-2000:]}")
         out: dict[str, Any] = json.loads(lines[-1])

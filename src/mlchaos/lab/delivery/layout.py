@@ -45,4 +45,7 @@ class DeliveryPaths:
         return self.root / "failpoints"
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs / run_id
+        """``runs/<run_id>``; ``run_id`` (it may come from ``--run-id``) must be a plain name."""
+        from mlchaos.lab.auth import check_name
+
+        return self.runs / check_name(run_id, "run id")
