@@ -46,6 +46,8 @@ def _flag_errors(exc: ValidationError) -> list[str]:
     out = []
     for e in exc.errors():
         loc = [str(x) for x in e["loc"]]
+        if loc[:1] == ["profile"] and len(loc) > 2:  # pydantic names the union member: profile.step.steps…
+            del loc[1]
         flag = next((_FLAGS[".".join(loc[:n])] for n in range(len(loc), 0, -1) if ".".join(loc[:n]) in _FLAGS),
                     ".".join(loc) or "load")
         msg = str(e["msg"]).removeprefix("Value error, ")
@@ -82,6 +84,7 @@ def _build_spec(
     seed: int | None,
     cacert: str | None = None,
     insecure: bool = False,
+    force: bool = False,
 ) -> Any:
     from mlchaos.load.spec import LoadSpec
 
@@ -140,7 +143,8 @@ def _build_spec(
         data["ca_file"] = cacert
     if insecure:
         data["insecure"] = True
-    return LoadSpec.model_validate(data)
+    # every bound (rate, processes per core, pool sizes, durations) is LoadSpec's, shared with experiments
+    return LoadSpec.model_validate(data, context={"force": force})
 
 
 def load(
@@ -170,6 +174,7 @@ def load(
     seed: int | None = typer.Option(None, "--seed", help="Seed of the Poisson plan."),
     cacert: str | None = typer.Option(None, "--cacert", help="https: PEM CA bundle that signed the server's certificate."),
     insecure: bool = typer.Option(False, "--insecure", "-k", help="https: do not verify the server's certificate."),
+    force: bool = typer.Option(False, "--force", help="Allow more than 4 generator processes per core."),
     json: bool = typer.Option(False, "--json", help="Print the full report as JSON (machines)."),
     series: bool = typer.Option(False, "--series", help="Also print the per-second series (people)."),
 ) -> None:
@@ -181,7 +186,7 @@ def load(
     try:
         spec = _build_spec(url, rate, duration, arrivals, profile, ramp_from, ramp_over, baseline, spike_at,
                            spike_for, spike_rise, steps, method, header, body, body_file, timeout, processes,
-                           connections, sample, lag_budget, loop, spin, seed, cacert, insecure)
+                           connections, sample, lag_budget, loop, spin, seed, cacert, insecure, force)
     except ValidationError as exc:
         for line in _flag_errors(exc):
             print(f"mlchaos load: {line}", file=sys.stderr)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 
 from mlchaos.plugin import StrictModel
 from mlchaos.spec.types import Duration, Percent, Rate
@@ -38,6 +38,35 @@ __all__ = [
     "Step",
     "StepProfile",
 ]
+
+
+#: Highest request rate accepted (per second, all processes): far above what one machine generates,
+#: low enough that a typo (``1e9/s``) is an error rather than a generator that can never keep up.
+MAX_RATE = 1_000_000.0
+#: Generator processes allowed per core (``--force`` lifts it): more only adds scheduling noise.
+PROCESSES_PER_CORE = 4
+#: Absolute cap on processes, forced or not.
+MAX_PROCESSES = 1024
+#: Pool size cap per process (fixed or on demand): above it a process runs out of file descriptors.
+MAX_CONNECTIONS = 65_536
+#: Longest per-request timeout.
+MAX_TIMEOUT = 3600.0
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _check_rate(v: float) -> float:
+    if v > MAX_RATE:
+        raise ValueError(f"rate must be at most {MAX_RATE:,.0f}/s, got {v:g}/s")
+    return v
 
 
 class RequestSpec(StrictModel):
@@ -59,8 +88,19 @@ class RequestSpec(StrictModel):
     @field_validator("url")
     @classmethod
     def _scheme(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("http://", "https://")):
+        if url is None:
+            return url
+        if not url.startswith(("http://", "https://")):
             raise ValueError("only http:// and https:// URLs are supported")
+        from urllib.parse import urlsplit
+
+        try:  # a URL that cannot be connected to is bad input (exit 2), not a generator failure
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"invalid URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError("invalid URL: no host")
         return url
 
     @model_validator(mode="after")
@@ -88,6 +128,8 @@ class RampProfile(StrictModel):
     start: Rate = Field(0.0, description="Rate at t=0 (default 0/s).")
     over: Duration = Field(description="Length of the ramp, e.g. '30s'.")
 
+    _rate_bound = field_validator("start")(_check_rate)
+
 
 class SpikeProfile(StrictModel):
     """A baseline with one peak at ``load.rate``: the 'simulated peak load period'."""
@@ -98,10 +140,14 @@ class SpikeProfile(StrictModel):
     length: Duration = Field(description="How long the peak holds at load.rate.")
     rise: Duration = Field(0.0, description="Linear rise (and fall) time around the peak.")
 
+    _rate_bound = field_validator("baseline")(_check_rate)
+
 
 class Step(StrictModel):
     rate: Rate
     hold: Duration = Field(alias="for", description="How long this step lasts.")
+
+    _rate_bound = field_validator("rate")(_check_rate)
 
 
 class StepProfile(StrictModel):
@@ -131,20 +177,20 @@ class LoadSpec(StrictModel):
     duration: Duration | None = Field(
         None, description="Run length; None: until stopped (the engine stops it after its phases)."
     )
-    timeout: Duration = Field(5.0, gt=0, description="Per-request timeout, counted from the intended send time.")
+    timeout: Duration = Field(5.0, gt=0, le=MAX_TIMEOUT, description="Per-request timeout, counted from the intended send time.")
     processes: int | Literal["auto"] = Field(
         "auto", description="Generator processes (rate split evenly); 'auto': one per ~20k req/s, ≤ cores."
     )
     connections: int | None = Field(
-        None, ge=1, description="Fixed keep-alive pool size per process; default: grows on demand."
+        None, ge=1, le=MAX_CONNECTIONS, description="Fixed keep-alive pool size per process; default: grows on demand."
     )
     max_connections: int | None = Field(
-        None, ge=1, description="Cap of the on-demand pool per process (default: peak rate × timeout, ≤ 4096)."
+        None, ge=1, le=MAX_CONNECTIONS, description="Cap of the on-demand pool per process (default: peak rate × timeout, ≤ 4096)."
     )
     sample: Percent = Field(
         0.0, description="Fraction of responses whose bodies are kept for probes, e.g. '1%'."
     )
-    max_samples_per_second: int = Field(200, ge=0, description="Bound on kept response bodies per second.")
+    max_samples_per_second: int = Field(200, ge=0, le=1_000_000, description="Bound on kept response bodies per second.")
     lag_budget: Duration | None = Field(
         None,
         description="Schedule lag p99 allowed before the run is INVALID; "
@@ -153,9 +199,9 @@ class LoadSpec(StrictModel):
     )
     loop: Literal["auto", "uvloop", "asyncio"] = Field("auto", description="Event loop of the generator.")
     spin: Duration | None = Field(
-        None, description="Pacer busy-wait window before each slot (default 0.5ms uvloop, 1ms asyncio)."
+        None, le=1.0, description="Pacer busy-wait window before each slot (default 0.5ms uvloop, 1ms asyncio)."
     )
-    seed: int | None = Field(None, description="Seed of the Poisson schedule (reproducible runs).")
+    seed: int | None = Field(None, ge=0, lt=2**64, description="Seed of the Poisson schedule (reproducible runs).")
     ca_file: str | None = Field(
         None, description="https: PEM bundle of the CA that signed the server's certificate (default: the system's)."
     )
@@ -175,12 +221,26 @@ class LoadSpec(StrictModel):
             data["request"] = req
         return data
 
+    _rate_bound = field_validator("rate")(_check_rate)
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, v: int | str, info: ValidationInfo) -> int | str:
+        """At most :data:`PROCESSES_PER_CORE` per usable core unless forced (context ``force``)."""
+        if isinstance(v, int):
+            if not 1 <= v <= MAX_PROCESSES:
+                raise ValueError(f"processes must be between 1 and {MAX_PROCESSES}, or 'auto'")
+            cap = PROCESSES_PER_CORE * usable_cores()
+            if v > cap and not (info.context or {}).get("force"):
+                raise ValueError(f"{v} processes on {usable_cores()} core(s): at most {cap} "
+                                 f"({PROCESSES_PER_CORE} per core); more only slows the generator "
+                                 "(mlchaos load --force to insist)")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> LoadSpec:
         if self.rate <= 0 and not isinstance(self.profile, StepProfile):
             raise ValueError("rate must be > 0")
-        if isinstance(self.processes, int) and self.processes < 1:
-            raise ValueError("processes must be ≥ 1 or 'auto'")
         return self
 
     def peak_rate(self) -> float:
