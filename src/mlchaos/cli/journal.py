@@ -16,6 +16,7 @@ def journal(
     json_out: bool = typer.Option(False, "--json", help="Print the summary (raw values) as JSON on stdout."),
 ) -> None:
     """Print a readable summary of a journal, also of an unfinished one."""
+    from rich.markup import escape
     from rich.table import Table
 
     from mlchaos import fmt
@@ -35,14 +36,22 @@ def journal(
     t0 = events[0]["t"]
     c = console()
     c.print(f"[bold]{s.get('title')}[/bold]  run {s.get('run_id')}")
-    c.print(f"status: [bold]{s.get('status')}[/bold] — {s.get('reason')}")
+    c.print(f"status: [bold]{s.get('status')}[/bold] — {escape(str(s.get('reason')))}")
+    lv = s.get("load_validity")
+    if lv is not None:
+        c.print("load: VALID" if lv.get("valid") else
+                f"load: INVALID ({escape(str(lv.get('reason')))}): it cannot support a pass")
+    inst = s.get("instruments") or {}
+    if inst.get("untrusted"):
+        c.print(f"instruments: {inst['untrusted']} of {inst['evaluations']} evaluations untrustworthy, "
+                f"evidence of nothing ({escape('; '.join(inst.get('why') or []))})")
     ft = Table("fault", "plugin", "injected", "removed", "targets")
     for f in s.get("faults", []):
         inj = f"+{f['injected_at'] - t0:.2f}s" if f.get("injected_at") else "never"
         rem = f"+{f['removed_at'] - t0:.2f}s" if f.get("removed_at") else ("NOT REMOVED" if f.get("injected_at") else "-")
         ft.add_row(str(f["name"]), str(f.get("plugin")), inj, rem, ", ".join(map(str, f.get("targets", []))))
     c.print(ft)
-    pt = Table("probe", "role", "tolerance", "before", "during (breaches/evals)", "after")
+    pt = Table("probe", "role", "tolerance", "before", "during (breaches/evals, untrusted)", "after")
 
     for p in s.get("probes", []):
         unit = units.get(str(p["name"]), "")
@@ -55,5 +64,7 @@ def journal(
 
         d = p.get("during", {})
         pt.add_row(str(p["name"]), str(p.get("role")), fmt.tolerance(p.get("tolerance") or {}, unit) or "-",
-                   cell(p.get("before")), f"{d.get('breaches', 0)}/{d.get('evaluations', 0)}", cell(p.get("after")))
+                   cell(p.get("before")),
+                   f"{d.get('breaches', 0)}/{d.get('evaluations', 0)}" + (f", {d['untrusted']}" if d.get("untrusted") else ""),
+                   cell(p.get("after")))
     c.print(pt)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from mlchaos import fmt
 from mlchaos.cli._common import INVALID, console, spec_errors_json
@@ -111,9 +112,13 @@ class _Progress:
             line = f"[red]inject[/red] {e['fault']} → {', '.join(map(str, e.get('targets', [])))}"
         elif ev == "fault-remove":
             line = f"[green]remove[/green] {e['fault']} (active {e.get('active_s', 0):.2f}s)"
+        elif ev == "probe" and e.get("trusted") is False and ("?" + e["probe"]) not in self._breached:
+            self._breached.add("?" + e["probe"])  # once per probe: an untrustworthy reading is evidence of nothing
+            why = (e.get("instrument") or {}).get("why", "instrument untrustworthy")
+            line = f"[yellow]untrustworthy[/yellow] {escape(e['probe'])}: {escape(str(why))}"
         elif ev == "probe" and e.get("ok") is False and e["probe"] not in self._breached:
             self._breached.add(e["probe"])
-            line = f"[yellow]deviation[/yellow] {e['probe']}: {e.get('reason')}"
+            line = f"[yellow]deviation[/yellow] {escape(e['probe'])}: {escape(str(e.get('reason')))}"
         elif ev == "probe" and e.get("checkpoint"):
             mark = "✓" if e.get("ok") else "✗"
             shown = fmt.quantity(e.get("value"), self.units.get(e["probe"], ""))
@@ -197,8 +202,6 @@ def _ignore_late_signals() -> None:
 
 
 def _print_verdict(s: dict[str, Any], jpath: Path) -> None:
-    from rich.markup import escape
-
     colour = {"passed": "green", "failed": "red", "aborted": "yellow", "not-run": "yellow",
               "inconclusive": "yellow", "refused": "yellow"}.get(s["status"], "magenta")
     c = console()

@@ -11,7 +11,8 @@ held, ``100 × Σ_r w_r · held_r / probes_r  /  Σ_r w_r`` over runs ``r`` with
 weight ``w_r`` (the experiment's ``weight``, default 1).  A probe *held* when
 it was met before, never breached while a fault was in place, and was met
 after; a run that never reached its faults (not-run, errored, invalid)
-counts as zero held.
+counts as zero held; an ``inconclusive`` run is left out (it is evidence of
+nothing, either way).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def resilience_score(runs: list[dict[str, Any]]) -> float | None:
     for r in runs:
         w = float(r.get("weight", 1.0) or 0.0)
         probes = [p for p in r.get("probes", []) if p.get("role", "steady") == "steady"]
+        if r.get("status") == "inconclusive":
+            continue  # no evidence either way: neither held nor broke
         total_w += w
         if probes and r.get("status") in ("passed", "failed", "aborted"):
             acc += w * sum(_held(p) for p in probes) / len(probes)
@@ -71,15 +74,24 @@ def _junit(runs: list[dict[str, Any]]) -> str:
         exp = r.get("expected")
         return r["status"] == "passed" if exp is None else r["status"] in exp
 
+    def kind(r: dict[str, Any]) -> str | None:
+        """inconclusive: the hypothesis could not be decided, so neither a pass nor a failure: skipped."""
+        if ok(r):
+            return None
+        if r["status"] == "inconclusive":
+            return "skipped"
+        return "failure" if r["status"] in ("failed", "aborted", "passed") else "error"
+
+    kinds = [kind(r) for r in runs]
     suite = ET.Element("testsuite", name="mlchaos", tests=str(len(runs)),
-                       failures=str(sum(not ok(r) and r["status"] in ("failed", "aborted", "passed") for r in runs)),
-                       errors=str(sum(not ok(r) and r["status"] not in ("failed", "aborted", "passed") for r in runs)))
+                       failures=str(kinds.count("failure")), errors=str(kinds.count("error")),
+                       skipped=str(kinds.count("skipped")))
     for r in runs:
         name = f"{r.get('scenario') or r.get('title')}" + (f" [{r['variant']}]" if r.get("variant") else "")
         case = ET.SubElement(suite, "testcase", classname="mlchaos.experiment", name=name,
                              time=f"{(r.get('timing') or {}).get('duration_s', 0):.3f}")
-        if not ok(r):
-            tag = "failure" if r["status"] in ("failed", "aborted", "passed") else "error"
+        tag = kind(r)
+        if tag is not None:
             expected = f" (expected {' or '.join(r['expected'])})" if r.get("expected") else ""
             el = ET.SubElement(case, tag, message=f"{r['status']}{expected}: {r.get('reason', '')}")
             el.text = str(r.get("reason", ""))
@@ -89,7 +101,7 @@ def _junit(runs: list[dict[str, Any]]) -> str:
 _CSS = """body{font-family:system-ui,-apple-system,sans-serif;margin:2rem auto;max-width:1100px;color:#1d1d1f;padding:0 1rem}
 h1{margin-bottom:.2rem}table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 td,th{border:1px solid #d0d0d0;padding:.3rem .6rem;text-align:left;vertical-align:top}th{background:#f3f3f3}
-.passed{color:#137333}.failed,.errored,.invalid{color:#b3261e}.aborted,.not-run{color:#a15c00}
+.passed{color:#137333}.failed,.errored,.invalid{color:#b3261e}.aborted,.not-run,.inconclusive,.refused{color:#a15c00}
 .badge{font-weight:700;text-transform:uppercase;letter-spacing:.03em}
 section.run{border-top:2px solid #eee;margin-top:2rem;padding-top:.5rem}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts figure{margin:0}.charts figcaption{font-size:.8rem;color:#555}
@@ -133,7 +145,7 @@ def _charts(run: dict[str, Any]) -> str:
         figs.append(("Error rate (%)", line_chart([("errors", [(t, v * 100) for t, v in series("error_rate")])],
                                                   windows, marks, unit="%", x_range=x_range)))
     by_probe: dict[str, list[tuple[float, float]]] = {}
-    bad: dict[str, list[float]] = {}
+    bad: dict[str, list[float | tuple[float, float, bool]]] = {}
     for e in events:
         if e.get("event") != "probe":
             continue
@@ -141,7 +153,9 @@ def _charts(run: dict[str, Any]) -> str:
         if isinstance(e.get("value"), int | float) and not isinstance(e.get("value"), bool):
             by_probe[e["probe"]].append((e["t"] - t0, float(e["value"])))
         if e.get("ok") is False:
-            bad.setdefault(e["probe"], []).append(e["t"] - t0)
+            # drawn where it was measured: completed at t, reaching back over its window (or to the send)
+            since = e["t"] - float(e["window"]) if e.get("window") else float(e.get("started") or e["t"])
+            bad.setdefault(e["probe"], []).append((e["t"] - t0, since - t0, e.get("trusted") is not False))
     tolerances = {p["name"]: p.get("tolerance", {}) for p in run.get("probes", [])}
     units = fmt.journal_units(events, run)
     for name, pts in by_probe.items():
@@ -188,9 +202,10 @@ def _run_html(r: dict[str, Any], idx: int) -> str:
         if d.get("min") is not None:
             span = f" <span class='muted'>[{_qty(d.get('min'), unit)} … {_qty(d.get('max'), unit)}]</span>"
         tol = html.escape(fmt.tolerance(p.get("tolerance") or {}, unit)) or _fmt(p.get("tolerance", {}))
+        untrusted = f", {d['untrusted']} untrustworthy" if d.get("untrusted") else ""
         rows.append(f"<tr><td>{html.escape(str(p['name']))}</td><td>{p.get('role', '')}</td>"
                     f"<td>{tol}</td><td>{cell(p.get('before'), unit)}</td>"
-                    f"<td>{d.get('breaches', 0)} breach(es) / {d.get('evaluations', 0)}{span}</td>"
+                    f"<td>{d.get('breaches', 0)} breach(es) / {d.get('evaluations', 0)}{untrusted}{span}</td>"
                     f"<td>{cell(p.get('after'), unit)}</td></tr>")
     faults = "".join(
         f"<tr><td>{html.escape(str(f['name']))}</td><td>{f.get('plugin', '')}</td><td>{_fmt(f.get('planned', {}))}</td>"
@@ -211,11 +226,25 @@ def _run_html(r: dict[str, Any], idx: int) -> str:
         for a in r.get("earlier_attempts") or [])
     return (f"<section class='run' id='run-{idx}'><h2>{head}{title}</h2>"
             f"<p class='badge {r['status']}'>{r['status']} (exit {r.get('exit_code', '?')}){expected}</p>"
-            f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{settle}{_charts(r)}"
+            f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{settle}{_instruments_html(r)}{_charts(r)}"
             "<h3>Steady state</h3><table><tr><th>probe</th><th>role</th><th>tolerance</th><th>before</th>"
             f"<th>during the faults</th><th>after</th></tr>{''.join(rows)}</table>"
             "<h3>Blast radius</h3><table><tr><th>fault</th><th>plugin</th><th>planned</th><th>applied</th>"
             f"<th>observed by the holder</th><th>targets</th></tr>{faults}</table></section>")
+
+
+def _instruments_html(r: dict[str, Any]) -> str:
+    """The run's own instruments: the load generator's VALID/INVALID and untrustworthy evaluations."""
+    out = []
+    lv = r.get("load_validity")
+    if lv is not None:
+        out.append("load: <b>VALID</b>" if lv.get("valid") else
+                   f"load: <b>INVALID</b> ({html.escape(str(lv.get('reason')))}): it cannot support a pass")
+    inst = r.get("instruments") or {}
+    if inst.get("untrusted"):
+        out.append(f"instruments: {inst['untrusted']} of {inst['evaluations']} evaluations untrustworthy, "
+                   f"counted as evidence of nothing ({html.escape('; '.join(inst.get('why') or []))})")
+    return "".join(f"<p class='muted'>{line}</p>" for line in out)
 
 
 def _index(runs: list[dict[str, Any]]) -> str:

@@ -41,17 +41,20 @@ def line_chart(
     *,
     limits: list[float] = (),  # type: ignore[assignment]
     unit: str = "",
-    breaches: list[float] = (),  # type: ignore[assignment]
+    breaches: list[float | tuple[float, float, bool]] = (),  # type: ignore[assignment]
     x_range: float | None = None,
     width: int = 520,
     height: int = 200,
 ) -> str:
     """Return an ``<svg>`` element as text.
 
-    ``breaches`` are times at which an observation was not met (drawn as red
-    crosses along the top, so a probe that timed out, with no value to plot,
-    still shows); ``x_range`` fixes the time axis so every chart of a run
-    lines up.
+    ``breaches`` are observations that were not met, drawn as crosses along
+    the top (so a probe that timed out, with no value to plot, still shows):
+    a time, or ``(t, since, trusted)`` where ``t`` is when the measurement
+    completed, ``since`` how far back its span reaches (a window, or when the
+    request was sent), shaded, and ``trusted`` False for a reading of an
+    untrustworthy instrument, drawn grey: it is evidence of nothing.
+    ``x_range`` fixes the time axis so every chart of a run lines up.
     """
     pts = [p for _, s in series for p in s if math.isfinite(p[1])]
     left, right, top, bottom = 52, 12, 12, 28
@@ -103,9 +106,16 @@ def line_chart(
             for j, (t, v) in enumerate(good))
         out.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"><title>{html.escape(name)}</title></path>')
         out.append(f'<text x="{left + 6 + 70 * i}" y="{top + 11}" fill="{colour}">{html.escape(name)}</text>')
-    for t in breaches:
+    for item in breaches:
+        t, since, trusted = item if isinstance(item, tuple) else (item, item, True)
+        colour = "#b3261e" if trusted else "#9aa0a6"
+        what = "not met" if trusted else "not met by an untrustworthy instrument (not evidence)"
+        if X(t) - X(since) >= 1:
+            out.append(f'<rect x="{X(since):.1f}" y="{top + 1}" width="{X(t) - X(since):.1f}" height="9" '
+                       f'fill="{colour}" fill-opacity="0.15"><title>measured over {since:.2f}s–{t:.2f}s</title></rect>')
         out.append(f'<path d="M{X(t) - 3:.1f},{top + 2} L{X(t) + 3:.1f},{top + 8} M{X(t) + 3:.1f},{top + 2} '
-                   f'L{X(t) - 3:.1f},{top + 8}" stroke="#b3261e" stroke-width="1.5"><title>not met at {t:.2f}s</title></path>')
+                   f'L{X(t) - 3:.1f},{top + 8}" stroke="{colour}" stroke-width="1.5"><title>{what} at {t:.2f}s'
+                   f'</title></path>')
     if not pts:
         out.append(f'<text x="{left + w / 2}" y="{top + h / 2}" text-anchor="middle" fill="#888">no data</text>')
     out.append("</svg>")
