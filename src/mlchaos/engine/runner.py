@@ -462,22 +462,21 @@ class Runner:
             error = f"probe error: {exc}"
         t_end = time.time()
         window = float(m.window if m is not None and m.window is not None else (pr.spec.window or 0.0))
-        trusted, info = assess(
+        ev = Evaluation(t, t_end, window, phase, None, False, error)
+        if m is not None:
+            ev.value, ev.detail, ev.exact = m.value, m.detail, m.fraction
+            unit = pr.probe.value_unit()
+            if m.insufficient:
+                ev.ok, ev.reason = None, f"insufficient data: {m.insufficient}"
+            elif pr.role == "abort":
+                trip, ev.reason = verdict.tripped(pr.spec, m.value, unit, m.fraction)
+                ev.ok = not trip
+            else:
+                ev.ok, ev.reason = verdict.within(pr.spec, m.value, unit, m.fraction)
+        ev.trusted, ev.instrument = assess(
             probe_instrument=m.instrument if m is not None else None, latency_bound=pr.rec.latency_bound,
-            windowed=window > 0, stall=self._loop_monitor.worst(t, t_end), steal=steal_share(cpu0, cpu_times()),
-            delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
-        ev = Evaluation(t, t_end, window, phase, None, False, error, trusted=trusted, instrument=info)
-        if m is None:
-            return ev
-        ev.value, ev.detail, ev.exact = m.value, m.detail, m.fraction
-        unit = pr.probe.value_unit()
-        if m.insufficient:
-            ev.ok, ev.reason = None, f"insufficient data: {m.insufficient}"
-        elif pr.role == "abort":
-            trip, ev.reason = verdict.tripped(pr.spec, m.value, unit, m.fraction)
-            ev.ok = not trip
-        else:
-            ev.ok, ev.reason = verdict.within(pr.spec, m.value, unit, m.fraction)
+            windowed=window > 0, value=ev.value, ok=ev.ok, stall=self._loop_monitor.worst(t, t_end),
+            steal=steal_share(cpu0, cpu_times()), delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
         return ev
 
     def _record(self, pr: ProbeRun, ev: Evaluation, checkpoint: str | None = None) -> None:
@@ -606,7 +605,9 @@ class Runner:
                 await asyncio.to_thread(ensure, self.base, self.run_id)
             intent = await asyncio.wait_for(fr.fault.intent(lease), INJECT_TIMEOUT)
             lease.renew()
-            self.leases.intend(lease, run_id=self.run_id, plugin=fr.plugin, undo=intent, runner_pid=os.getpid())
+            # fsync off the event loop: a stalled loop would delay the probes that judge the run
+            await asyncio.to_thread(self.leases.intend, lease, run_id=self.run_id, plugin=fr.plugin, undo=intent,
+                                    runner_pid=os.getpid())
             written = True
             self.log("fault-intent", fault=fr.label, plugin=fr.plugin, lease=lease.id, planned_undo=intent is not None)
             kill_point("intent-written")
@@ -625,10 +626,19 @@ class Runner:
             fr.error = f"{type(exc).__name__}: {exc}"
         else:
             kill_point("inject-returned")
+            injected_at = time.time()
+            if keep is not None:
+                keep.cancel()
+            try:
+                await asyncio.to_thread(self.leases.record, lease, run_id=self.run_id, plugin=fr.plugin,
+                                        undo=applied.undo, runner_pid=os.getpid())
+            except asyncio.CancelledError:  # the run is ending: the fault is in, so take it out now
+                with contextlib.suppress(Exception):
+                    type(fr.fault).revert(dict(applied.undo))
+                    undo_intent()
+                raise
             fr.applied = applied
-            fr.injected_at = time.time()
-            self.leases.record(lease, run_id=self.run_id, plugin=fr.plugin, undo=applied.undo,
-                               runner_pid=os.getpid())
+            fr.injected_at = injected_at
             self.log("fault-inject", fault=fr.label, plugin=fr.plugin, targets=applied.targets,
                      planned=applied.planned or fr.planned, actual=applied.actual,
                      lease={"id": lease.id, "ttl": lease.ttl, "expires_at": lease.expires_at})
