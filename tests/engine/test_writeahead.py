@@ -88,6 +88,8 @@ def test_sigkill_inside_inject_leaves_no_process_paused(tmp_path: Path, tiny_ser
     for p in sleepers:
         assert p.status() != psutil.STATUS_STOPPED  # state not 'T'
     assert wait_until(_no_records_left, 5), "an intent, lease or watchdog of the dead run is left"
+    log = (Path(os.environ["MLCHAOS_STATE_DIR"]) / "watchdog.log").read_text()
+    assert '"state": "intent"' in log and "runner died: fault reverted" in log, log
 
 
 @pytest.mark.slow
