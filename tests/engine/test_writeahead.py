@@ -202,3 +202,70 @@ def test_the_intent_is_on_disk_before_inject_and_durable(tmp_path: Path, tiny_se
         registry.unregister("fault", "writeahead-probe")
     assert [(d["state"], d["undo"]) for d in seen] == [("intent", {"token": "planned"})], events(tmp_path / "j.jsonl")[-1]
     assert any(e["event"] == "fault-inject" for e in events(tmp_path / "j.jsonl"))
+
+
+# -- revert from an intent at every point of a swap (in-process: the states a kill can leave) -----------------
+def _intent(fault: object, lease_id: str = "0-wa") -> dict:
+    import asyncio
+
+    return asyncio.run(fault.intent(Lease.new(lease_id, 1.0)))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stop_after", ["nothing", "staged", "backup-linked", "swapped"])
+def test_file_swap_reverts_from_its_intent_at_every_step(tmp_path: Path, stop_after: str) -> None:
+    from mlchaos.faults.data import ModelTruncate
+
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"original model bytes")
+    f = ModelTruncate(ModelTruncate.Spec(fault="model-truncate", path=str(model), keep=0.5), None)
+    undo = _intent(f)
+    backup, staged = Path(undo["backup"]), Path(undo["staged"])
+    # act out the swap (mlchaos.faults.data._swap_file) up to the step a kill interrupts
+    if stop_after in ("staged", "backup-linked", "swapped"):
+        staged.write_bytes(b"original m")
+    if stop_after in ("backup-linked", "swapped"):
+        os.link(model, backup)
+    if stop_after == "swapped":
+        os.replace(staged, model)
+    for _ in range(2):  # idempotent
+        ModelTruncate.revert(undo)
+        assert model.read_bytes() == b"original model bytes"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin"]
+
+
+def test_model_dir_swap_reverts_when_killed_between_its_two_renames(tmp_path: Path) -> None:
+    from mlchaos.faults.data import ModelSwap
+
+    served, older = tmp_path / "model", tmp_path / "v1"
+    served.mkdir()
+    (served / "w").write_text("v2")
+    older.mkdir()
+    (older / "w").write_text("v1")
+    f = ModelSwap(ModelSwap.Spec(fault="model-swap", path=str(served), replacement=str(older)), None)
+    undo = _intent(f)
+    assert undo["mode"] == "dir"
+    import shutil
+
+    shutil.copytree(older, undo["staged"])
+    os.rename(served, undo["backup"])  # killed here: the served path is missing
+    ModelSwap.revert(undo)
+    ModelSwap.revert(undo)
+    assert (served / "w").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "v1"]
+
+
+def test_failpoint_intent_disarms_only_its_own_arming(tmp_path: Path) -> None:
+    from mlchaos import failpoint as fp
+    from mlchaos.faults.data import FailpointFault
+
+    spec = FailpointFault.Spec(fault="failpoint", point="batch.after", kind="raise", directory=str(tmp_path))
+    f = FailpointFault(spec, None)
+    undo = _intent(f)
+    FailpointFault.revert(undo)  # never armed: nothing to do
+    other = fp.arm("batch.after", "raise", ttl=30, directory=tmp_path)  # someone else's arming
+    FailpointFault.revert(undo)
+    assert fp.renew("batch.after", 30, directory=tmp_path, lease_id=other["lease_id"])  # still armed
+    fp.arm("batch.after", "raise", ttl=30, directory=tmp_path, lease_id=undo["lease_id"])  # the planned arming
+    FailpointFault.revert(undo)
+    with pytest.raises(ValueError):
+        fp.renew("batch.after", 30, directory=tmp_path, lease_id=undo["lease_id"])

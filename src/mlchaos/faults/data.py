@@ -222,6 +222,9 @@ def _restore_file(undo: dict[str, Any]) -> None:
     _drop_staged(undo)
     if not backup.exists():
         return  # already restored, or the swap never began
+    if path.exists() and os.path.samefile(path, backup):
+        backup.unlink()  # killed between the link and the swap: rename(2) of one file over itself does nothing
+        return
     if path.exists() and undo.get("written") and _fingerprint(path) != list(undo["written"]):
         raise FaultError(
             f"{path} changed since the fault was injected; not overwriting it. The original is kept at {backup}"
