@@ -118,6 +118,12 @@ def test_flags_never_name_files_outside_the_lab(built_lab_dir: Path, tmp_path: P
         batch.run(LabPaths(d), date="../offline/date=2024-01-01")
     with pytest.raises(BadName, match="run id"):
         DeliveryPaths(d).run_dir("../../x")
+    from pydantic import ValidationError
+
+    from mlchaos.faults.lab import StaleModelSpec
+
+    with pytest.raises(ValidationError, match="version"):  # the stale-model fault: refused when the file loads
+        StaleModelSpec(fault="stale-model", version="../../evil/x")
 
 
 def _admin_calls(lab: Lab) -> list[tuple[str, str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlchaos.engine.blast import BlastRadiusError, select_count
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
@@ -21,11 +21,19 @@ from mlchaos.spec.types import Percent
 
 class StaleModelSpec(FaultSpec):
     fault: Literal["stale-model"] = "stale-model"
-    version: str = Field("stale", description="Model version or alias to serve (the lab ships 'stale').")
+    version: str = Field("stale", description="Model version or alias to serve (the lab ships 'stale'); a name, "
+                         "not a path.")
     replicas: list[str] | None = Field(None, description="Replica names; default: chosen by count/percent.")
     count: int | None = Field(None, ge=1, description="How many serving replicas (default: one).")
     percent: Percent | None = Field(None, description="Share of the serving replicas (rounded up).")
     dir: str | None = Field(None, description="Lab directory (default: the target's, else $MLCHAOS_LAB_DIR).")
+
+    @field_validator("version")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        from mlchaos.lab.auth import check_name
+
+        return check_name(v, "version")  # refused at load time, with the file's line, not at injection
 
 
 class StaleModel(Fault):

@@ -28,10 +28,12 @@ import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
-from mlchaos.lab.observability import ASGIApp, Receive, Scope, Send
+if TYPE_CHECKING:  # types only: importing auth must stay cheap (experiment validation uses check_name)
+    from mlchaos.lab.observability import ASGIApp, Receive, Scope, Send
 
 TOKEN_FILE = "admin.token"
 TOKEN_ENV = "MLCHAOS_LAB_TOKEN_FILE"
