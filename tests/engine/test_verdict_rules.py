@@ -10,7 +10,7 @@ from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlchaos.engine.records import Evaluation, FaultRecord, ProbeRecord, RunRecords, relation
@@ -167,6 +167,7 @@ def test_finding4_one_missing_in_a_hundred_meets_max_one_percent() -> None:
     assert within(tol(max=0.01), 1 - 99 / 100, "ratio", Fraction(1, 100)) == (True, "")
 
 
+@settings(deadline=None)  # the first call imports the formatting helpers
 @given(st.integers(0, 10_000), st.integers(1, 10_000), st.integers(0, 10_000), st.sampled_from([1, 10, 100, 1000]))
 def test_count_ratios_are_compared_as_exact_fractions(k: int, n: int, num: int, scale: int) -> None:
     k = min(k, n)
@@ -178,3 +179,46 @@ def test_count_ratios_are_compared_as_exact_fractions(k: int, n: int, num: int, 
     assert ok == (Fraction(k, n) <= Fraction(str(limit)))
     ok_min, _ = within(tol(min=limit), m.value, "ratio", m.fraction)
     assert ok_min == (Fraction(k, n) >= Fraction(str(limit)))
+
+
+# -- instruments (findings 2 and 7) ------------------------------------------------------------
+def _assess(**kw: Any) -> tuple[bool, dict[str, Any]]:
+    from mlchaos.engine.instruments import assess
+
+    base: dict[str, Any] = {"probe_instrument": None, "latency_bound": 0.1, "windowed": True, "value": 0.05,
+                            "ok": True, "stall": 0.0, "steal": None, "delay": 0.0}
+    base.update(kw)
+    return assess(**base)
+
+
+def test_finding2_the_lag_budget_follows_the_tightest_latency_bound() -> None:
+    from mlchaos.budget import lag_budget
+
+    assert lag_budget([0.1, 0.5]) == 0.01 and lag_budget([0.005]) == 0.001 and lag_budget([]) == 0.1
+    # a 5 ms lag does not matter to p99 < 100 ms
+    assert _assess(probe_instrument={"lag_p99": 0.004, "lag_max": 0.005}, ok=False, value=0.2)[0]
+
+
+def test_a_lagging_instrument_can_only_inflate_latency_so_a_pass_despite_it_is_evidence() -> None:
+    assert _assess(probe_instrument={"lag_p99": 0.03, "lag_max": 0.08}, ok=True, value=0.09)[0]
+
+
+def test_finding7_a_breach_the_instruments_lag_could_explain_is_not_evidence() -> None:
+    trusted, info = _assess(probe_instrument={"lag_p99": 0.03, "lag_max": 0.08}, ok=False, value=0.113)
+    assert not trusted and "80 ms late" in info["why"] and "budget 10 ms" in info["why"]
+    # a breach larger than anything the lag could add stays evidence
+    assert _assess(probe_instrument={"lag_p99": 0.03, "lag_max": 0.08}, ok=False, value=0.5)[0]
+
+
+def test_a_runner_stall_while_timing_a_request_and_cpu_steal_distrust_a_point_breach() -> None:
+    trusted, info = _assess(windowed=False, stall=0.04, ok=False, value=0.12)
+    assert not trusted and "runner stalled 40 ms" in info["why"]
+    trusted, info = _assess(windowed=False, stall=0.0, steal=0.3, ok=False, value=0.5)
+    assert not trusted and "30% of CPU time was stolen" in info["why"]
+    assert _assess(windowed=False, stall=0.04, ok=True, value=0.05)[0]
+
+
+def test_error_rates_need_arrivals_near_their_schedule() -> None:
+    assert _assess(latency_bound=None, probe_instrument={"lag_p99": 0.05}, ok=False, value=0.5)[0]
+    trusted, info = _assess(latency_bound=None, probe_instrument={"lag_p99": 0.3}, ok=True, value=0.0)
+    assert not trusted and "300 ms" in info["why"]

@@ -4,26 +4,33 @@ A latency measured by a starved process measures the process.  On a shared
 2-core machine the runner's event loop can stall for tens of milliseconds and
 the load generator can fall behind its schedule; a verdict built on such
 readings would blame (or clear) the system for what the machine did.  So every
-evaluation carries the health of the instruments that took it, and an
+evaluation carries the readings of the instruments that took it, and an
 evaluation whose instrument was not trustworthy is evidence of nothing: the
 verdict (:mod:`mlchaos.engine.verdict`) neither passes nor fails on it.
 
-What is checked, and why only where it matters:
+The rule follows what an instrument's lateness can do to a value:
 
-* **the load generator's schedule lag** over a load probe's window (the probe
-  reports it, against the load's lag budget): a generator that sends late
-  offers less load than planned and times requests from the wrong instant;
-* **the runner's event-loop stalls** during a point probe's request, for
-  probes whose value is a latency: the runner times those requests itself;
-* **CPU steal** during that request, where the OS reports it (``/proc/stat``);
-* **how late an evaluation fired** is recorded for every evaluation (it shows a
-  starved runner in the report) but does not by itself distrust a value: the
-  value is attributed to the time it was really measured.
+* **A latency** (a probe whose value is in seconds: load quantiles, an http
+  probe's ``value: latency``) is measured from when the request *should* have
+  gone out, so a late instrument can only add to it: the load generator's
+  worst schedule lag in the window, the runner's worst event-loop stall while
+  it timed the request.  Within the budget (10 % of the probe's bound, never
+  below 1 ms: :func:`mlchaos.budget.lag_budget`) the reading is trusted.  Past
+  it, a value that still met its bound is trusted (the instrument can only
+  have inflated it), and so is a breach larger than anything the instrument
+  could have added (``value - lag > bound``); any other breach is not
+  evidence.  CPU steal above 10 % during a timed request counts the same way,
+  with no bound on what it added.
+* **Anything else the load measures** (error rate, throughput) needs arrivals
+  near their schedule: a window whose lag p99 exceeds 100 ms is not evidence.
+* **How late an evaluation fired** is recorded for every evaluation (it shows
+  a starved runner in the report) but does not by itself distrust a value:
+  the value is attributed to the time it was really measured.
+* A third-party probe may judge its own instrument: ``{"ok": False, "why": ...}``.
 
-The budget for a latency-valued probe is 10 % of its own bound, never below
-1 ms: a 5 ms stall does not matter to ``p99 < 100 ms`` and decides
-``p99 < 20 ms``.  The load generator's budget follows the same rule from the
-tightest latency bound of the hypothesis (:func:`mlchaos.budget.lag_budget`).
+Whether the load as a whole was VALID is the generator's own verdict
+(:mod:`mlchaos.load.stats`), with the same budget; an INVALID load never
+supports ``passed``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import collections
 import time
 from typing import Any
 
-from mlchaos.budget import lag_budget
+from mlchaos.budget import NO_LATENCY_BOUND, lag_budget
 
 MAX_STEAL = 0.10
 """Share of CPU time stolen by the hypervisor above which a timed request is not trusted."""
@@ -85,24 +92,37 @@ def steal_share(a: tuple[int, int] | None, b: tuple[int, int] | None) -> float |
 
 
 def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | None, windowed: bool,
-           stall: float, steal: float | None, delay: float) -> tuple[bool, dict[str, Any]]:
+           value: Any, ok: bool | None, stall: float, steal: float | None, delay: float) -> tuple[bool, dict[str, Any]]:
     """Is one evaluation trustworthy?  Returns (trusted, readings with ``why`` when not)."""
     info: dict[str, Any] = {"delay": round(delay, 6), "stall": round(stall, 6)}
     if steal is not None:
         info["steal"] = round(steal, 4)
+    readings = dict(probe_instrument or {})
+    info.update({k: v for k, v in readings.items() if k not in ("ok", "why")})
     whys: list[str] = []
-    if probe_instrument:
-        info.update({k: v for k, v in probe_instrument.items() if k not in ("ok", "why")})
-        if probe_instrument.get("ok") is False:
-            whys.append(str(probe_instrument.get("why") or "the probe's instrument was not trustworthy"))
-    if latency_bound is not None and not windowed:
+    if readings.get("ok") is False:
+        whys.append(str(readings.get("why") or "the probe's instrument was not trustworthy"))
+    if latency_bound is not None:
         budget = lag_budget([latency_bound])
         info["budget"] = budget
-        if stall > budget:
-            whys.append(f"the runner stalled {stall * 1e3:.3g} ms while timing the request "
-                        f"(budget {budget * 1e3:.3g} ms, 10 % of the {latency_bound * 1e3:.3g} ms bound)")
-        if steal is not None and steal > MAX_STEAL:
-            whys.append(f"{steal:.0%} of CPU time was stolen while timing the request")
+        if windowed and isinstance(readings.get("lag_max"), int | float):
+            added, what = float(readings["lag_max"]), "the load generator sent up to {} late in this window"
+        elif not windowed:
+            added, what = stall, "the runner stalled {} while timing the request"
+        else:
+            added, what = 0.0, ""
+        stolen = not windowed and steal is not None and steal > MAX_STEAL
+        if (added > budget or stolen) and ok is False:
+            exceeds = isinstance(value, int | float) and not stolen and float(value) - added > latency_bound
+            if not exceeds:
+                why = what.format(f"{added * 1e3:.3g} ms") if added > budget else ""
+                if stolen:
+                    why = "; ".join(w for w in (why, f"{steal:.0%} of CPU time was stolen while timing it") if w)
+                whys.append(f"{why} (budget {budget * 1e3:.3g} ms, 10 % of the {latency_bound * 1e3:.3g} ms "
+                            "bound): the breach may be the instrument's")
+    elif windowed and isinstance(readings.get("lag_p99"), int | float) and readings["lag_p99"] > NO_LATENCY_BOUND:
+        whys.append(f"the load generator's schedule lag p99 was {readings['lag_p99'] * 1e3:.3g} ms in this window "
+                    f"(over {NO_LATENCY_BOUND * 1e3:.0f} ms, arrivals no longer follow the schedule)")
     if whys:
         info["why"] = "; ".join(whys)
     return not whys, info
