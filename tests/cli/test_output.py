@@ -109,3 +109,17 @@ def test_stderr_ring_is_bounded_and_never_blocks_a_chatty_child() -> None:
     assert p.wait(timeout=30) == 0
     lines = tail.lines(wait=5)
     assert len(lines) == STDERR_LINES and lines[-1] == "last words"
+
+
+def test_demo_board_prints_a_line_per_finished_run_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped (CI logs, tee), a live table would print nothing until the end: one line per run instead."""
+    from mlchaos.cli.demo import SCENARIOS, _Board
+
+    with _Board(list(SCENARIOS[:2]), ["naive"], quiet=False) as board:
+        assert board.live is None  # pytest's captured stderr is not a terminal
+        board.finished(SCENARIOS[0].name, "naive", "failed (14s)", "p99 latency: 2.1 s > max 1 s")
+        first = capsys.readouterr().err
+        board.finished(SCENARIOS[1].name, "naive", "passed (9s)", "every probe held")
+    lines = first.splitlines()
+    assert len(lines) == 1 and f"ok  {SCENARIOS[0].name} [naive] failed (14s): p99 latency: 2.1 s > max 1 s" in lines[0]
+    assert f"BAD {SCENARIOS[1].name} [naive] passed" in capsys.readouterr().err
