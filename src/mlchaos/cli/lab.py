@@ -98,13 +98,14 @@ def up(
 @app.command()
 def status(
     dir: DirOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the supervisor state as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the supervisor state as JSON (with running, dir).")] = False,
 ) -> None:
     """Show each service: pid, port, readiness, variant and model version."""
     lab = _lab(dir)
-    if as_json:
-        typer.echo(json.dumps(lab.state(), indent=2))
-        return
+    if as_json:  # same exit code as the table: 1 when no lab runs (the last state written, if any, still shown)
+        up = lab.is_up()
+        typer.echo(json.dumps({**lab.state(), "running": up, "dir": str(lab.paths.root)}, indent=2))
+        raise typer.Exit(0 if up else 1)
     if not lab.is_up():
         console.print(f"no lab running in {lab.paths.root}")
         raise typer.Exit(1)
