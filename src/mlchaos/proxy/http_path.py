@@ -272,6 +272,7 @@ class Downstream(asyncio.Protocol):
         self.eof = False
         self.fresh = True
         """Set by every read; the sweep (HttpProxy._sweep) turns it into ``active_at``."""
+        self.relay_cap = proxy.relay_cap
         self.active_at = self.loop.time()
 
     # -- connection ---------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class Downstream(asyncio.Protocol):
         if self.black_hole:
             return
         if (self.cur is None and self.parsing is None and not self.backlog and not self.proxy.table.matchers
-                and (len(data) <= self.proxy.relay_cap or self._head_fits(data)) and self._relay(data)):
+                and (len(data) <= self.relay_cap or self._head_fits(data)) and self._relay(data)):
             return
         idle = self.parsing is None
         self.began = self.completed = 0
