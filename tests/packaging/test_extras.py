@@ -124,3 +124,18 @@ def test_a_plugin_module_failing_on_an_extra_module_is_reported_as_that_extra(
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
     with pytest.raises(registry.PluginNeedsExtra, match=r"probe 'needs-pandas' needs the data tools"):
         registry.get("probe", "needs-pandas")
+
+
+def test_a_predictions_file_without_the_data_extra_is_a_validation_error(no_lab: None, tmp_path: Path) -> None:
+    """The predictions probe needs only the core on sampled responses, but pyarrow to read a file."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "title: predictions from a file\n"
+        "target: {platform: process, command: [python, -c, 'import time; time.sleep(60)']}\n"
+        "steady_state:\n"
+        "  - {name: fraud rate, probe: predictions, source: file, path: p.parquet, field: p, max: 0.1}\n"
+    )
+    err = io.StringIO()
+    assert validate_paths([str(exp)], out=io.StringIO(), err=err) == 2
+    assert f"{exp}:4:" in err.getvalue()
+    assert "source: file needs the data tools: pip install 'mlchaos[data]'" in err.getvalue()

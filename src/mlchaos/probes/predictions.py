@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
 from mlchaos.probes.http import json_path
@@ -42,6 +42,18 @@ class PredictionsSpec(ProbeSpec):
     q: float = Field(0.5, ge=0, le=1, description="Quantile for stat: quantile.")
     min_samples: int = Field(50, ge=1, description="Fewer values in the window means 'insufficient data'.")
     last: int | None = Field(None, ge=1, description="source: file: only the last N rows.")
+
+    @field_validator("source")
+    @classmethod
+    def _file_needs_data(cls, v: str) -> str:
+        """Reading a parquet/CSV file needs pyarrow (the data extra): say so at validation, not mid-run."""
+        if v == "file":
+            from mlchaos import extras
+
+            absent = extras.missing("data")
+            if absent:
+                raise ValueError(extras.message("data", "source: file", absent))
+        return v
 
 
 def _same(a: Any, b: Any) -> bool:
