@@ -387,3 +387,42 @@ def test_rule_cap_is_429_and_delete_all_is_fast(proxy: ProxyHandle) -> None:
     assert time.perf_counter() - t0 < 0.5
     assert proxy.client.stats("f3")["state"] == "removed"
     assert served(proxy, 2) == 2
+
+
+def test_tcp_mode_connection_cap_closes_the_extra_connection(upstream: str) -> None:
+    with spawn(upstream=upstream, mode="tcp", limits=Limits(max_connections=2)) as h:
+        held = [connect(h) for _ in range(2)]
+        for s in held:
+            s.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 ")
+        extra = connect(h)
+        assert read_all(extra, 5) == b""
+        extra.close()
+        for s in held:
+            s.close()
+        assert wait_until(lambda: active(h) == 0)
+        assert served(h, 2) == 2
+
+
+def test_experiment_specs_share_the_proxy_rules() -> None:
+    from pydantic import ValidationError
+
+    from mlchaos.faults.network import BandwidthSpec, HttpErrorSpec
+
+    for bad in ({"headers": {"X": "a\r\nb"}}, {"content_type": "a\nb"}, {"headers": {"Transfer-Encoding": "x"}},
+                {"headers": {"Bad Name": "x"}}):
+        with pytest.raises(ValidationError):
+            HttpErrorSpec.model_validate({"fault": "http-error", **bad})
+    assert HttpErrorSpec.model_validate({"fault": "http-error", "headers": {"Retry-After": "1"}})
+    for rate in (0, "0KB"):
+        with pytest.raises(ValidationError):
+            BandwidthSpec.model_validate({"fault": "bandwidth", "rate": rate})
+
+
+def test_limit_flags_are_checked_and_name_the_flag() -> None:
+    for flags, words in ((["--max-connections", "0"], "--max-connections"),
+                         (["--header-timeout", "fast"], "--header-timeout"),
+                         (["--max-header-size", "12"], "--max-header-size")):
+        out = subprocess.run([sys.executable, "-m", "mlchaos.proxy", "--upstream", "127.0.0.1:9", *flags],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and words in out.stderr, out.stderr

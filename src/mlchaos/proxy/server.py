@@ -160,9 +160,28 @@ def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
+def _raise_fd_limit(connections: int) -> None:
+    """Let the process hold ``--max-connections`` clients and their upstream connections.
+
+    The usual soft limit (1024 descriptors) would make accept() fail with EMFILE near 500 clients, long
+    before the connection cap answers its clear 503; the soft limit is raised toward the hard one.
+    """
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 2 * connections + 256
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ImportError, ValueError, OSError) as exc:  # not fatal: the cap and EMFILE still protect us
+        log.warning("could not raise the open-file limit: %s", exc)
+
+
 def run(cfg: Config, ready: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Run until SIGTERM/SIGINT.  ``ready`` receives the bound addresses once traffic can flow."""
     cfg.check()
+    _raise_fd_limit(cfg.limits.max_connections)
     if cfg.workers == 1:
         loop = new_loop(cfg.loop)
         try:
