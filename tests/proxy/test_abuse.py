@@ -298,6 +298,14 @@ def test_body_held_by_a_fault_is_limited(upstream: str) -> None:
         s.close()
         assert data.startswith(b"HTTP/1.1 413 ") or data == b""
         assert "mlchaos_proxy_bad_requests_total 1" in h.client.metrics()
+        # the whole request at once: the body completes in the read that breaks the limit
+        s = connect(h)
+        with contextlib.suppress(OSError):
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 150000\r\n\r\n" + b"y" * 150_000)
+        data = read_all(s, 5)
+        s.close()
+        assert data.startswith(b"HTTP/1.1 413 ") or data == b""
+        assert "mlchaos_proxy_bad_requests_total 2" in h.client.metrics()
         h.client.clear()
         assert served(h, 2) == 2
 

@@ -344,6 +344,10 @@ class Downstream(asyncio.Protocol):
         m = self.parsing
         if m is not None and (not m.headers_done or m.over is not None) and self._over_limit(m, data, idle):
             return
+        m = self.cur
+        if m is not None and m.over is not None:  # a held body went over the limit and completed in this read
+            self._over_limit(m, data, idle)
+            return
         if idle and self.began == 1 and self.completed == 1 and self.parsing is None:
             self.backlog[-1].raw = data  # exactly one whole request: forward these very bytes
         if self.cur is None:
