@@ -10,6 +10,7 @@ state (``T`` = stopped) and the proxy's rule table, not on mlchaos's files.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -269,3 +270,43 @@ def test_failpoint_intent_disarms_only_its_own_arming(tmp_path: Path) -> None:
     FailpointFault.revert(undo)
     with pytest.raises(ValueError):
         fp.renew("batch.after", 30, directory=tmp_path, lease_id=undo["lease_id"])
+
+
+def test_delivery_run_intent_finds_the_pipeline_by_its_run_id(tmp_path: Path) -> None:
+    """Killed after the pipeline started but before its PID was recorded: revert finds it by the planned run id."""
+    from mlchaos.faults.delivery import DeliveryRun
+
+    run_id = "20261204T000000-wa0001"
+    pipeline = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)", "mlchaos.lab.delivery.pipeline",
+                             "--run-id", run_id], start_new_session=True)
+    try:
+        DeliveryRun.revert({"run_id": "20261204T000000-other", "lab_dir": str(tmp_path)})  # not this one
+        assert pipeline.is_running() and pipeline.status() != psutil.STATUS_ZOMBIE
+        DeliveryRun.revert({"run_id": run_id, "lab_dir": str(tmp_path)})
+        pipeline.wait(5)
+        DeliveryRun.revert({"run_id": run_id, "lab_dir": str(tmp_path)})  # idempotent
+    finally:
+        if pipeline.is_running():
+            pipeline.kill()
+            pipeline.wait(5)
+
+
+def test_no_intent_without_a_live_watchdog(tmp_path: Path) -> None:
+    """ensure() waits for the run's watchdog, and starts another when the first one died."""
+    from mlchaos.engine.watchdog import ensure, ready_file
+
+    base = tmp_path / "state"
+    (base / "runs").mkdir(parents=True)
+    (base / "leases").mkdir()
+    (base / "runs" / "r1.json").write_text(json.dumps({"run_id": "r1", "pid": os.getpid()}))
+    first = ensure(base, "r1")
+    try:
+        assert psutil.Process(first).is_running()
+        assert ensure(base, "r1") == first  # alive and announced: no second one
+        psutil.Process(first).kill()
+        psutil.Process(first).wait(5)
+        second = ensure(base, "r1")
+        assert second != first and psutil.Process(second).is_running()
+    finally:
+        (base / "runs" / "r1.json").unlink()  # the run ended: the watchdog exits by itself
+    assert wait_until(lambda: not ready_file(base, "r1").exists(), 10)
