@@ -415,7 +415,7 @@ def test_tcp_mode_connection_cap_closes_the_extra_connection(upstream: str) -> N
 def test_experiment_specs_share_the_proxy_rules() -> None:
     from pydantic import ValidationError
 
-    from mlchaos.faults.network import BandwidthSpec, HttpErrorSpec
+    from mlchaos.faults.network import BandwidthSpec, GenericSpec, HttpErrorSpec
 
     for bad in ({"headers": {"X": "a\r\nb"}}, {"content_type": "a\nb"}, {"headers": {"Transfer-Encoding": "x"}},
                 {"headers": {"Bad Name": "x"}}):
@@ -425,6 +425,10 @@ def test_experiment_specs_share_the_proxy_rules() -> None:
     for rate in (0, "0KB"):
         with pytest.raises(ValidationError):
             BandwidthSpec.model_validate({"fault": "bandwidth", "rate": rate})
+    for kind, params in (("http-error", {"headers": {"X": "a\r\nb"}}), ("bandwidth", {"rate": 0})):
+        with pytest.raises(ValidationError, match="params"):  # `fault: proxy` checks them with the proxy's model
+            GenericSpec.model_validate({"fault": "proxy", "kind": kind, "params": params})
+    assert GenericSpec.model_validate({"fault": "proxy", "kind": "http-error", "params": {"status": 500}})
 
 
 def test_limit_flags_are_checked_and_name_the_flag() -> None:

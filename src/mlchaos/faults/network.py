@@ -26,7 +26,7 @@ import asyncio
 import os
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mlchaos.plugin import Applied, Context, Fault, FaultError, FaultSpec, StrictModel
 from mlchaos.spec.types import Duration, Percent, Size
@@ -119,6 +119,28 @@ class JsonCorruptSpec(NetworkSpec):
 class GenericSpec(NetworkSpec):
     kind: str = Field(description="Proxy fault kind, e.g. 'latency' (GET /kinds on the proxy lists them).")
     params: dict[str, Any] = Field(default_factory=dict, description="The kind's parameters.")
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """A kind this mlchaos knows gets its parameters checked by the proxy's own model now, at
+        ``mlchaos validate``, rather than by the proxy at preflight (CR/LF in headers, a zero rate...)."""
+        from pydantic import ValidationError
+
+        from mlchaos.proxy.faults import KINDS
+
+        model = KINDS.get(str(info.data.get("kind")))
+        if model is None:
+            return v  # unknown here: the proxy's preflight check answers for it
+        try:
+            model.params_model.model_validate(v)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            where = ".".join(str(p) for p in e["loc"])
+            raise ValueError(f"{where}: {e['msg'].removeprefix('Value error, ')}" if where else e["msg"]) from None
+        except ArithmeticError as exc:
+            raise ValueError(f"a parameter is out of range: {exc}") from None
+        return v
 
 
 _COMMON = set(NetworkSpec.model_fields)
