@@ -123,3 +123,13 @@ def test_demo_board_prints_a_line_per_finished_run_when_not_a_terminal(capsys: p
     lines = first.splitlines()
     assert len(lines) == 1 and f"ok  {SCENARIOS[0].name} [naive] failed (14s): p99 latency: 2.1 s > max 1 s" in lines[0]
     assert f"BAD {SCENARIOS[1].name} [naive] passed" in capsys.readouterr().err
+
+
+def test_piped_load_report_lines_are_whole(tiny_service) -> None:  # type: ignore[no-untyped-def]
+    """At 80 columns rich wrapped the plan line and split table cells ("latency (from / plan)")."""
+    _, url = tiny_service
+    r = _cli("load", url + "/health", "-r", "50/s", "-d", "1s", "--lag-budget", "1s", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    plan = next(line for line in r.stdout.splitlines() if line.lstrip().startswith("plan"))
+    assert "arrivals" in plan and "connections" in plan, r.stdout
+    assert any("latency (from plan)" in line for line in r.stdout.splitlines()), r.stdout
