@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.conftest import wait_until
 from tests.engine.helpers import events, experiment, is_stopped, run_cli, summary, write
 
 
@@ -151,19 +152,22 @@ def test_settle_waits_for_a_disturbed_baseline_and_journals_every_failed_check(t
         late_port = s.getsockname()[1]
     servers: list[ThreadingHTTPServer] = []
 
+    j = tmp_path / "j.jsonl"
+
     def come_up() -> None:
+        # up only once the runner has seen it down (a fixed delay raced a slow start on a busy host)
+        wait_until(lambda: j.exists() and any(e["event"] == "baseline-unsettled" for e in events(j)), 60)
         srv = ThreadingHTTPServer(("127.0.0.1", late_port), Ok)
         servers.append(srv)
         srv.serve_forever(poll_interval=0.05)
 
     _, url = tiny_service
     bystander = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    later = threading.Timer(2.0, come_up)
+    later = threading.Thread(target=come_up, daemon=True)
     later.start()
     try:
         exp = experiment(url, bystander.pid, phases={"baseline": "300ms", "settle": "15s", "recovery": "500ms"})
         exp["steady_state"][0]["url"] = f"http://127.0.0.1:{late_port}/health"
-        j = tmp_path / "j.jsonl"
         r = run_cli(write(tmp_path, exp), j)
         assert r.returncode == 0, r.stdout + r.stderr
         ev = events(j)
@@ -180,7 +184,6 @@ def test_settle_waits_for_a_disturbed_baseline_and_journals_every_failed_check(t
         assert rep.returncode == 0, rep.stderr
         assert "baseline settled after" in (tmp_path / "rep" / "index.html").read_text()
     finally:
-        later.cancel()
         for srv in servers:
             srv.shutdown()
             srv.server_close()

@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos import __version__, registry
-from mlchaos.budget import lag_budget
 from mlchaos.engine import verdict
-from mlchaos.engine.instruments import LoopMonitor, assess, cpu_times, steal_share
+from mlchaos.engine.instruments import LoopMonitor
 from mlchaos.engine.journal import Journal
 from mlchaos.engine.lease import Lease, LeaseStore
-from mlchaos.engine.records import Evaluation, FaultRecord, ProbeRecord, RunRecords, relation
+from mlchaos.engine.loadservice import RunLoad
+from mlchaos.engine.probing import ProbeLoops, ProbeRun, _Stop
+from mlchaos.engine.records import FaultRecord, ProbeRecord, RunRecords
 from mlchaos.engine.state import is_stopped, state_dir, write_json_atomic
 from mlchaos.engine.summary import as_dict, build_summary
 from mlchaos.engine.verdict import Status, Verdict
@@ -50,10 +51,7 @@ from mlchaos.plugin import (
     Applied,
     Context,
     Fault,
-    Measurement,
     PluginError,
-    Probe,
-    ProbeError,
     Target,
     TargetError,
 )
@@ -61,22 +59,6 @@ from mlchaos.spec.loader import ValidatedExperiment
 
 INJECT_TIMEOUT = 15.0
 REMOVE_TIMEOUT = 10.0
-DEFAULT_PROBE_TIMEOUT = 5.0
-
-
-@dataclasses.dataclass
-class ProbeRun:
-    spec: Any
-    probe: Probe
-    rec: ProbeRecord
-
-    @property
-    def label(self) -> str:
-        return self.rec.label
-
-    @property
-    def role(self) -> str:
-        return self.rec.role
 
 
 @dataclasses.dataclass
@@ -138,11 +120,7 @@ class _Ctx(Context):
         return self._runner.phase
 
 
-class _Stop(Exception):
-    pass
-
-
-class Runner:
+class Runner(ProbeLoops, RunLoad):
     """Runs one validated experiment.  Use :func:`run_experiment` for the common case."""
 
     def __init__(
@@ -377,186 +355,6 @@ class Runner:
                        if getattr(pspec, k, None) is not None}
                 self.probes.append(ProbeRun(pspec, probe, ProbeRecord(label, role, pspec.probe, tol,
                                                                       probe.latency_bound())))
-
-    # -- load ---------------------------------------------------------------------------------
-    def _load_spec(self) -> Any:
-        return self.v.load
-
-    async def _start_load(self) -> None:
-        from mlchaos.load import LoadRunner
-
-        spec = self.v.load
-        assert spec is not None
-        here = Path(self.v.source).resolve().parent if Path(self.v.source).exists() else None
-
-        def beside(name: str | None) -> str | None:
-            """Files named next to the experiment file (bodies, a CA bundle) are found wherever the run starts."""
-            if here is None or not name or Path(name).is_absolute() or not (here / name).exists():
-                return None
-            return str(here / name)
-
-        req = getattr(spec, "request", None)
-        if req is not None and (body := beside(getattr(req, "body_file", None))):
-            spec = spec.model_copy(update={"request": req.model_copy(update={"body_file": body})})
-        if ca := beside(getattr(spec, "ca_file", None)):
-            spec = spec.model_copy(update={"ca_file": ca})
-        base_url = None
-        tname = getattr(spec, "target", None) or "default"
-        if tname in self.targets:
-            with contextlib.suppress(PluginError):
-                base_url = self.targets[tname].url()
-        # the tightest latency bound of the hypothesis sets the generator's schedule-lag budget
-        if getattr(spec, "lag_budget", None) is None:
-            bounds = [pr.rec.latency_bound for pr in self.probes
-                      if pr.role == "steady" and pr.rec.latency_bound is not None]
-            spec = spec.model_copy(update={"lag_budget": lag_budget(bounds)})
-        self._load = LoadRunner(spec, base_url=base_url)
-        try:
-            await self._load.start()
-        except Exception as exc:
-            self._error(f"load generator could not start: {exc}")
-            raise _Stop from None
-        self.ctx.services["load"] = self._load
-        self.log("load-start", target_rate=getattr(spec, "rate", None), url=self._load.url)
-        self._tasks.append(asyncio.create_task(self._load_ticks()))
-
-    async def _load_ticks(self) -> None:
-        """One journal line per second of load: the report's throughput/latency/error charts."""
-        load = self._load
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                w = load.window(1.0)
-            except Exception:
-                continue
-            self.log("load-tick", count=w.count, throughput=w.throughput, p50=w.p50, p99=w.p99,
-                     error_rate=w.error_rate, errors=dict(w.errors))
-
-    def _load_validity(self) -> tuple[bool, str] | None:
-        rep = self._load_report
-        if rep is None:
-            return None
-        valid = getattr(rep, "valid", None)
-        if valid is None:
-            return None
-        return bool(valid), str(getattr(rep, "invalid_reason", "") or "")
-
-    # -- probes -------------------------------------------------------------------------------
-    async def _measure(self, pr: ProbeRun) -> Measurement:
-        timeout = getattr(pr.spec, "timeout", None) or DEFAULT_PROBE_TIMEOUT
-        try:
-            return await asyncio.wait_for(pr.probe.measure(), timeout=timeout + 0.5)
-        except TimeoutError:
-            raise ProbeError(f"probe did not answer within {timeout:g}s") from None
-
-    async def _evaluate(self, pr: ProbeRun, scheduled: float | None = None) -> Evaluation:
-        """Measure once; record the span measured and whether the instruments could be trusted."""
-        t = time.time()
-        cpu0 = cpu_times()
-        phase = self.phase
-        m: Measurement | None = None
-        error = ""
-        try:
-            m = await self._measure(pr)
-        except (ProbeError, PluginError) as exc:
-            error = f"probe error: {exc}"
-        t_end = time.time()
-        window = float(m.window if m is not None and m.window is not None else (pr.spec.window or 0.0))
-        ev = Evaluation(t, t_end, window, phase, None, False, error)
-        if m is not None:
-            ev.value, ev.detail, ev.exact = m.value, m.detail, m.fraction
-            unit = pr.probe.value_unit()
-            if m.insufficient:
-                ev.ok, ev.reason = None, f"insufficient data: {m.insufficient}"
-            elif pr.role == "abort":
-                trip, ev.reason = verdict.tripped(pr.spec, m.value, unit, m.fraction)
-                ev.ok = not trip
-            else:
-                ev.ok, ev.reason = verdict.within(pr.spec, m.value, unit, m.fraction)
-        ev.trusted, ev.instrument = assess(
-            probe_instrument=m.instrument if m is not None else None, latency_bound=pr.rec.latency_bound,
-            windowed=window > 0, value=ev.value, ok=ev.ok, stall=self._loop_monitor.worst(t, t_end),
-            steal=steal_share(cpu0, cpu_times()), delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
-        return ev
-
-    def _record(self, pr: ProbeRun, ev: Evaluation, checkpoint: str | None = None) -> None:
-        ev.checkpoint = checkpoint
-        pr.rec.evaluations.append(ev)
-        rel = "checkpoint" if checkpoint else relation(ev, self._fault_windows())
-        # what the probe saw (which expectation failed, which rows changed) goes with every
-        # evaluation that did not hold, and with the checkpoints: the report's "why"
-        detail = ev.detail if (ev.ok is not True or checkpoint) and ev.detail else None
-        self.log("probe", probe=pr.label, role=pr.role, phase=ev.phase,
-                 during=rel in ("during", "straddles-removal"), relation=rel, started=ev.t, window=ev.window,
-                 value=ev.value, ok=ev.ok, reason=ev.reason or None, checkpoint=checkpoint, detail=detail,
-                 trusted=ev.trusted, instrument=ev.instrument if (not ev.trusted or checkpoint) else None)
-
-    def _fault_windows(self) -> list[tuple[float, float]]:
-        return RunRecords(0.0, faults=[FaultRecord(fr.label, fr.plugin, fr.injected_at, fr.removed_at)
-                                       for fr in self.faults]).fault_windows()
-
-    async def _probe_loop(self, pr: ProbeRun) -> None:
-        interval = self.exp.interval
-        try:
-            scheduled = time.time()
-            while not self._stop.is_set():
-                if self._removal_started is not None and pr.role == "abort":
-                    return
-                ev = await self._evaluate(pr, scheduled)
-                self._record(pr, ev)
-                if pr.role == "abort" and ev.ok is False:
-                    self.request_stop(Status.ABORTED, f"abort condition {pr.label} tripped: {ev.reason}")
-                    return
-                scheduled = max(scheduled + interval, time.time())
-                await asyncio.sleep(max(0.0, scheduled - time.time()))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._error(f"probe {pr.label} raised {type(exc).__name__}: {exc}")
-
-    async def _settle(self, state: str | None, why: str) -> tuple[str | None, str]:
-        """Re-check the baseline every second until it holds or phases.settle runs out."""
-        settle = self.exp.phases.settle
-        t0 = time.monotonic()
-        attempt = 1
-        while True:
-            self.log("baseline-unsettled", attempt=attempt, reason=why,
-                     waited=round(time.monotonic() - t0, 3), settle=settle)
-            left = settle - (time.monotonic() - t0)
-            if left <= 0:
-                return state, f"{why} (still after {settle:g}s of settling, {attempt} checks)"
-            await self._sleep(min(1.0, left))
-            attempt += 1
-            state, why = await self._checkpoint("before")
-            if state is None:
-                self.log("baseline-settled", attempts=attempt, waited=round(time.monotonic() - t0, 3))
-                return None, ""
-
-    async def _checkpoint(self, which: str) -> tuple[str | None, str]:
-        """Measure every steady probe once.  Returns (None, "") when all were met by trustworthy
-        instruments, else ("breached" | "untrusted", why): "untrusted" only when every shortfall was
-        an instrument's, not the system's."""
-        steady = [pr for pr in self.probes if pr.role == "steady"]
-        if not steady:
-            return None, ""
-        try:
-            results = await asyncio.gather(*(self._evaluate(pr) for pr in steady))
-        except Exception as exc:
-            self._error(f"probe raised {type(exc).__name__}: {exc}")
-            raise _Stop from None
-        bad, untrusted = [], []
-        for pr, ev in zip(steady, results, strict=True):
-            self._record(pr, ev, checkpoint=which)
-            setattr(pr.rec, which, ev)
-            if not ev.trusted:
-                untrusted.append(f"{pr.label}: {ev.instrument.get('why')}")
-            elif ev.ok is not True:
-                bad.append(f"{pr.label}: {ev.reason or 'not met'}")
-        if bad:
-            return "breached", "; ".join(bad)
-        if untrusted:
-            return "untrusted", "; ".join(untrusted)
-        return None, ""
 
     # -- faults -------------------------------------------------------------------------------
     async def _fault_task(self, fr: FaultRun, phase_start: float) -> None:
