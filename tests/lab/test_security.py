@@ -94,6 +94,12 @@ def test_admin_model_refuses_a_path_and_unpickles_nothing(built_lab_dir: Path, t
             for bad in [*BAD_VERSIONS, str(evil / "x"), 42, None]:
                 assert c.post("/admin/model", json={"version": bad}, headers=ok).status_code == 422
             assert c.post("/admin/model", json={"version": "stale"}, headers=ok).json()["model_version"] == "fraud-v1"
+        if app is fraud:  # the other admin calls: bad input is a 422 that names the field, not a 500
+            for path, body in (("/admin/variant", {"variant": "x"}), ("/admin/dependency", {"url": "file:///etc"}),
+                               ("/admin/dependency", {})):
+                r = TestClient(guard_from_env(app)).post(path, json=body, headers=ok)
+                field = next(iter(body), "url")
+                assert r.status_code == 422 and r.json()["error"].startswith(field), (path, r.text)
     assert not marker.exists(), "a file named by a request was unpickled"
 
 
@@ -156,6 +162,12 @@ def test_admin_endpoints_need_the_lab_token(make_lab: Callable[..., Lab], tmp_pa
                 assert r.status_code == 401, (method, url, headers, r.status_code, r.text)
             r = c.request(method, url, json=body, headers=bearer(token))
             assert r.status_code == 200, (method, url, r.status_code, r.text)
+        for body in ([{"name": "x", "url": "file:///etc/passwd"}], {"a": 1}, [1]):
+            r = c.put(ep["serving"] + "/lb/backends", json=body, headers=bearer(token))
+            assert r.status_code == 422 and "backends" in r.json()["error"], r.text
+        r = c.post(ep["serving"] + "/lb/mode", json={"mode": "x"}, headers=bearer(token))
+        assert r.status_code == 422 and "mode" in r.json()["error"]
+        assert len(c.get(ep["serving"] + "/lb/status").json()["backends"]) == 3
         # the data path, health, readiness, metrics and state stay open
         for url in ("/health", "/ready", "/metrics", "/lb/status"):
             assert c.get(ep["serving"] + url).status_code == 200, url

@@ -265,7 +265,11 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
             )
             await send({"type": "http.response.body", "body": payload})
         elif path == "/lb/backends" and method == "PUT":
-            spec = orjson.loads(body)
+            try:
+                spec = _backends(body)
+            except ValueError as exc:  # a bad list is refused whole: the rotation stays as it was
+                await json(send, 422, {"error": f"backends: {exc}"})
+                return
             old = {b.name: b for b in lb.backends}
             lb.backends = [old.get(d["name"]) or Backend(d["name"], d["url"]) for d in spec]
             for b, d in zip(lb.backends, spec, strict=True):
@@ -273,13 +277,32 @@ def create_app(lb: Balancer) -> obs.ASGIApp:
             lb.log("backends", backends=[b.name for b in lb.backends])
             await json(send, 200, lb.view())
         elif path == "/lb/mode" and method == "POST":
-            lb.mode = str(orjson.loads(body)["mode"])
+            try:
+                mode = orjson.loads(body).get("mode")
+            except (ValueError, AttributeError):
+                mode = None
+            if mode not in ("naive", "mitigated"):
+                await json(send, 422, {"error": "mode: expected {\"mode\": \"naive\" | \"mitigated\"}"})
+                return
+            lb.mode = mode
             lb.log("mode", mode=lb.mode)
             await json(send, 200, lb.view())
         else:
             await proxy(scope, body, send)
 
     return app
+
+
+def _backends(body: bytes) -> list[dict[str, str]]:
+    """``PUT /lb/backends``: a JSON list of ``{"name", "url"}`` with http(s) URLs, else ValueError."""
+    spec = orjson.loads(body)
+    if not isinstance(spec, list):
+        raise ValueError("expected a JSON list of {name, url}")
+    for d in spec:
+        if not (isinstance(d, dict) and isinstance(d.get("name"), str)
+                and isinstance(d.get("url"), str) and d["url"].startswith(("http://", "https://"))):
+            raise ValueError(f"expected {{name, url: http(s)://...}}, got {d!r}"[:300])
+    return spec
 
 
 def main(argv: list[str] | None = None) -> None:

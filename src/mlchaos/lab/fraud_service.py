@@ -207,17 +207,21 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         )
 
     @app.post("/admin/variant")
-    async def set_variant(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        v = str(body["variant"])
+    async def set_variant(body: dict[str, Any] = Body(...)) -> Any:
+        v = body.get("variant")
         if v not in VARIANTS:
-            return {"error": f"unknown variant {v}", "variants": list(VARIANTS)}
-        settings.variant = v
+            return obs.FastJSON({"error": f"variant: unknown variant {v!r}", "variants": list(VARIANTS)},
+                                status_code=422)
+        settings.variant = str(v)
         log("variant", variant=v)
         return {"variant": v}
 
     @app.post("/admin/dependency")
-    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        settings.feature_url = str(body["url"]).rstrip("/")
+    async def set_dependency(body: dict[str, Any] = Body(...)) -> Any:
+        url = body.get("url")
+        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            return obs.FastJSON({"error": f"url: expected an http(s) URL, got {url!r}"}, status_code=422)
+        settings.feature_url = url.rstrip("/")
         log("dependency", feature_url=settings.feature_url)
         return {"feature_url": settings.feature_url}
 

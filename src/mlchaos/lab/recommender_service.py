@@ -155,8 +155,11 @@ def create_app(
         return {"variant": cfg["variant"]}
 
     @app.post("/admin/dependency")
-    async def set_dependency(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        cfg["url"] = str(body["url"]).rstrip("/")
+    async def set_dependency(body: dict[str, Any] = Body(...)) -> Any:
+        url = body.get("url")
+        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            return obs.FastJSON({"error": f"url: expected an http(s) URL, got {url!r}"}, status_code=422)
+        cfg["url"] = url.rstrip("/")
         log("dependency", embedding_url=cfg["url"])
         return {"embedding_url": cfg["url"]}
 
