@@ -194,3 +194,13 @@ def test_the_core_install_runs_experiments_and_names_the_extras(core_venv: Path,
     scenario = _sh([mlchaos, "validate", str(pkg / "examples" / "scenarios" / "replica-kill.yaml")], user_dir, env)
     _ok(scenario, 2)
     assert "target 'lab' needs the lab: pip install 'mlchaos[lab]'" in scenario.stderr
+
+    data = user_dir / "data.yaml"
+    data.write_text(http.read_text().replace(
+        "{name: slow upstream, fault: latency, delay: 100ms, at: 1s, duration: 2s}",
+        "{name: zeros, fault: file-corrupt, path: data.parquet, kind: zeros, column: x}"))
+    refused = _sh([mlchaos, "run", str(data)], user_dir, env)
+    _ok(refused, 2)
+    assert f"{data}:6:" in refused.stderr + refused.stdout
+    assert "fault 'file-corrupt' needs the data tools: pip install 'mlchaos[data]'" in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr + refused.stdout
