@@ -117,7 +117,7 @@ async def _attack(kind: str, port: int, counts: collections.Counter[str], rng: r
         else:
             await asyncio.sleep(rng.random() * 0.05)
             counts[f"attack_{kind}_ok"] += 1
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, RuntimeError):  # uvloop: write after close
         counts[f"attack_{kind}_reset"] += 1  # the proxy closed first: fine for an attacker
     finally:
         writer.close()
