@@ -60,6 +60,9 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
     announce = ready_file(base, run_id)
     me = {"pid": os.getpid(), "started": process_start_time(os.getpid()), "ready": True}
     failures: dict[Path, int] = {}
+    loaded: set[str] = set()
+    write_json_atomic(announce, me)  # ready: the imports below only speed up a revert
+    _warm_up()
     try:
         while True:
             if read_json(announce) != me:  # first round, or spawn() wrote its placeholder after us
@@ -68,6 +71,7 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
             records = store.for_run(run_id)
             runner_alive = process_alive(runner_pid, runner_started)
             for path, data in records:
+                _preload(str(data.get("plugin")), loaded)
                 expired = now >= float(data.get("expires_at", 0))
                 if not expired and runner_alive:
                     continue
@@ -97,6 +101,36 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
     finally:
         if read_json(announce) == me:
             announce.unlink(missing_ok=True)
+
+
+def _warm_up() -> None:
+    """Pay the plugin machinery's imports (pydantic, entry points: ~0.4 s on a busy 2-core box) now,
+    while the runner lives, not between its death and the first revert."""
+    try:
+        import mlchaos.plugin  # noqa: F401
+        from mlchaos import registry
+
+        registry.names("fault")
+    except Exception:  # a broken plugin environment is revert_record's to report
+        return
+
+
+def _preload(plugin: str, loaded: set[str]) -> None:
+    """Import a record's plugin when the record first appears, not when it must be reverted.
+
+    The import (a fault module, its libraries) takes a few hundred ms on a
+    busy machine; paid while the runner lives, it is off the path from the
+    runner's death to the revert.  Errors are left for ``revert_record``.
+    """
+    if plugin in loaded:
+        return
+    loaded.add(plugin)
+    from mlchaos import registry
+
+    try:
+        registry.get("fault", plugin)
+    except Exception:
+        return
 
 
 def _stop_owned(base: Path, run_id: str, run_file: Path) -> None:
