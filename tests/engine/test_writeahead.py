@@ -310,3 +310,39 @@ def test_no_intent_without_a_live_watchdog(tmp_path: Path) -> None:
     finally:
         (base / "runs" / "r1.json").unlink()  # the run ended: the watchdog exits by itself
     assert wait_until(lambda: not ready_file(base, "r1").exists(), 10)
+
+
+def test_an_inject_that_fails_half_way_is_reverted_from_its_intent(tmp_path: Path, tiny_service, sleepers) -> None:
+    """inject stops the first of two PIDs, then raises: the runner reverts the intent at once (no TTL wait)."""
+    import signal
+
+    from mlchaos import registry
+    from mlchaos.engine.runner import run_experiment
+    from mlchaos.faults.process import ProcessPause
+    from mlchaos.plugin import Applied, FaultError
+    from mlchaos.spec.loader import load_dict
+
+    class HalfPause(ProcessPause):
+        class Spec(ProcessPause.Spec):
+            fault: str = "half-pause"  # type: ignore[assignment]
+
+        async def inject(self, lease: object) -> Applied:
+            assert self._plan is not None
+            os.kill(int(self._plan[0][0][0]), signal.SIGSTOP)
+            raise FaultError("lost the second process")
+
+    _, url = tiny_service
+    registry.register("fault", "half-pause", HalfPause)
+    try:
+        exp = experiment(url, 0, lease_ttl="30s", steady_state=PATIENT,
+                         phases={"baseline": "100ms", "recovery": "100ms"})
+        exp["method"] = [{"fault": "half-pause", "pids": [p.pid for p in sleepers], "count": 2, "at": "0s",
+                          "duration": "1s"}]
+        j = tmp_path / "j.jsonl"
+        res = run_experiment(load_dict(exp), journal_path=j)
+    finally:
+        registry.unregister("fault", "half-pause")
+    assert res.status.value == "errored"
+    assert not any(is_stopped(p.pid) for p in sleepers)  # well before the 30 s TTL
+    assert any(e["event"] == "fault-inject-failed" for e in events(j))
+    assert not LeaseStore(Path(os.environ["MLCHAOS_STATE_DIR"])).all()
