@@ -22,6 +22,9 @@ BUDGET_DIVISOR = 10
 """The budget is a tenth of the tightest bound (divided, not multiplied by 0.1: 0.1 s / 10 is 10 ms exactly)."""
 MIN_BUDGET = 1e-3
 NO_LATENCY_BOUND = 0.1
+MIN_ACHIEVED = 0.99
+"""Share of its scheduled requests a generator must dispatch (over the run, and over a probe's window)
+for its numbers to describe the system rather than a starved generator (MLPerf LoadGen's rule)."""
 
 
 def lag_budget(latency_bounds: Iterable[float]) -> float:

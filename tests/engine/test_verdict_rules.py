@@ -222,3 +222,10 @@ def test_error_rates_need_arrivals_near_their_schedule() -> None:
     assert _assess(latency_bound=None, probe_instrument={"lag_p99": 0.05}, ok=False, value=0.5)[0]
     trusted, info = _assess(latency_bound=None, probe_instrument={"lag_p99": 0.3}, ok=True, value=0.0)
     assert not trusted and "300 ms" in info["why"]
+
+
+def test_a_window_in_which_the_generator_was_starved_is_evidence_of_nothing_either_way() -> None:
+    for ok, value in ((True, 0.02), (False, 5.0)):
+        trusted, info = _assess(probe_instrument={"lag_p99": 0.05, "lag_max": 0.16, "achieved": 0.83},
+                                ok=ok, value=value)
+        assert not trusted and "dispatched 83.0%" in info["why"]

@@ -23,6 +23,9 @@ The rule follows what an instrument's lateness can do to a value:
   with no bound on what it added.
 * **Anything else the load measures** (error rate, throughput) needs arrivals
   near their schedule: a window whose lag p99 exceeds 100 ms is not evidence.
+* **A starved generator**: a load window in which the generator dispatched less
+  than 99 % of what it scheduled is evidence of nothing, either way (less load
+  than planned can pass a system; a starved host can fail it).
 * **How late an evaluation fired** is recorded for every evaluation (it shows
   a starved runner in the report) but does not by itself distrust a value:
   the value is attributed to the time it was really measured.
@@ -41,7 +44,7 @@ import collections
 import time
 from typing import Any
 
-from mlchaos.budget import NO_LATENCY_BOUND, lag_budget
+from mlchaos.budget import MIN_ACHIEVED, NO_LATENCY_BOUND, lag_budget
 
 MAX_STEAL = 0.10
 """Share of CPU time stolen by the hypervisor above which a timed request is not trusted."""
@@ -100,6 +103,10 @@ def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | No
     readings = dict(probe_instrument or {})
     info.update({k: v for k, v in readings.items() if k not in ("ok", "why")})
     whys: list[str] = []
+    achieved = readings.get("achieved")
+    if isinstance(achieved, int | float) and achieved < MIN_ACHIEVED:
+        whys.append(f"the load generator dispatched {achieved:.1%} of the requests it scheduled in this window: "
+                    "the host starved it, the numbers describe the host")
     if readings.get("ok") is False:
         whys.append(str(readings.get("why") or "the probe's instrument was not trustworthy"))
     if latency_bound is not None:

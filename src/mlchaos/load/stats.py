@@ -20,12 +20,12 @@ import math
 from collections import deque
 from typing import Any
 
+from mlchaos.budget import MIN_ACHIEVED
 from mlchaos.load.histogram import LogHistogram
 
 __all__ = ["ERROR_KINDS", "Aggregator", "Interval", "LoadReport", "Validity", "WindowStats"]
 
 ERROR_KINDS = ("status", "timeout", "connection")
-MIN_ACHIEVED = 0.99
 
 
 @dataclasses.dataclass
@@ -102,6 +102,10 @@ class WindowStats:
     service: LogHistogram
     lag: LogHistogram
     samples: list[dict[str, Any]]
+    scheduled: int = 0
+    """Requests the schedule planned in the window's intervals, and how many went out: a
+    generator that dispatched fewer than it scheduled offered less load than asked for."""
+    dispatched: int = 0
 
     @property
     def error_count(self) -> int:
@@ -364,6 +368,8 @@ class Aggregator:
             service=LogHistogram.merged(i.svc for i in ivs),
             lag=LogHistogram.merged(i.lag for i in ivs),
             samples=samples,
+            scheduled=sum(i.scheduled for i in ivs),
+            dispatched=sum(i.dispatched for i in ivs),
         )
 
     def validity(self, lag_budget: float, elapsed: float | None = None) -> Validity:

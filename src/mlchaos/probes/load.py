@@ -47,11 +47,13 @@ def _instrument(runner: Any, w: Any) -> dict[str, Any]:
     """The generator's schedule lag over this window: the engine judges what it means for the value.
 
     Latency is measured from the intended send time, so a late send adds its lag to the latency
-    measured: a p99 can be inflated by up to the window's worst lag, never deflated.
+    measured: a p99 can be inflated by up to the window's worst lag, never deflated.  ``achieved``
+    is the share of the window's scheduled requests the generator dispatched.
     """
     return {"lag_p99": w.lag.quantile(0.99) if w.lag.count else None,
             "lag_max": w.lag.max if w.lag.count else None,
-            "lag_budget": getattr(runner, "lag_budget", None)}
+            "lag_budget": getattr(runner, "lag_budget", None),
+            "achieved": round(w.dispatched / w.scheduled, 4) if getattr(w, "scheduled", 0) else None}
 
 
 class LatencyProbeSpec(ProbeSpec):
