@@ -440,3 +440,18 @@ def test_limit_flags_are_checked_and_name_the_flag() -> None:
         out = subprocess.run([sys.executable, "-m", "mlchaos.proxy", "--upstream", "127.0.0.1:9", *flags],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 2 and words in out.stderr, out.stderr
+
+
+def test_control_api_endless_header_gets_431(proxy: ProxyHandle) -> None:
+    host, port = proxy.control_url.removeprefix("http://").rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+    with contextlib.suppress(OSError):
+        for _ in range(64):
+            s.sendall(b"a" * 65536)
+    t0 = time.monotonic()
+    data = read_all(s, 5)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 431 ") or data == b""
+    assert time.monotonic() - t0 < 4.0  # closed by the proxy, not by our read timeout
+    assert proxy.client.health()["ok"]

@@ -41,6 +41,12 @@ from mlchaos.proxy.stats import Stats
 
 log = logging.getLogger("mlchaos.proxy")
 MAX_BODY = 1 << 20
+MAX_HEAD = 64 << 10
+"""Request line + headers of one control call (431 above): no call needs more than a few hundred bytes."""
+IDLE = 60.0
+"""A control connection silent this long is closed (slowloris on the control port)."""
+MAX_QUEUED = 32
+"""Pipelined calls waiting for their answer before the connection stops being read."""
 
 
 class ApiError(Exception):
@@ -198,24 +204,42 @@ class ControlProtocol(asyncio.Protocol):
         self.keep_alive = True
         self.queue: asyncio.Queue[tuple[str, str, bytes, bytes | None, bool] | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.head: int | None = None
+        """Bytes read since the current call began while its headers are incomplete (None: not in headers)."""
+        self.paused = False
+        self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        self.task = asyncio.get_running_loop().create_task(self._serve())
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self._serve())
+        self.idle = loop.call_later(IDLE, self.transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
         self.queue.put_nowait(None)
 
     def data_received(self, data: bytes) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = asyncio.get_running_loop().call_later(IDLE, self.transport.close)  # type: ignore[union-attr]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._write(400, {"error": f"malformed HTTP request: {exc}"}, False)
             if self.transport is not None:
                 self.transport.close()
+            return
+        if self.head is not None:
+            self.head += len(data)
+            if self.head > MAX_HEAD and self.transport is not None:
+                self._write(431, {"error": f"request headers exceed {MAX_HEAD} bytes"}, False)
+                self.transport.close()
 
     def on_message_begin(self) -> None:
         self.url, self.auth, self.body, self.size = b"", None, [], 0
+        self.head = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -225,6 +249,7 @@ class ControlProtocol(asyncio.Protocol):
             self.auth = value
 
     def on_headers_complete(self) -> None:
+        self.head = None
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message completes
 
     def on_body(self, body: bytes) -> None:
@@ -236,12 +261,18 @@ class ControlProtocol(asyncio.Protocol):
         method = self.parser.get_method().decode()
         body = b"" if self.size > MAX_BODY else b"".join(self.body)
         self.queue.put_nowait((method, self.url.decode("latin-1"), body, self.auth, self.keep_alive))
+        if self.queue.qsize() >= MAX_QUEUED and not self.paused and self.transport is not None:
+            self.paused = True  # a client pipelining calls faster than they are answered waits
+            self.transport.pause_reading()
 
     async def _serve(self) -> None:
         while True:
             item = await self.queue.get()
             if item is None:
                 return
+            if self.paused and self.queue.qsize() < MAX_QUEUED // 4 and self.transport is not None:
+                self.paused = False
+                self.transport.resume_reading()
             method, target, body, auth, keep = item
             try:
                 if not self.control.authorised(auth):
