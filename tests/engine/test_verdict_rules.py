@@ -229,3 +229,29 @@ def test_a_window_in_which_the_generator_was_starved_is_evidence_of_nothing_eith
         trusted, info = _assess(probe_instrument={"lag_p99": 0.05, "lag_max": 0.16, "achieved": 0.83},
                                 ok=ok, value=value)
         assert not trusted and "dispatched 83.0%" in info["why"]
+
+
+def test_a_timing_breach_on_a_saturated_host_is_not_evidence_but_a_pass_is() -> None:
+    trusted, info = _assess(probe_instrument={"lag_p99": 0.001, "lag_max": 0.002}, ok=False, value=5.0, idle=0.01)
+    assert not trusted and "CPU was saturated" in info["why"] and "1% idle" in info["why"]
+    assert _assess(probe_instrument={"lag_p99": 0.001, "lag_max": 0.002}, ok=True, value=0.05, idle=0.0)[0]
+    # a prediction share is not a timing: a saturated host does not explain it away
+    assert _assess(latency_bound=None, windowed=False, ok=False, value=0.3, idle=0.0)[0]
+
+
+def test_the_loop_monitor_reads_the_hosts_cpu_over_a_span() -> None:
+    import asyncio
+    import time
+
+    from mlchaos.engine.instruments import LoopMonitor
+
+    async def sample() -> tuple[float | None, float | None]:
+        mon = LoopMonitor()
+        task = asyncio.create_task(mon.run())
+        t0 = time.time()
+        await asyncio.sleep(0.45)
+        task.cancel()
+        return mon.cpu(t0, time.time())
+
+    steal, idle = asyncio.run(sample())
+    assert steal is not None and idle is not None and 0.0 <= steal <= 1.0 and 0.0 <= idle <= 1.0

@@ -26,6 +26,10 @@ The rule follows what an instrument's lateness can do to a value:
 * **A starved generator**: a load window in which the generator dispatched less
   than 99 % of what it scheduled is evidence of nothing, either way (less load
   than planned can pass a system; a starved host can fail it).
+* **A saturated host**: a timing breach (a latency, or any load window's) measured
+  while the host's CPU had less than 3 % idle time is evidence of nothing: the
+  system, the generator and every hog were queueing for a CPU, and the breach
+  may be the host's.  A pass measured then still counts.
 * **How late an evaluation fired** is recorded for every evaluation (it shows
   a starved runner in the report) but does not by itself distrust a value:
   the value is attributed to the time it was really measured.
@@ -46,21 +50,34 @@ from typing import Any
 
 from mlchaos.budget import MIN_ACHIEVED, NO_LATENCY_BOUND, lag_budget
 
+MIN_IDLE = 0.03
+"""Below this idle share of the host's CPU, a timing breach (a latency, a load window's errors) may be the
+host's doing: the system under test, the generator and everything else were queueing for a CPU."""
 MAX_STEAL = 0.10
 """Share of CPU time stolen by the hypervisor above which a timed request is not trusted."""
 _PERIOD = 0.02
 
 
 class LoopMonitor:
-    """Samples the runner's own event-loop stalls every 20 ms; answers "the worst stall in [a, b]"."""
+    """The runner's own event-loop stalls (sampled every 20 ms) and the host's CPU (every 200 ms).
+
+    ``worst(a, b)`` is the longest stall in a span; ``cpu(a, b)`` the shares of CPU time that were
+    stolen by a hypervisor and that were idle over it.  A span shorter than the CPU sampling period
+    is read over the samples that enclose it.
+    """
 
     def __init__(self, keep: int = 30_000) -> None:
         self._t: collections.deque[float] = collections.deque(maxlen=keep)
         self._lag: collections.deque[float] = collections.deque(maxlen=keep)
+        self._cpu: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=keep // 10)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        tick = 0
         while True:
+            if tick % 10 == 0 and (c := cpu_times()) is not None:
+                self._cpu.append((time.time(), *c))
+            tick += 1
             t0 = loop.time()
             await asyncio.sleep(_PERIOD)
             self._t.append(time.time())
@@ -74,9 +91,23 @@ class LoopMonitor:
         lags = list(self._lag)[i:j]
         return max(lags, default=0.0)
 
+    def cpu(self, a: float, b: float) -> tuple[float | None, float | None]:
+        """(stolen share, idle share) of the host's CPU time over [a, b]; None where unknown."""
+        now = cpu_times()
+        samples = [*self._cpu, (time.time(), *now)] if now is not None else list(self._cpu)
+        ts = [x[0] for x in samples]
+        i = max(0, bisect.bisect_right(ts, a) - 1)
+        j = min(len(samples) - 1, bisect.bisect_left(ts, b))
+        if j <= i:
+            return None, None
+        (_, s0, i0, t0), (_, s1, i1, t1) = samples[i], samples[j]
+        if t1 <= t0:
+            return None, None
+        return (s1 - s0) / (t1 - t0), (i1 - i0) / (t1 - t0)
 
-def cpu_times() -> tuple[int, int] | None:
-    """(steal, total) jiffies from /proc/stat, or None where the OS does not report them."""
+
+def cpu_times() -> tuple[int, int, int] | None:
+    """(steal, idle, total) jiffies from /proc/stat (idle includes iowait), or None where unreported."""
     try:
         with open("/proc/stat", "rb") as f:
             fields = f.readline().split()
@@ -85,21 +116,18 @@ def cpu_times() -> tuple[int, int] | None:
     if len(fields) < 9 or fields[0] != b"cpu":
         return None
     nums = [int(x) for x in fields[1:]]
-    return nums[7], sum(nums[:8])
-
-
-def steal_share(a: tuple[int, int] | None, b: tuple[int, int] | None) -> float | None:
-    if a is None or b is None or b[1] <= a[1]:
-        return None
-    return (b[0] - a[0]) / (b[1] - a[1])
+    return nums[7], nums[3] + nums[4], sum(nums[:8])
 
 
 def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | None, windowed: bool,
-           value: Any, ok: bool | None, stall: float, steal: float | None, delay: float) -> tuple[bool, dict[str, Any]]:
+           value: Any, ok: bool | None, stall: float, steal: float | None, delay: float,
+           idle: float | None = None) -> tuple[bool, dict[str, Any]]:
     """Is one evaluation trustworthy?  Returns (trusted, readings with ``why`` when not)."""
     info: dict[str, Any] = {"delay": round(delay, 6), "stall": round(stall, 6)}
     if steal is not None:
         info["steal"] = round(steal, 4)
+    if idle is not None:
+        info["idle"] = round(idle, 4)
     readings = dict(probe_instrument or {})
     info.update({k: v for k, v in readings.items() if k not in ("ok", "why")})
     whys: list[str] = []
@@ -130,6 +158,10 @@ def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | No
     elif windowed and isinstance(readings.get("lag_p99"), int | float) and readings["lag_p99"] > NO_LATENCY_BOUND:
         whys.append(f"the load generator's schedule lag p99 was {readings['lag_p99'] * 1e3:.3g} ms in this window "
                     f"(over {NO_LATENCY_BOUND * 1e3:.0f} ms, arrivals no longer follow the schedule)")
+    timing = latency_bound is not None or "lag_p99" in readings
+    if timing and ok is False and idle is not None and idle < MIN_IDLE:
+        whys.append(f"the host's CPU was saturated while this was measured ({idle:.0%} idle): a slow or failed "
+                    "answer may be the host's, not the system's")
     if whys:
         info["why"] = "; ".join(whys)
     return not whys, info

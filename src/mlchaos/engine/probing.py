@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mlchaos.engine import verdict
-from mlchaos.engine.instruments import LoopMonitor, assess, cpu_times, steal_share
+from mlchaos.engine.instruments import LoopMonitor, assess
 from mlchaos.engine.records import Evaluation, FaultRecord, ProbeRecord, RunRecords, relation
 from mlchaos.engine.verdict import Status
 from mlchaos.plugin import Measurement, PluginError, Probe, ProbeError
@@ -73,7 +73,6 @@ class ProbeLoops:
     async def _evaluate(self, pr: ProbeRun, scheduled: float | None = None) -> Evaluation:
         """Measure once; record the span measured and whether the instruments could be trusted."""
         t = time.time()
-        cpu0 = cpu_times()
         phase = self.phase
         m: Measurement | None = None
         error = ""
@@ -94,10 +93,11 @@ class ProbeLoops:
                 ev.ok = not trip
             else:
                 ev.ok, ev.reason = verdict.within(pr.spec, m.value, unit, m.fraction)
+        steal, idle = self._loop_monitor.cpu(*ev.span)
         ev.trusted, ev.instrument = assess(
             probe_instrument=m.instrument if m is not None else None, latency_bound=pr.rec.latency_bound,
             windowed=window > 0, value=ev.value, ok=ev.ok, stall=self._loop_monitor.worst(t, t_end),
-            steal=steal_share(cpu0, cpu_times()), delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
+            steal=steal, idle=idle, delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
         return ev
 
     def _record(self, pr: ProbeRun, ev: Evaluation, checkpoint: str | None = None) -> None:
