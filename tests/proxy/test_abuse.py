@@ -455,3 +455,16 @@ def test_control_api_endless_header_gets_431(proxy: ProxyHandle) -> None:
     assert data.startswith(b"HTTP/1.1 431 ") or data == b""
     assert time.monotonic() - t0 < 4.0  # closed by the proxy, not by our read timeout
     assert proxy.client.health()["ok"]
+
+
+def test_header_timeout_spares_a_pipelined_request_the_proxy_is_not_reading(proxy: ProxyHandle) -> None:
+    """The second request waits behind a 2.5 s latency fault; its rest sits unread in the kernel
+    meanwhile, so the 1 s header timeout must not count that wait."""
+    proxy.client.add({"kind": "latency", "delay": "2500ms"}, ttl=10)
+    s = connect(proxy)
+    s.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.3)
+    s.sendall(b"Connection: close\r\n\r\n")
+    data = read_all(s, 10)
+    s.close()
+    assert data.count(b"HTTP/1.1 200 ") == 2, data[:300]

@@ -93,10 +93,13 @@ class HttpProxy:
                 continue  # held by a fault on purpose, or already going
             m = d.parsing
             if m is not None and not m.headers_done:
-                if m.seen_at is None:
+                if d.paused:  # a pipelined request we stopped reading ourselves: its clock has not started
+                    m.seen_at = None
+                elif m.seen_at is None:
                     m.seen_at = d.active_at  # the tick that first saw its bytes (at most one tick late)
                 elif now - m.seen_at >= lim.header_timeout:
                     self.stats.timeouts += 1
+                    d.black_hole = True
                     d._fail(408, f"mlchaos proxy: request headers not complete within {lim.header_timeout:g} s "
                                  "(--header-timeout)")
             elif now - d.active_at >= lim.idle_timeout and (
