@@ -26,6 +26,10 @@ Design (measured in docs/proxy.md and the research note):
   as they are.  Anything else (a fault appears, a partial or
   pipelined read, a parse error) is parsed again by the full parser, which is
   at the same message boundary, so nothing is lost.
+* Hostile clients (issue #17) meet the limits of :mod:`mlchaos.proxy.limits`: header size and
+  lines are counted where the headers are parsed (the relay path takes only reads that cannot
+  break them), the header/idle/body timeouts are one sweep per tick over the connections, and an
+  upstream connection returns to the pool only with its request whole and answered.
 """
 
 from __future__ import annotations
