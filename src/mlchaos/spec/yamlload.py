@@ -22,8 +22,8 @@ So the loader here:
 * refuses recursive aliases (a node that contains an alias to itself);
 * turns any constructor failure into an error at the node's position.
 
-The limits are far above any real experiment (the shipped ones are under
-2 KiB, 300 nodes and 8 levels) and are documented in docs/experiment.md.
+The limits are far above any real experiment (the shipped ones are at most
+about 2 KiB, 130 nodes and 5 levels deep) and are documented in docs/experiment.md.
 """
 
 from __future__ import annotations
