@@ -190,12 +190,13 @@ def spawn(base: Path, run_id: str) -> int:
     return proc.pid
 
 
-def ensure(base: Path, run_id: str, timeout: float = 10.0) -> int:
+def ensure(base: Path, run_id: str, timeout: float = 30.0) -> int:
     """Return the pid of this run's watchdog once it watches; start one if none is alive.
 
     The runner calls this before writing an intent: an intent is only a
     promise if a live watchdog will act on it when the runner dies.  Raises
-    RuntimeError when no watchdog comes up within ``timeout``.
+    RuntimeError when no watchdog comes up within ``timeout`` (generous: it
+    is ~0.1 s on a quiet machine, and a late fault beats an unguarded one).
     """
     from mlchaos.engine.state import process_alive, read_json
 
