@@ -37,7 +37,8 @@ SRC = ROOT / "src" / "mlchaos"
 BUILD_OUTPUTS = (".so", ".pyd", ".pyc", ".pyo")
 """Suffixes the build makes, not the sources: never expected as package data."""
 
-pytestmark = pytest.mark.slow
+# installing a venv and a real demo run take minutes on a loaded 2-core box: more than the suite's 300 s
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _data_files() -> list[str]:
