@@ -22,7 +22,7 @@ from mlchaos.engine.verdict import Status
 from mlchaos.plugin import Measurement, PluginError, Probe, ProbeError
 
 if TYPE_CHECKING:
-    from mlchaos.engine.runner import FaultRun
+    from mlchaos.engine.faultlife import FaultRun
 
 DEFAULT_PROBE_TIMEOUT = 5.0
 
