@@ -239,3 +239,15 @@ def test_kill_9_of_the_supervisor_leaves_no_lab_process(make_lab: Callable[..., 
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(stopped).kill()
+
+
+@pytest.mark.slow
+def test_a_proxy_token_in_the_users_shell_does_not_lock_the_labs_own_proxies(
+    make_lab: Callable[..., Lab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's fault proxies must not inherit MLCHAOS_PROXY_TOKEN: the supervisor checks them without one."""
+    monkeypatch.setenv("MLCHAOS_PROXY_TOKEN", "a-token-for-some-other-proxy")
+    lab = make_lab(load_delay=0.3)
+    status = lab.up(["realtime"], variant="naive", timeout=90)
+    proxies = [s for s in status if "proxy" in s.name]
+    assert proxies and all(s.ready for s in status), [(s.name, s.ready) for s in status]

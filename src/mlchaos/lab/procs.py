@@ -42,7 +42,7 @@ def context() -> Any:
     return _ctx
 
 
-def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str], parent: int) -> None:
+def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str | None], parent: int) -> None:
     from mlchaos.lab.lifetime import die_with
 
     die_with(parent)  # the fork server is our parent: watch the supervisor itself (see lab.lifetime)
@@ -52,13 +52,17 @@ def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str]
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's stdout
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    os.environ.update(env)
+    for key, value in env.items():  # None: not inherited from the user's shell
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     sys.argv = [module, *argv]
     importlib.import_module(module).main(argv)
 
 
 def start(
-    name: str, module: str, argv: list[str], log_path: str, env: dict[str, str] | None = None
+    name: str, module: str, argv: list[str], log_path: str, env: dict[str, str | None] | None = None
 ) -> BaseProcess:
     """Start ``module.main(argv)`` in a new process; return its handle (pid, exitcode, terminate, kill).
 

@@ -272,7 +272,9 @@ class Supervisor:
     # --- process control -----------------------------------------------------------------------
     def spawn(self, p: Proc) -> None:
         argv = self.args_for(p) if p.role == "proxy" else ["--name", p.name, "--port", str(p.port), *self.args_for(p)]
-        env = {auth.TOKEN_ENV: str(self.paths.token)}  # the file's path: the token never goes on a command line
+        # the admin token file's path (the token never goes on a command line); and no proxy token from the
+        # user's shell: the lab's own fault proxies answer the supervisor's readiness checks without one
+        env: dict[str, str | None] = {auth.TOKEN_ENV: str(self.paths.token), "MLCHAOS_PROXY_TOKEN": None}
         p.popen = procs.start(p.name, p.module, argv, str(self.paths.log_for(p.name)), env)
         p.started_at, p.ready, p.restart_at = time.time(), False, None
         self.log("spawned", service=p.name, pid=p.popen.pid, port=p.port)
