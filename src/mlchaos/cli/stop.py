@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ import typer
 
 def stop(
     release: bool = typer.Option(False, "--release", help="Lift a previous stop so runs may start again."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON on stdout."),
 ) -> None:
     """Remove every active fault this machine's runners hold, stop the runners, and refuse new runs.
 
@@ -23,9 +25,12 @@ def stop(
 
     base = state_dir()
     flag = stop_flag(base)
+    say = (lambda *a, **k: None) if json_out else print
     if release:
         flag.unlink(missing_ok=True)
-        print("released: new runs may start")
+        say("released: new runs may start")
+        if json_out:
+            print(json.dumps({"status": "released", "exit_code": 0}))
         return
     flag.write_text(f"stopped at {time.strftime('%Y-%m-%dT%H:%M:%S')} by pid {os.getpid()}\n")
     runners = 0
@@ -40,24 +45,34 @@ def stop(
                 pass
     # intents (faults a runner was injecting, maybe half way) and leases alike: see mlchaos.engine.lease
     reverted, half, failed = 0, 0, 0
+    warnings: list[str] = []
+    errors: list[str] = []
     leases = LeaseStore(base).all()
     for path, data in leases:
         what = "intent" if data.get("state") == INTENT else "lease"
         try:
             revert_record(data)
         except Unplanned as exc:
-            print(f"warning: {exc}")
+            warnings.append(str(exc))
+            say(f"warning: {exc}")
             path.unlink(missing_ok=True)
             continue
         except Exception as exc:
             failed += 1
-            print(f"could not revert {data.get('plugin')} {what} {data.get('lease_id')}: {exc}")
+            errors.append(f"could not revert {data.get('plugin')} {what} {data.get('lease_id')}: {exc}")
+            say(errors[-1])
             continue
         path.unlink(missing_ok=True)
         reverted += 1
         half += what == "intent"
     k8s = _kubernetes_cleanup([d for _, d in leases])
-    if not runners and not leases:
+    if json_out:
+        print(json.dumps({"status": "stopped" if (runners or leases) else "nothing-running",
+                          "exit_code": 5 if failed else 0, "runners_signalled": runners,
+                          "faults_removed": reverted, "intents_reverted": half, "faults_not_removed": failed,
+                          "kubernetes": k8s or None, "warnings": warnings, "errors": errors,
+                          "refusing_new_runs": True}))
+    elif not runners and not leases:
         print("nothing was running: no runner and no fault on this machine")
     else:
         print(f"stopped: {reverted} fault(s) removed"
@@ -65,8 +80,8 @@ def stop(
               + f", {runners} runner(s) signalled"
               + (f", {failed} fault(s) could not be removed" if failed else ""))
     if k8s:
-        print(f"kubernetes: {k8s}")
-    print("new runs are refused until 'mlchaos stop --release'")
+        say(f"kubernetes: {k8s}")
+    say("new runs are refused until 'mlchaos stop --release'")
     if failed:
         raise typer.Exit(5)
 
