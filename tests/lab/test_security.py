@@ -21,10 +21,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from mlchaos.cli.lab import app as lab_cli
-from mlchaos.lab import Lab, LabInputError, fraud_service, model_server
+from mlchaos.lab import Lab, LabInputError
 from mlchaos.lab.auth import BadName, bearer, read_token
 from mlchaos.lab.models import load_fraud_model
 from mlchaos.lab.paths import port_is_free
+from mlchaos.lab.services import fraud_service, model_server
 
 
 class _Payload:

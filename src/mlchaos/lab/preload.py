@@ -20,7 +20,7 @@ import uvicorn.loops.auto
 import uvicorn.protocols.http.auto  # noqa: F401
 
 from mlchaos import mitigations  # noqa: F401
-from mlchaos.lab import (  # noqa: F401
+from mlchaos.lab.services import (  # noqa: F401
     balancer,
     embedding_service,
     feature_service,

@@ -39,6 +39,7 @@ import psutil
 from fastapi import Body, FastAPI, HTTPException
 from prometheus_client import Counter, Gauge
 
+from mlchaos.atomic import write_json_atomic
 from mlchaos.lab import auth, featurestore, procs
 from mlchaos.lab import observability as obs
 from mlchaos.lab.autoscaler import Autoscaler, AutoscalerPolicy, Decision
@@ -150,7 +151,7 @@ class Supervisor:
             upstream = self.procs[p.upstream or ""]
             return ["--listen", f"{HOST}:{p.port}", "--upstream", f"{HOST}:{upstream.port}", "--mode", "http",
                     "--control", f"{HOST}:{p.control_port}"]
-        if p.module == "mlchaos.lab.model_server":
+        if p.module == "mlchaos.lab.services.model_server":
             return [
                 "--models",
                 models,
@@ -159,14 +160,14 @@ class Supervisor:
                 "--load-delay",
                 str(self.load_delay),
             ]
-        if p.module == "mlchaos.lab.balancer":
+        if p.module == "mlchaos.lab.services.balancer":
             mode = "mitigated" if p.group == "features" else system_variant("serving", variant)
             backs = [f"{q.name}={q.url}" for q in self.group(p.group or "")]
             return ["--mode", mode, *(a for b in backs for a in ("--backend", b))]
-        if p.module == "mlchaos.lab.feature_service":
+        if p.module == "mlchaos.lab.services.feature_service":
             store = ["--store", self.feature_store] if self.feature_store else []
             return ["--db", str(self.paths.feature_db), *store]
-        if p.module == "mlchaos.lab.fraud_service":
+        if p.module == "mlchaos.lab.services.fraud_service":
             return [
                 "--models",
                 models,
@@ -177,9 +178,9 @@ class Supervisor:
                 "--variant",
                 variant,
             ]
-        if p.module == "mlchaos.lab.embedding_service":
+        if p.module == "mlchaos.lab.services.embedding_service":
             return ["--models", models]
-        if p.module == "mlchaos.lab.recommender_service":
+        if p.module == "mlchaos.lab.services.recommender_service":
             return [
                 "--models",
                 models,
@@ -203,7 +204,7 @@ class Supervisor:
                     f"serving-{i}",
                     "serving",
                     "replica",
-                    "mlchaos.lab.model_server",
+                    "mlchaos.lab.services.model_server",
                     port(f"serving-{i}"),
                     group="serving",
                     model_version="current",
@@ -213,7 +214,7 @@ class Supervisor:
             return [
                 *reps,
                 Proc(
-                    "serving-lb", "serving", "lb", "mlchaos.lab.balancer", port("serving-lb"), group="serving"
+                    "serving-lb", "serving", "lb", "mlchaos.lab.services.balancer", port("serving-lb"), group="serving"
                 ),
             ]
         if system == "realtime":
@@ -225,7 +226,7 @@ class Supervisor:
                     "features-lb",
                     "realtime",
                     "lb",
-                    "mlchaos.lab.balancer",
+                    "mlchaos.lab.services.balancer",
                     port("features-lb"),
                     group="features",
                 ),
@@ -235,7 +236,7 @@ class Supervisor:
                     "fraud",
                     "realtime",
                     "service",
-                    "mlchaos.lab.fraud_service",
+                    "mlchaos.lab.services.fraud_service",
                     port("fraud"),
                     model_version="current",
                 ),
@@ -246,7 +247,7 @@ class Supervisor:
                     "embedding",
                     "recommender",
                     "service",
-                    "mlchaos.lab.embedding_service",
+                    "mlchaos.lab.services.embedding_service",
                     port("embedding"),
                     model_version=RECS_VERSION,
                 ),
@@ -256,7 +257,7 @@ class Supervisor:
                     "recommender",
                     "recommender",
                     "service",
-                    "mlchaos.lab.recommender_service",
+                    "mlchaos.lab.services.recommender_service",
                     port("recommender"),
                     model_version=RECS_VERSION,
                 ),
@@ -267,7 +268,7 @@ class Supervisor:
         name = f"features-{self._next_feature}"
         self._next_feature += 1
         port = int((ports or {}).get(name) or free_port())
-        return Proc(name, "realtime", "replica", "mlchaos.lab.feature_service", port, group="features")
+        return Proc(name, "realtime", "replica", "mlchaos.lab.services.feature_service", port, group="features")
 
     # --- process control -----------------------------------------------------------------------
     def spawn(self, p: Proc) -> None:
@@ -560,9 +561,7 @@ class Supervisor:
         if text == self._last_written:
             return
         self._last_written = text
-        tmp = self.paths.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**st, "updated_at": time.time()}, indent=1))
-        tmp.replace(self.paths.state)
+        write_json_atomic(self.paths.state, {**st, "updated_at": time.time()}, indent=1)
 
     async def shutdown(self) -> None:
         self.stopping = True

@@ -53,17 +53,17 @@ COMPONENTS: dict[str, tuple[Component, ...]] = {
     "serving": (
         Component(
             "model",
-            "mlchaos.lab.model_server",
+            "mlchaos.lab.services.model_server",
             (*_MODELS, "--version", "$(MODEL_VERSION)"),
             replicas=3,
             autoscale=True,
         ),
     ),
     "realtime": (
-        Component("features", "mlchaos.lab.feature_service", _FEATURE_DB, replicas=2),
+        Component("features", "mlchaos.lab.services.feature_service", _FEATURE_DB, replicas=2),
         Component(
             "fraud",
-            "mlchaos.lab.fraud_service",
+            "mlchaos.lab.services.fraud_service",
             (
                 *_MODELS,
                 "--version",
@@ -77,10 +77,10 @@ COMPONENTS: dict[str, tuple[Component, ...]] = {
         ),
     ),
     "recommender": (
-        Component("embedding", "mlchaos.lab.embedding_service", _MODELS, replicas=2),
+        Component("embedding", "mlchaos.lab.services.embedding_service", _MODELS, replicas=2),
         Component(
             "recommender",
-            "mlchaos.lab.recommender_service",
+            "mlchaos.lab.services.recommender_service",
             (*_MODELS, "--embedding-url", "$(EMBEDDING_URL)", "--variant", "$(VARIANT)"),
             replicas=2,
         ),

@@ -11,7 +11,6 @@ time with ``POST /admin/dependency`` (the fault-proxy hook).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import RECS_VERSION, recommend
+from mlchaos.lab.services import scaffold
 from mlchaos.lab.upstream import ERRORS, Upstream
 from mlchaos.mitigations import CircuitBreaker, Outcome
 
@@ -78,13 +78,7 @@ def create_app(
             raise EmbeddingUnavailable(f"embedding service answered {status}")
         return np.asarray(body["embedding"], dtype=np.float32)
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"alive": True}
-
-    @app.get("/ready")
-    async def ready() -> dict[str, Any]:
-        return {"ready": True}
+    scaffold.add_probe_routes(app, name)
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -163,16 +157,12 @@ def create_app(
         log("dependency", embedding_url=cfg["url"])
         return {"embedding_url": cfg["url"]}
 
-    obs.add_metrics_route(app)
-
     obs.BREAKER_OPEN.labels(name, "embedding").set(0)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--name", default="recommender")
-    p.add_argument("--port", type=int, required=True)
+    p = scaffold.parser(__doc__, "recommender")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--embedding-url", required=True)
     p.add_argument("--variant", choices=VARIANTS, default="naive")
@@ -180,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mitigated-timeout", type=float, default=0.05)
     a = p.parse_args(argv)
     app = create_app(a.name, a.models, a.variant, a.embedding_url, a.naive_timeout, a.mitigated_timeout)
-    obs.serve(obs.MetricsMiddleware(app, a.name), a.port)
+    scaffold.serve(app, a.name, a.port)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,9 @@ recommender degrades to popular items or fails.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
@@ -19,6 +17,7 @@ from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.models import RECS_VERSION
+from mlchaos.lab.services import scaffold
 
 
 def create_app(name: str, models_dir: Path) -> FastAPI:
@@ -30,13 +29,7 @@ def create_app(name: str, models_dir: Path) -> FastAPI:
     obs.JsonLog(name)("starting", version=meta["version"], users=len(users), pid=os.getpid())
     app = FastAPI()
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"alive": True}
-
-    @app.get("/ready")
-    async def ready() -> dict[str, Any]:
-        return {"ready": True}
+    scaffold.add_probe_routes(app, name)
 
     @app.get("/embedding/{user_id}")
     async def embedding(user_id: int) -> Response:
@@ -46,18 +39,14 @@ def create_app(name: str, models_dir: Path) -> FastAPI:
             {"user_id": user_id, "embedding": users[user_id].tolist(), "model_version": meta["version"]}
         )
 
-    obs.add_metrics_route(app)
-
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--name", default="embedding")
-    p.add_argument("--port", type=int, required=True)
+    p = scaffold.parser(__doc__, "embedding")
     p.add_argument("--models", type=Path, required=True)
     a = p.parse_args(argv)
-    obs.serve(obs.MetricsMiddleware(create_app(a.name, a.models), a.name), a.port)
+    scaffold.serve(create_app(a.name, a.models), a.name, a.port)
 
 
 if __name__ == "__main__":

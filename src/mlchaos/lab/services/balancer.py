@@ -12,12 +12,11 @@
 ``GET /lb/status`` shows the balancer's view (which backends are in
 rotation); ``PUT /lb/backends`` replaces the backend list (the autoscaler
 uses it); ``POST /lb/mode`` switches naive/mitigated at run time.
-Run: ``python -m mlchaos.lab.balancer --port P --backend name=url ... --mode naive``.
+Run: ``python -m mlchaos.lab.services.balancer --port P --backend name=url ... --mode naive``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import time
@@ -28,6 +27,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from mlchaos.lab import observability as obs
+from mlchaos.lab.services import scaffold
 from mlchaos.lab.upstream import CONNECT_ERRORS, Upstream
 
 IN_ROTATION = Gauge(
@@ -306,9 +306,7 @@ def _backends(body: bytes) -> list[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--name", default="lb")
-    p.add_argument("--port", type=int, required=True)
+    p = scaffold.parser(__doc__, "lb")
     p.add_argument("--backend", action="append", default=[], help="name=url (repeatable)")
     p.add_argument("--mode", choices=["naive", "mitigated"], default="naive")
     p.add_argument("--eject-for", type=float, default=5.0)
@@ -316,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     backends = [Backend(*spec.split("=", 1)) for spec in a.backend]
     lb = Balancer(a.name, a.mode, backends, probe_interval=a.probe_interval, eject_for=a.eject_for)
-    obs.serve(obs.MetricsMiddleware(create_app(lb), a.name), a.port)
+    scaffold.serve(create_app(lb), a.name, a.port)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ configurable load delay stands for the time a real model takes to load), which
 is what makes the difference between a naive and a readiness-gated load
 balancer observable.  ``/predict`` before that answers 503.
 
-Run: ``python -m mlchaos.lab.model_server --port P --models DIR --version current``.
+Run: ``python -m mlchaos.lab.services.model_server --port P --models DIR --version current``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from fastapi.responses import Response
 from mlchaos.lab import observability as obs
 from mlchaos.lab.auth import BadName, check_name
 from mlchaos.lab.models import FraudModel, load_fraud_model
+from mlchaos.lab.services import scaffold
 from mlchaos.mitigations import ReadinessGate
 
 
@@ -52,14 +52,7 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
 
     app = FastAPI(lifespan=lifespan)
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"alive": True, "replica": name}
-
-    @app.get("/ready")
-    async def ready() -> Response:
-        code, body = gate.status()
-        return obs.FastJSON(body, status_code=code)
+    scaffold.add_probe_routes(app, name, gate)
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -113,22 +106,18 @@ def create_app(name: str, models_dir: Path, version: str, load_delay: float) -> 
         log("model_switched", version=model.version, alias=model.alias)
         return {"replica": name, "model_version": model.version}
 
-    obs.add_metrics_route(app)
-
     obs.READY.labels(name).set(0)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--name", default="serving-0")
-    p.add_argument("--port", type=int, required=True)
+    p = scaffold.parser(__doc__, "serving-0")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--version", default="current")
     p.add_argument("--load-delay", type=float, default=1.5)
     a = p.parse_args(argv)
     app = create_app(a.name, a.models, a.version, a.load_delay)
-    obs.serve(obs.MetricsMiddleware(app, a.name), a.port)
+    scaffold.serve(app, a.name, a.port)
 
 
 if __name__ == "__main__":

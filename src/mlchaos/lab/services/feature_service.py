@@ -5,23 +5,22 @@ and ``feature_age_seconds``; 404 for an unknown account; 503 when the store
 itself does not answer (a Redis outage is the store's failure, not an unknown
 account, and callers must be able to tell the two apart).  ``/stats`` gives the
 cumulative request counters the autoscaler turns into average concurrency.
-Run: ``python -m mlchaos.lab.feature_service --port P --db features.sqlite
+Run: ``python -m mlchaos.lab.services.feature_service --port P --db features.sqlite
 [--store redis://127.0.0.1:6379/0]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 
 from mlchaos.lab import observability as obs
 from mlchaos.lab.featurestore import FeatureStoreError, open_store
+from mlchaos.lab.services import scaffold
 
 
 def create_app(name: str, db: Path, stats: obs.RequestStats, store_url: str | None = None) -> FastAPI:
@@ -32,13 +31,7 @@ def create_app(name: str, db: Path, stats: obs.RequestStats, store_url: str | No
     obs.READY.labels(name).set(1)
     log("starting", db=str(db), store=store.backend, location=store.location, pid=os.getpid())
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"alive": True, "replica": name}
-
-    @app.get("/ready")
-    async def ready() -> dict[str, Any]:
-        return {"ready": True, "replica": name}
+    scaffold.add_probe_routes(app, name)
 
     @app.get("/stats")
     async def get_stats() -> dict[str, float]:
@@ -66,21 +59,17 @@ def create_app(name: str, db: Path, stats: obs.RequestStats, store_url: str | No
             }
         )
 
-    obs.add_metrics_route(app)
-
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--name", default="features-0")
-    p.add_argument("--port", type=int, required=True)
+    p = scaffold.parser(__doc__, "features-0")
     p.add_argument("--db", type=Path, required=True)
     p.add_argument("--store", default=None, help="Redis URL of the online store (default: the SQLite --db)")
     a = p.parse_args(argv)
     stats = obs.RequestStats()
     app = create_app(a.name, a.db, stats, a.store)
-    obs.serve(obs.MetricsMiddleware(app, a.name, stats), a.port)
+    scaffold.serve(app, a.name, a.port, stats)
 
 
 if __name__ == "__main__":

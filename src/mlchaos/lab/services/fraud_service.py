@@ -19,7 +19,6 @@ proxy between this service and its dependency.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 from contextlib import asynccontextmanager
@@ -35,6 +34,7 @@ from mlchaos.lab import data
 from mlchaos.lab import observability as obs
 from mlchaos.lab.auth import BadName, check_name
 from mlchaos.lab.models import FraudModel, load_fraud_model
+from mlchaos.lab.services import scaffold
 from mlchaos.lab.upstream import ERRORS, Upstream
 from mlchaos.mitigations import CircuitBreaker, FeatureCache, Outcome, ReadinessGate
 
@@ -112,14 +112,7 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
             raise FeatureUnavailable(f"feature service answered {status}")
         return body
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"alive": True}
-
-    @app.get("/ready")
-    async def ready() -> Response:
-        code, body = gate.status()
-        return obs.FastJSON(body, status_code=code)
+    scaffold.add_probe_routes(app, name, gate)
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -238,16 +231,12 @@ def create_app(name: str, models_dir: Path, version: str, settings: Settings) ->
         log("model_switched", version=m.version)
         return {"model_version": m.version}
 
-    obs.add_metrics_route(app)
-
     obs.BREAKER_OPEN.labels(name, "features").set(0)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--name", default="fraud")
-    p.add_argument("--port", type=int, required=True)
+    p = scaffold.parser(__doc__, "fraud")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--version", default="current")
     p.add_argument("--feature-url", required=True)
@@ -257,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mitigated-timeout", type=float, default=0.03)
     a = p.parse_args(argv)
     s = Settings(a.variant, a.feature_url.rstrip("/"), a.naive_timeout, a.silent_timeout, a.mitigated_timeout)
-    obs.serve(obs.MetricsMiddleware(create_app(a.name, a.models, a.version, s), a.name), a.port)
+    scaffold.serve(create_app(a.name, a.models, a.version, s), a.name, a.port)
 
 
 if __name__ == "__main__":
