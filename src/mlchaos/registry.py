@@ -59,7 +59,7 @@ BUILTIN: dict[str, dict[str, str]] = {
     "probe": {
         "http": "mlchaos.probes.http:HttpProbe",
         "latency": "mlchaos.probes.load:LatencyProbe",
-        "error_rate": "mlchaos.probes.load:ErrorRateProbe",
+        "error-rate": "mlchaos.probes.load:ErrorRateProbe",
         "throughput": "mlchaos.probes.load:ThroughputProbe",
         "prometheus": "mlchaos.probes.prometheus:PrometheusProbe",
         "drift": "mlchaos.probes.drift:DriftProbe",
@@ -79,6 +79,14 @@ BUILTIN: dict[str, dict[str, str]] = {
         "kubernetes": "mlchaos.targets.kubernetes:KubernetesTarget",
         "lab": "mlchaos.targets.lab:LabTarget",
     },
+}
+#: Old spellings, still accepted: one spelling each (hyphenated) is what the schema, the docs and
+#: ``mlchaos plugins`` show, and an experiment that writes an old one gets a deprecation note from
+#: ``validate`` and ``run`` (see :func:`deprecated`) instead of breaking.
+ALIASES: dict[str, dict[str, str]] = {
+    "fault": {},
+    "probe": {"error_rate": "error-rate"},
+    "target": {},
 }
 _eps_cache: dict[str, dict[str, Any]] = {}
 
@@ -107,6 +115,13 @@ def names(kind: Kind) -> list[str]:
     return sorted(set(BUILTIN[kind]) | set(_entry_points(kind)) | set(_extra[kind]))
 
 
+def deprecated(kind: Kind, name: str) -> str | None:
+    """The name to write instead of ``name`` when ``name`` is an old spelling, else None."""
+    if name in _extra[kind]:  # registered in this process under that very name: not an alias
+        return None
+    return ALIASES[kind].get(name)
+
+
 def register(kind: Kind, name: str, cls: Any) -> None:
     """Register a plugin class in this process (takes precedence over entry points)."""
     _extra[kind][name] = cls
@@ -125,6 +140,7 @@ def get(kind: Kind, name: str) -> Any:
     """The plugin class registered under ``name``; raises :class:`UnknownPlugin`."""
     if name in _extra[kind]:
         return _extra[kind][name]
+    name = ALIASES[kind].get(name, name)
     if name in BUILTIN[kind]:
         import importlib
 

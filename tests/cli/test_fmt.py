@@ -19,7 +19,7 @@ def test_quantity(value: object, unit: str, shown: str) -> None:
 
 def test_probe_kinds_carry_their_units() -> None:
     assert fmt.probe_value("latency", 0.1134) == "113 ms"
-    assert fmt.probe_value("error_rate", 0.032) == "3.2 %"
+    assert fmt.probe_value("error-rate", 0.032) == "3.2 %"
     assert fmt.probe_value("no-such-probe", 0.25) == "0.25"
     assert fmt.comparison(0.1134, ">", 0.1, fmt.probe_unit("latency")) == "113 ms > 100 ms"
     assert fmt.tolerance({"between": [0.01, 0.03]}, "ratio") == "between 1 % and 3 %"
@@ -39,7 +39,7 @@ def test_report_tables_and_charts_carry_units(tmp_path) -> None:  # type: ignore
     events = [
         {"t": t, "event": "run-start", "config": {"steady_state": [
             {"name": "p99", "probe": "latency", "percentile": 99, "max": 0.1},
-            {"name": "errors", "probe": "error_rate", "max": 0.01}]}},
+            {"name": "errors", "probe": "error-rate", "max": 0.01}]}},
         {"t": t + 1, "event": "probe", "probe": "p99", "value": 0.1134, "ok": False},
         {"t": t + 1, "event": "probe", "probe": "errors", "value": 0.032, "ok": False},
     ]
@@ -47,7 +47,7 @@ def test_report_tables_and_charts_carry_units(tmp_path) -> None:  # type: ignore
            "probes": [{"name": "p99", "probe": "latency", "role": "steady", "tolerance": {"max": 0.1},
                        "before": {"value": 0.0421, "ok": True}, "after": {"value": 0.1134, "ok": False},
                        "during": {"evaluations": 1, "breaches": 1}},
-                      {"name": "errors", "probe": "error_rate", "role": "steady", "tolerance": {"max": 0.01},
+                      {"name": "errors", "probe": "error-rate", "role": "steady", "tolerance": {"max": 0.01},
                        "before": {"value": 0.0, "ok": True}, "after": {"value": 0.032, "ok": False},
                        "during": {"evaluations": 1, "breaches": 1}}]}
     write_report([run], tmp_path / "r")

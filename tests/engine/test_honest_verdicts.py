@@ -68,7 +68,7 @@ def test_finding1_an_invalid_load_never_supports_passed(tmp_path: Path, tiny_ser
     try:
         exp = experiment(url, bystander.pid)
         exp["load"] = {"rate": "50/s", "duration": "4s", "lag_budget": "1us", "request": {"path": "/health"}}
-        exp["steady_state"] = [{"name": "errors", "probe": "error_rate", "max": "5%", "window": "1s",
+        exp["steady_state"] = [{"name": "errors", "probe": "error-rate", "max": "5%", "window": "1s",
                                 "min_samples": 5}]
         exp["phases"] = {"baseline": "1s", "recovery": "1s"}
         j = tmp_path / "j.jsonl"

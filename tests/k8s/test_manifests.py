@@ -140,7 +140,7 @@ def test_experiment_files_validate_and_render(monkeypatch: pytest.MonkeyPatch) -
 
 
 def _register_load_probes(registry: Any) -> list[str]:
-    """The experiments use the load-derived probes (latency, error_rate), owned by another module."""
+    """The experiments use the load-derived probes (latency, error-rate), owned by another module."""
     import inspect
 
     from mlchaos.plugin import Probe

@@ -1,4 +1,4 @@
-"""Load probes (latency, error_rate, throughput) on a running load, and the Prometheus probe on a real server."""
+"""Load probes (latency, error-rate, throughput) on a running load, and the Prometheus probe on a real server."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_load_probes(http_server: Callable[..., str]) -> None:
         ctx = Ctx({"load": runner})
         lat = probe(LatencyProbe, ctx, probe="latency", percentile=99, window="2s")
         p50 = probe(LatencyProbe, ctx, probe="latency", percentile=50, window="2s")
-        err = probe(ErrorRateProbe, ctx, probe="error_rate", window="2s", max="15%")
+        err = probe(ErrorRateProbe, ctx, probe="error-rate", window="2s", max="15%")
         tput = probe(ThroughputProbe, ctx, probe="throughput", window="1s")
         await runner.start()
         try:
@@ -81,7 +81,7 @@ def test_load_probes(http_server: Callable[..., str]) -> None:
 
 def test_load_probe_without_load() -> None:
     with pytest.raises(ProbeError, match="no 'load:'"):
-        measure(probe(ErrorRateProbe, Ctx(), probe="error_rate"))
+        measure(probe(ErrorRateProbe, Ctx(), probe="error-rate"))
 
 
 # -- Prometheus -------------------------------------------------------------------------------------

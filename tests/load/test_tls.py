@@ -109,7 +109,7 @@ target: {{platform: http, url: "{https_url}"}}
 load: {{rate: 300/s, ca_file: ca.pem, request: {{path: /json}}}}
 steady_state:
   - {{name: p90, probe: latency, percentile: 90, window: 1s, max: 1s}}
-  - {{name: errors, probe: error_rate, window: 1s, max: 0%}}
+  - {{name: errors, probe: error-rate, window: 1s, max: 0%}}
 phases: {{baseline: 1500ms, recovery: 200ms}}
 """)
     # the target's own preflight (httpx) trusts the test CA through the standard variable; the load

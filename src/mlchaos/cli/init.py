@@ -86,10 +86,10 @@ def build(url: str, path: str, method: str, body: Any, rate: float, p99: str, er
         "load": {"rate": f"{rate:g}/s", "arrivals": "poisson", "request": request, "sample": "10%"},
         "steady_state": [
             {"name": "p99 latency", "probe": "latency", "percentile": 99, "window": f"{window}s", "max": p99},
-            {"name": "error rate", "probe": "error_rate", "window": "3s", "max": error_rate},
+            {"name": "error rate", "probe": "error-rate", "window": "3s", "max": error_rate},
         ],
         "method": [step],
-        "abort": [{"name": "service collapsed", "probe": "error_rate", "window": "2s", "above": "50%"}],
+        "abort": [{"name": "service collapsed", "probe": "error-rate", "window": "2s", "above": "50%"}],
         "phases": {"baseline": f"{window + 1}s", "settle": "10s", "fault": "12s", "recovery": f"{window + 1}s"},
         "max_duration": f"{2 * window + 50}s",
     }

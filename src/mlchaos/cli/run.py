@@ -38,9 +38,12 @@ def load_validated(experiment: Path, sets: list[str], json_out: bool = False) ->
 
     try:
         # errors in the file keep their FILE:LINE:COL; errors in what a --set gave point at that flag
-        return load_file(experiment, overrides=sets)
+        loaded = load_file(experiment, overrides=sets)
     except SpecErrors as exc:
         raise invalid(exc.errors) from None
+    for note in loaded.notes:  # an old spelling: a warning line, never a reason not to run
+        print(f"warning: {note}", file=sys.stderr)
+    return loaded
 
 
 def print_plan(v: Any) -> None:

@@ -34,7 +34,7 @@ def _validate_json(paths: list[str]) -> int:
     results = []
     for f in paths:
         try:
-            load_file(f)
+            experiment = load_file(f)
         except SpecErrors as exc:
             for e in exc.errors:
                 print(e, file=sys.stderr)
@@ -44,6 +44,8 @@ def _validate_json(paths: list[str]) -> int:
             results.append({"file": f, "valid": False,
                             "errors": [{"file": f, "line": 1, "col": 1, "path": "", "message": msg}]})
         else:
+            for note in experiment.notes:  # deprecations: valid, but stderr says what to write now
+                print(note, file=sys.stderr)
             results.append({"file": f, "valid": True, "errors": []})
     code = 0 if all(r["valid"] for r in results) else 2
     print(json.dumps({"status": "valid" if code == 0 else "invalid", "exit_code": code, "files": results}))

@@ -99,7 +99,7 @@ class LatencyProbe(Probe):
 
 
 class ErrorRateProbeSpec(ProbeSpec):
-    probe: Literal["error_rate"] = "error_rate"
+    probe: Literal["error-rate"] = "error-rate"
     kinds: list[ErrorKind] = Field(
         default_factory=lambda: list(_ALL_KINDS),
         description="Which failures count: 'status' (HTTP ≥ 400), 'timeout', 'connection'.",

@@ -26,7 +26,7 @@ def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | N
     bad = 0
     for f in paths:
         try:
-            load_file(f)
+            experiment = load_file(f)
         except SpecErrors as exc:
             bad += 1
             for e in exc.errors:
@@ -35,6 +35,8 @@ def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | N
             bad += 1
             print(f"{escape(f)}:1:1: internal error while validating: {type(exc).__name__}: {escape(exc)}", file=err)
         else:
+            for note in experiment.notes:  # deprecations: the file is valid, but say what to write now
+                print(note, file=err)
             if not quiet:
                 print(f"{escape(f)}: ok", file=out)
     return 2 if bad else 0

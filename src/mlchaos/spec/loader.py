@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mlchaos import registry
+from mlchaos.spec.aliases import rename_fields
 from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
 from mlchaos.spec.model import Experiment
 from mlchaos.spec.overrides import apply_overrides, flag_for, plain_copy
@@ -46,6 +47,8 @@ class ValidatedExperiment:
     load: Any | None
     source: str
     raw: dict[str, Any]
+    #: Deprecation notes (an old spelling was used): printed by ``validate`` and ``run``, never fatal.
+    notes: list[SpecError] = dataclasses.field(default_factory=list)
 
     def fault_windows(self) -> list[tuple[float, float]]:
         """(start, end) of every fault, relative to the start of the fault phase."""
@@ -104,6 +107,13 @@ class _Positions:
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 self.walk(item, (*path, i))
+
+    def alias(self, old: Loc, new: Loc) -> None:
+        """Errors about a renamed key's value point at the key as the file wrote it."""
+        for table in (self.values, self.keys):
+            for loc, mark in list(table.items()):
+                if loc[:len(old)] == old:
+                    table[new + loc[len(old):]] = mark
 
     def at(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
         if key and loc in self.keys:
@@ -167,6 +177,7 @@ class _Collector:
         self.pos = positions
         self.applied = applied or {}
         self.errors: list[SpecError] = positions.duplicates[:_KEEP]
+        self.notes: list[SpecError] = []
         self.dropped = len(positions.duplicates) - len(self.errors)
 
     def full(self) -> bool:
@@ -182,6 +193,11 @@ class _Collector:
             return
         line, col = self.pos.at(loc, key=key)
         self.errors.append(SpecError(self.pos.source, line, col, _dotted(loc), message))
+
+    def note(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        """A deprecation: the experiment is valid, but an old spelling was used."""
+        line, col = self.pos.at(loc, key=key)
+        self.notes.append(SpecError(self.pos.source, line, col, _dotted(loc), message))
 
     def fail(self) -> SpecErrors:
         return SpecErrors(self.errors, dropped=self.dropped)
@@ -233,6 +249,14 @@ def _validate_plugin_items(
         except registry.UnknownPlugin as exc:
             col.add((*loc, name_key), str(exc))
             continue
+        new_name = registry.deprecated(kind, name)
+        if new_name is not None:
+            col.note((*loc, name_key), f"{kind} {name!r} is deprecated, write {new_name!r}")
+            item = {**item, name_key: new_name}
+        item, renamed = rename_fields(item, cls.Spec.model_fields)
+        for old, new in renamed:
+            col.note((*loc, old), f"{old!r} is deprecated, write {new!r}", key=True)
+            col.pos.alias((*loc, old), (*loc, new))
         try:
             out.append(cls.Spec.model_validate(item))
         except ValidationError as exc:
@@ -380,6 +404,7 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
         load=load,
         source=positions.source,
         raw=data,
+        notes=sorted(col.notes, key=lambda e: (e.line, e.col)),
     )
     _check_semantics(col, v)
     if col.errors:

@@ -1,0 +1,80 @@
+"""Old spellings keep working, with a deprecation note; the new ones are what the schema shows.
+
+Issue #18 renamed things so that each has one spelling (``error-rate``, ``keep_healthy``,
+``lab_dir``).  A user's experiment written with the old spelling must still validate and
+run: ``validate`` prints a note at the old spelling's position and exits 0, ``run`` prints
+it as a warning line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mlchaos import registry
+from mlchaos.spec.loader import load_text
+
+OLD_PROBE = """\
+title: old probe name
+target:
+  platform: http
+  url: http://127.0.0.1:9
+load:
+  url: http://127.0.0.1:9/
+  rate: 10
+steady_state:
+  - probe: error_rate
+    window: 2s
+    max: 1%
+"""
+
+
+def _mlchaos(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlchaos", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_old_probe_name_validates_with_a_note_at_its_position() -> None:
+    exp = load_text(OLD_PROBE, "exp.yaml")
+    assert exp.steady_state[0].probe == "error-rate"
+    assert [str(n) for n in exp.notes] == [
+        "exp.yaml:9:12: steady_state[0].probe: probe 'error_rate' is deprecated, write 'error-rate'"
+    ]
+
+
+def test_new_probe_name_has_no_note() -> None:
+    assert load_text(OLD_PROBE.replace("error_rate", "error-rate"), "exp.yaml").notes == []
+
+
+def test_validate_prints_the_note_on_stderr_and_exits_0(tmp_path: Path) -> None:
+    f = tmp_path / "exp.yaml"
+    f.write_text(OLD_PROBE)
+    r = _mlchaos("validate", str(f))
+    assert r.returncode == 0, r.stderr
+    assert f"{f}: ok" in r.stdout
+    assert f"{f}:9:12: steady_state[0].probe: probe 'error_rate' is deprecated, write 'error-rate'" in r.stderr
+
+
+def test_run_prints_the_note_as_a_warning_line(tmp_path: Path) -> None:
+    f = tmp_path / "exp.yaml"
+    f.write_text(OLD_PROBE)
+    r = _mlchaos("run", "--dry-run", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "warning: " in r.stderr and "'error_rate' is deprecated, write 'error-rate'" in r.stderr
+
+
+def test_registry_resolves_the_old_name_but_lists_only_the_new() -> None:
+    assert registry.get("probe", "error_rate") is registry.get("probe", "error-rate")
+    assert registry.deprecated("probe", "error_rate") == "error-rate"
+    assert "error_rate" not in registry.names("probe") and "error-rate" in registry.names("probe")
+
+
+def test_every_builtin_plugin_name_is_hyphenated() -> None:
+    for kind, table in registry.BUILTIN.items():
+        assert [n for n in table if "_" in n] == [], kind
+
+
+def test_schema_shows_only_the_new_spellings() -> None:
+    text = json.dumps(__import__("mlchaos.spec.schema", fromlist=["json_schema"]).json_schema())
+    assert '"error-rate"' in text and '"error_rate"' not in text
