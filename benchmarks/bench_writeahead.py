@@ -48,7 +48,8 @@ def row(name: str, xs: list[float]) -> str:
 
 
 def part_a(base: Path, n: int) -> dict[str, list[float]]:
-    from mlchaos.engine.lease import Lease, LeaseStore
+    from mlchaos.contract.lease import Lease
+    from mlchaos.engine.lease import LeaseStore
     from mlchaos.engine.state import write_json_atomic
 
     store = LeaseStore(base)

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlchaos.spec.types import Duration, Quantity
 
 if TYPE_CHECKING:
-    from mlchaos.engine.lease import Lease
+    from mlchaos.contract.lease import Lease
 
 
 class PluginError(Exception):

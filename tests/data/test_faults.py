@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.failpoint import effects, failpoint, status
 from mlchaos.faults.data import FailpointFault, FileCorrupt, ModelSwap, ModelTruncate
 from mlchaos.plugin import FaultError

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from mlchaos import registry
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.engine.runner import run_experiment
 from mlchaos.faults.featurestore import INLINE_ROWS, MissingEntities, OutOfOrderWrites, StaleFeatures
 from mlchaos.lab import Lab

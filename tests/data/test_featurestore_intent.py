@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.faults.featurestore import MissingEntities, StaleFeatures
 from mlchaos.lab import featurestore as fs
 from mlchaos.lab.paths import LabPaths

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from mlchaos import failpoint as fp
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.faults import delivery as faults
 from mlchaos.lab import Lab
 from mlchaos.lab.delivery.layout import DeliveryPaths

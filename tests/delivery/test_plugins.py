@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from mlchaos import failpoint as fp
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.faults import delivery as faults
 from mlchaos.lab import Lab
 from mlchaos.lab.delivery.layout import DeliveryPaths

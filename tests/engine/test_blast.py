@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mlchaos.engine.blast import BlastRadiusError, select_count
+from mlchaos.contract.blast import BlastRadiusError, select_count
 
 
 @given(st.integers(1, 10_000), st.floats(min_value=1e-6, max_value=1.0))

@@ -251,7 +251,8 @@ def test_mlchaos_stop_with_nothing_running_says_so_and_still_refuses_runs(tmp_pa
 
 def test_mlchaos_stop_reverts_intents_as_well_as_leases(tmp_path: Path) -> None:
     """A fault written ahead but never confirmed (its runner died mid-inject, no watchdog) is reverted by stop."""
-    from mlchaos.engine.lease import Lease, LeaseStore
+    from mlchaos.contract.lease import Lease
+    from mlchaos.engine.lease import LeaseStore
 
     sleepers = [psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
     dead = psutil.Popen([sys.executable, "-c", "pass"])

@@ -1,7 +1,7 @@
 """Write-ahead leases (issue #16, finding 5): a runner killed by SIGKILL at any point of ``inject`` leaves nothing faulted.
 
 The runner is a real ``mlchaos run`` process; ``$MLCHAOS_TEST_KILL_AT`` makes
-it SIGKILL itself at one exact point (``mlchaos.engine.lease.kill_point``):
+it SIGKILL itself at one exact point (``mlchaos.contract.lease.kill_point``):
 after the intent is written, after the first and after the second of two
 SIGSTOPs, after ``inject`` returned but before the lease confirms it.  The
 paused processes and proxy rules are real; every check is on the processes'
@@ -21,7 +21,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlchaos.engine.lease import KILL_AT_ENV, Lease, LeaseStore
+from mlchaos.contract.lease import KILL_AT_ENV, Lease
+from mlchaos.engine.lease import LeaseStore
 from tests.conftest import wait_until
 from tests.engine.helpers import events, experiment, is_stopped, write
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.faults.kubernetes import DeploymentScale, K8sHttp, K8sNetwork, K8sStress, PodDelete
 from mlchaos.platforms.kubernetes import cleanup
 from mlchaos.platforms.kubernetes.client import Connection, KubeClient, NamespaceNotAllowed

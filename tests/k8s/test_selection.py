@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mlchaos.engine.blast import BlastRadiusError
+from mlchaos.contract.blast import BlastRadiusError
 from mlchaos.examples import K8S_EXPERIMENTS
 from mlchaos.platforms.kubernetes.labels import dns_name, label_value, machine_id, machine_selector
 from mlchaos.platforms.kubernetes.selection import PodRef, choose_pods, scale_target

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.faults.data import ModelTruncate
 from mlchaos.lab.auth import bearer, read_token
 from mlchaos.lab.models import resolve_fraud_version

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from mlchaos.engine.lease import Lease
+from mlchaos.contract.lease import Lease
 from mlchaos.faults import network
 from mlchaos.plugin import Context, FaultError, Target
 from mlchaos.proxy import ProxyHandle

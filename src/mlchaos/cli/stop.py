@@ -20,8 +20,9 @@ def stop(
     too.  Runs stay refused until ``mlchaos stop --release``, also when nothing
     was running (the flag is the point: no run starts while someone looks).
     """
+    from mlchaos.contract.proc import pid_alive
     from mlchaos.engine.lease import INTENT, LeaseStore, Unplanned, revert_record
-    from mlchaos.engine.state import pid_alive, read_json, state_dir, stop_flag
+    from mlchaos.engine.state import read_json, state_dir, stop_flag
 
     base = state_dir()
     flag = stop_flag(base)

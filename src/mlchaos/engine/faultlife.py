@@ -27,7 +27,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlchaos.engine.lease import Lease, LeaseStore
+from mlchaos.contract.lease import Lease
+from mlchaos.engine.lease import LeaseStore
 from mlchaos.engine.state import is_stopped, write_json_atomic
 from mlchaos.engine.verdict import Status
 from mlchaos.plugin import Applied, Fault, PluginError, Target
@@ -99,7 +100,7 @@ class FaultLifecycle:
         is reverted from the intent at once.  ``kill_point`` marks where
         tests/engine/test_writeahead.py kills the runner (issue #16).
         """
-        from mlchaos.engine.lease import kill_point
+        from mlchaos.contract.lease import kill_point
 
         lease = Lease.new(f"{len(self.faults)}-{uuid.uuid4().hex[:8]}", self.exp.lease_ttl)
         fr.lease = lease

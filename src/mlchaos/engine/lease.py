@@ -16,48 +16,26 @@ replaced by the **lease** (``state: "active"``) with the final undo record.
 One file per fault, replaced atomically, so at every instant of an injection
 some record on disk says how to undo it, and a runner killed at any point
 leaves a record the watchdog and ``mlchaos stop`` act on.
+
+The :class:`~mlchaos.contract.lease.Lease` itself (and the crash tests'
+``kill_point``) belongs to the plugin contract, :mod:`mlchaos.contract.lease`:
+faults receive it; this module only keeps its files.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from mlchaos.engine.state import process_start_time, read_json, write_json_atomic
+from mlchaos.contract.lease import Lease
+from mlchaos.contract.proc import process_start_time
+from mlchaos.engine.state import read_json, write_json_atomic
 
 INTENT = "intent"
 """A fault about to be injected (or half injected): the undo record is the plugin's plan."""
 ACTIVE = "active"
 """A fault ``inject`` confirmed: the undo record is what it returned."""
-
-
-@dataclasses.dataclass
-class Lease:
-    """A time-limited right to keep a fault in place.
-
-    ``ttl`` is what a holder (fault proxy, watchdog, failpoint channel) should
-    apply each time the lease is renewed; ``expires_at`` is wall-clock
-    (``time.time()``) so separate processes agree on it.
-    """
-
-    id: str
-    ttl: float
-    expires_at: float
-
-    @classmethod
-    def new(cls, lease_id: str, ttl: float) -> Lease:
-        return cls(lease_id, ttl, time.time() + ttl)
-
-    def renew(self) -> None:
-        self.expires_at = time.time() + self.ttl
-
-    @property
-    def remaining(self) -> float:
-        return self.expires_at - time.time()
 
 
 class LeaseStore:
@@ -139,18 +117,3 @@ def revert_record(data: dict[str, Any]) -> None:
         undo = {}
     cls = registry.get("fault", str(data["plugin"]))
     cls.revert(dict(undo))
-
-
-KILL_AT_ENV = "MLCHAOS_TEST_KILL_AT"
-"""Names the kill point at which :func:`kill_point` SIGKILLs the process; crash tests only."""
-
-
-def kill_point(site: str) -> None:
-    """A crash test's failpoint: SIGKILL this process here when ``$MLCHAOS_TEST_KILL_AT`` names ``site``.
-
-    It lets tests/engine/test_writeahead.py kill a runner at exact points of
-    an injection (after the intent, between two PIDs, before the confirm)
-    instead of at random times; unset, it costs one environment lookup.
-    """
-    if os.environ.get(KILL_AT_ENV) == site:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -76,38 +76,3 @@ def stop_flag(base: Path | None = None) -> Path:
 
 def is_stopped(base: Path | None = None) -> bool:
     return stop_flag(base).exists()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def process_start_time(pid: int) -> float | None:
-    """The process's start time (seconds since the epoch), None if it is gone or a zombie."""
-    try:
-        import psutil
-
-        p = psutil.Process(pid)
-        if p.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return float(p.create_time())
-    except Exception:
-        return None
-
-
-def process_alive(pid: int, started: float | None = None) -> bool:
-    """``pid`` runs and, when ``started`` is given, is the same process (not a reused PID).
-
-    A zombie counts as dead: a runner killed by SIGKILL stays a zombie until
-    its parent reaps it, and it will never renew or remove anything again.
-    """
-    now = process_start_time(pid)
-    if now is None:
-        return False
-    return not started or abs(now - float(started)) <= 0.05

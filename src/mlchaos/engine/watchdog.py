@@ -52,8 +52,9 @@ def ready_file(base: Path, run_id: str) -> Path:
 
 
 def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None = None) -> int:
+    from mlchaos.contract.proc import process_alive, process_start_time
     from mlchaos.engine.lease import INTENT, LeaseStore, Unplanned, revert_record
-    from mlchaos.engine.state import process_alive, process_start_time, read_json, write_json_atomic
+    from mlchaos.engine.state import read_json, write_json_atomic
 
     store = LeaseStore(base)
     run_file = base / "runs" / f"{run_id}.json"
@@ -174,7 +175,8 @@ def spawn(base: Path, run_id: str) -> int:
     """Start the watchdog for a run, detached; return its pid (it announces itself once it watches)."""
     import subprocess
 
-    from mlchaos.engine.state import process_start_time, write_json_atomic
+    from mlchaos.contract.proc import process_start_time
+    from mlchaos.engine.state import write_json_atomic
 
     started = process_start_time(os.getpid())
     proc = subprocess.Popen(
@@ -198,7 +200,8 @@ def ensure(base: Path, run_id: str, timeout: float = 30.0) -> int:
     RuntimeError when no watchdog comes up within ``timeout`` (generous: it
     is ~0.1 s on a quiet machine, and a late fault beats an unguarded one).
     """
-    from mlchaos.engine.state import process_alive, read_json
+    from mlchaos.contract.proc import process_alive
+    from mlchaos.engine.state import read_json
 
     deadline = time.monotonic() + timeout
     spawned = 0

@@ -33,7 +33,7 @@ from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
 if TYPE_CHECKING:
-    from mlchaos.engine.lease import Lease
+    from mlchaos.contract.lease import Lease
 
 __all__ = ["FailpointFault", "FileCorrupt", "ModelSwap", "ModelTruncate"]
 

@@ -34,7 +34,7 @@ from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Duration, Percent
 
 if TYPE_CHECKING:
-    from mlchaos.engine.lease import Lease
+    from mlchaos.contract.lease import Lease
 
 __all__ = ["ArtifactCorrupt", "DeliveryRun", "RegistryOutage", "TrainingPoison", "ValidationCrash",
            "ValidationHang", "ValidationNan"]

@@ -36,7 +36,7 @@ from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Duration, Percent
 
 if TYPE_CHECKING:
-    from mlchaos.engine.lease import Lease
+    from mlchaos.contract.lease import Lease
     from mlchaos.lab.featurestore import FeatureStore, Row
 
 __all__ = ["MissingEntities", "OutOfOrderWrites", "StaleFeatures"]
@@ -87,7 +87,7 @@ def _choose(spec: _StoreFaultSpec, store: FeatureStore) -> tuple[list[int], int]
     """The entities to hit (sorted) and how many the store holds; raise before touching anything."""
     import numpy as np
 
-    from mlchaos.engine.blast import BlastRadiusError, select_count
+    from mlchaos.contract.blast import BlastRadiusError, select_count
     from mlchaos.lab.featurestore import FeatureStoreError
 
     try:

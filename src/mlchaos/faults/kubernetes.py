@@ -35,7 +35,7 @@ from mlchaos.plugin import Applied, Context, Fault, FaultError, FaultSpec, Plugi
 from mlchaos.spec.types import Duration, Percent
 
 if TYPE_CHECKING:
-    from mlchaos.engine.lease import Lease
+    from mlchaos.contract.lease import Lease
     from mlchaos.platforms.kubernetes.client import KubeClient
     from mlchaos.platforms.kubernetes.selection import PodRef, Selection
     from mlchaos.targets.kubernetes import KubernetesTarget
@@ -92,7 +92,7 @@ class _PodFault(Fault):
         return self.spec.name or self.spec.fault
 
     async def _select(self) -> Selection:
-        from mlchaos.engine.blast import BlastRadiusError
+        from mlchaos.contract.blast import BlastRadiusError
         from mlchaos.platforms.kubernetes.selection import choose_pods
 
         ns = self.namespace
@@ -185,7 +185,7 @@ class DeploymentScale(Fault):
         return self.spec
 
     async def _plan(self) -> tuple[KubernetesTarget, str, dict[str, Any], int]:
-        from mlchaos.engine.blast import BlastRadiusError
+        from mlchaos.contract.blast import BlastRadiusError
         from mlchaos.platforms.kubernetes.selection import scale_target
 
         target = _kube_target(self.ctx, self.spec.target)

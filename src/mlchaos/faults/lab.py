@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from mlchaos.engine.blast import BlastRadiusError, select_count
+from mlchaos.contract.blast import BlastRadiusError, select_count
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 

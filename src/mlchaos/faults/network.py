@@ -32,7 +32,7 @@ from mlchaos.plugin import Applied, Context, Fault, FaultError, FaultSpec, Stric
 from mlchaos.spec.types import Duration, Percent, Size
 
 if TYPE_CHECKING:
-    from mlchaos.engine.lease import Lease
+    from mlchaos.contract.lease import Lease
     from mlchaos.proxy.client import ProxyClient
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mlchaos.engine.blast import BlastRadiusError, select_count
+from mlchaos.contract.blast import BlastRadiusError, select_count
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
@@ -101,7 +101,7 @@ class ProcessPause(_ProcessFault):
         return {"pids": self._plan[0]}
 
     async def inject(self, lease: Any) -> Applied:
-        from mlchaos.engine.lease import kill_point
+        from mlchaos.contract.lease import kill_point
 
         chosen, planned = self._plan or self._planned()
         paused: list[list[float]] = []

@@ -24,7 +24,7 @@ from pydantic import Field
 if TYPE_CHECKING:
     import asyncio
 
-from mlchaos.engine.state import pid_alive
+from mlchaos.contract.proc import pid_alive
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
 from mlchaos.targets.http import join_url as _join

@@ -1,7 +1,7 @@
 """Which pods a fault hits: blast radius plus "keep at least N ready replicas".
 
 The arithmetic (``one``/``count``/``percent`` rounding, keep-N) is the engine's
-(:func:`mlchaos.engine.blast.select_count`), so every platform rounds the same
+(:func:`mlchaos.contract.blast.select_count`), so every platform rounds the same
 way: ``percent`` is ``ceil(p * total)`` (a non-zero percentage never hits zero
 pods and never more than all of them) and ``keep_ready=n`` caps the selection
 at ``ready - n``, refusing (default) or shrinking the selection.
@@ -23,7 +23,7 @@ import dataclasses
 import random
 from typing import Literal
 
-from mlchaos.engine.blast import BlastRadiusError, select_count
+from mlchaos.contract.blast import BlastRadiusError, select_count
 
 __all__ = ["BlastRadiusError", "PodRef", "Selection", "choose_pods"]
 
