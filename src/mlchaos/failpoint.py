@@ -43,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
+from mlchaos.atomic import write_json_atomic
+
 __all__ = ["FailpointError", "arm", "disarm", "effects", "failpoint", "failpoint_dir", "renew", "status"]
 
 T = TypeVar("T")
@@ -86,10 +88,7 @@ def _effects_path(directory: Path, name: str) -> Path:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    os.replace(tmp, path)
+    write_json_atomic(path, record, mkdir=True, sort_keys=True)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -10,12 +10,12 @@ copies and keeps a backup).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from mlchaos.atomic import replacing
 from mlchaos.data.mask import ErrorMask
 
 __all__ = ["corrupt_file", "file_format", "read_table", "write_table"]
@@ -44,24 +44,18 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: str | os.PathLike[str], fmt: str | None = None) -> None:
-    """Write atomically: a temp file in the same directory, then ``os.replace``."""
+    """Write atomically (:func:`mlchaos.atomic.replacing`): readers see the old table or the new one."""
     fmt = fmt or file_format(path)
     dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
+    with replacing(dest) as tmp:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            pq.write_table(table, tmp)
+            pq.write_table(table, str(tmp))
         else:
             import pyarrow.csv as pacsv
 
-            pacsv.write_csv(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            pacsv.write_csv(table, str(tmp))
 
 
 def corrupt_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], kind: str, **kwargs: Any) -> ErrorMask:

@@ -8,12 +8,12 @@ that has since died can find every fault still in place.  It is
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from mlchaos import atomic
 
 
 def state_dir() -> Path:
@@ -29,7 +29,7 @@ def state_dir() -> Path:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = False) -> None:
-    """Write so that a reader never sees half a file (rename is atomic on POSIX).
+    """Write so that a reader never sees half a file (:mod:`mlchaos.atomic`; 0600, these are leases and runs).
 
     ``durable`` also fsyncs the file before the rename and the directory after
     it, so the record survives a machine crash, not only a process crash (the
@@ -37,29 +37,7 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = False
     intent that a power cut loses is a fault nobody knows to undo.  Renewals
     do not: losing one only makes a lease look older, the safe direction.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new name in ``directory`` durable (POSIX needs the directory itself synced)."""
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.write_json_atomic(path, data, durable=durable, mode=0o600)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from mlchaos.atomic import replacing
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
@@ -177,9 +178,8 @@ def _keep_original(path: Path, backup: Path) -> None:
     try:
         os.link(path, backup)
     except OSError:
-        tmp = backup.with_name(backup.name + ".tmp")
-        shutil.copy2(path, tmp)
-        os.replace(tmp, backup)
+        with replacing(backup, staging=backup.with_name(backup.name + ".tmp")) as tmp:
+            shutil.copy2(path, tmp)
 
 
 def _staged_path(path: Path, tag: str) -> Path:
@@ -196,14 +196,9 @@ def _swap_file(path: Path, write_new: Any, tag: str) -> dict[str, Any]:
     backup = _backup_path(path, tag)
     if backup.exists():
         raise FaultError(f"backup {backup} already exists; refusing to overwrite it")
-    tmp = _staged_path(path, tag)
-    try:
+    with replacing(path, staging=_staged_path(path, tag)) as tmp:
         write_new(tmp)
         _keep_original(path, backup)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return {"path": str(path), "backup": str(backup), "written": _fingerprint(path)}
 
 
@@ -347,10 +342,9 @@ class ModelSwap(Fault):
         path, repl = Path(self.spec.path), Path(self.spec.replacement).resolve()
         if path.is_symlink():
             old = os.readlink(path)
-            tmp = path.with_name(f".{path.name}.mlchaos-link-{tag}")
-            tmp.unlink(missing_ok=True)
-            os.symlink(repl, tmp, target_is_directory=repl.is_dir())
-            os.replace(tmp, path)
+            with replacing(path, staging=path.with_name(f".{path.name}.mlchaos-link-{tag}")) as tmp:
+                tmp.unlink(missing_ok=True)
+                os.symlink(repl, tmp, target_is_directory=repl.is_dir())
             return {"mode": "symlink", "path": str(path), "target": old, "written": str(repl)}
         if path.is_dir():
             backup = _backup_path(path, tag)
@@ -400,9 +394,8 @@ class ModelSwap(Fault):
                     Path(undo["staged"]).unlink()
             if path.is_symlink() and os.readlink(path) == undo["target"]:
                 return
-            tmp = path.with_name(f".{path.name}.mlchaos-restore-{uuid.uuid4().hex[:8]}")
-            os.symlink(undo["target"], tmp)
-            os.replace(tmp, path)
+            with replacing(path, staging=path.with_name(f".{path.name}.mlchaos-restore-{uuid.uuid4().hex[:8]}")) as tmp:
+                os.symlink(undo["target"], tmp)
         elif mode == "dir":
             backup = Path(undo["backup"])
             if undo.get("staged"):  # a copy killed half way, or staged but never moved in

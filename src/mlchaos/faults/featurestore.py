@@ -119,9 +119,10 @@ def _save_originals(rows: dict[int, Row | None], lab_dir: str | None, location: 
         base = Path(os.environ.get("MLCHAOS_STATE_DIR") or Path.home() / ".local/state/mlchaos")
     backup = base / f"feature-store-backup-{tag}.json"
     backup.parent.mkdir(parents=True, exist_ok=True)
-    from mlchaos.engine.state import write_json_atomic
+    from mlchaos.atomic import write_json_atomic
 
-    write_json_atomic(backup, payload, durable=True)  # part of the write-ahead record: it must outlive a crash
+    # part of the write-ahead record: it must outlive a crash (0600 like the engine's own records)
+    write_json_atomic(backup, payload, durable=True, mode=0o600)
     return {"backup": str(backup)}
 
 

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from mlchaos.atomic import write_bytes_atomic
+
 if TYPE_CHECKING:  # types only: importing auth must stay cheap (experiment validation uses check_name)
     from mlchaos.lab.observability import ASGIApp, Receive, Scope, Send
 
@@ -69,15 +71,7 @@ def inside(directory: Path, name: str, suffix: str, what: str) -> Path:
 def write_token(path: Path) -> str:
     """Write a fresh random token to ``path`` (0600, replaced atomically) and return it."""
     token = secrets.token_urlsafe(32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        os.write(fd, token.encode() + b"\n")
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, token.encode() + b"\n", mode=0o600)  # 0600 whatever the umask
     return token
 
 

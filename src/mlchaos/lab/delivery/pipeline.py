@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlchaos.atomic import write_json_atomic
 from mlchaos.lab.delivery import gates
 from mlchaos.lab.delivery.layout import MODEL_NAME, DeliveryPaths
 
@@ -71,10 +72,7 @@ class Run:
         self.save()
 
     def save(self) -> None:
-        path = self.dir / "manifest.json"
-        tmp = path.with_name(".manifest.json.tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str))
-        os.replace(tmp, path)
+        write_json_atomic(self.dir / "manifest.json", self.manifest, indent=2, default=str)
 
     def step(self, name: str) -> str:
         """Run one step process; return its status (``succeeded``, ``failed``, ``timeout``)."""

@@ -23,11 +23,11 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlchaos.atomic import replacing, write_json_atomic
 from mlchaos.lab.delivery import faultpoints
 
 
@@ -168,13 +168,6 @@ class ModelRegistry(abc.ABC):
         """Where the stored artifact lives (what the artifact-corruption fault damages)."""
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class FileRegistry(ModelRegistry):
     """The embedded default: ``<root>/<name>/<version>/{artifact.pkl,version.json}`` and ``aliases.json``.
 
@@ -217,12 +210,11 @@ class FileRegistry(ModelRegistry):
             if (d / "version.json").exists():
                 raise RegistryError(f"{name} {v} is already registered")
             d.mkdir(parents=True, exist_ok=True)
-            tmp = d / ".artifact.tmp"
-            shutil.copyfile(artifact, tmp)
-            sha = sha256_file(tmp)
-            os.replace(tmp, d / "artifact.pkl")
+            with replacing(d / "artifact.pkl") as tmp:
+                shutil.copyfile(artifact, tmp)
+                sha = sha256_file(tmp)
             mv = ModelVersion(name, v, sha, metadata, metrics, [], time.time())
-            _atomic_write(d / "version.json", json.dumps(mv.to_dict(), indent=2, default=str))
+            write_json_atomic(d / "version.json", mv.to_dict(), mkdir=True, indent=2, default=str)
         finally:
             lock.unlink(missing_ok=True)
         _corrupt_if_armed(self, mv)
@@ -254,7 +246,7 @@ class FileRegistry(ModelRegistry):
         self._get(name, version)
         aliases = self._aliases(name)
         aliases[alias] = version
-        _atomic_write(self.root / name / "aliases.json", json.dumps(aliases, indent=2))
+        write_json_atomic(self.root / name / "aliases.json", aliases, mkdir=True, indent=2)
 
     def _by_alias(self, name: str, alias: str) -> ModelVersion | None:
         v = self._aliases(name).get(alias)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlchaos.atomic import replacing, write_json_atomic
 from mlchaos.lab.delivery import faultpoints
 from mlchaos.lab.delivery.layout import MODEL_NAME, DeliveryPaths
 
@@ -37,9 +38,7 @@ def _log(event: str, **fields: Any) -> None:
 
 
 def _write(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    write_json_atomic(path, obj, indent=2, default=_json_default)
 
 
 def _json_default(o: Any) -> Any:
@@ -138,10 +137,9 @@ def register(run: Path, cfg: dict[str, Any]) -> int:
 def _install(paths: DeliveryPaths, version: str, artifact: Path, meta: dict[str, Any]) -> None:
     """Put the artifact where replicas load models from (``<version>.pkl`` + ``.json``)."""
     d = paths.serving_models
-    tmp = d / f".{version}.pkl.tmp"
-    shutil.copyfile(artifact, tmp)
-    _write(d / f"{version}.json", {"name": MODEL_NAME, "version": version, "alias": "", **meta})
-    os.replace(tmp, d / f"{version}.pkl")
+    with replacing(d / f"{version}.pkl") as tmp:
+        shutil.copyfile(artifact, tmp)
+        _write(d / f"{version}.json", {"name": MODEL_NAME, "version": version, "alias": "", **meta})
 
 
 def _wait_serving(url: str, version: str, timeout: float) -> bool:
