@@ -30,6 +30,19 @@ from typing import Any
 Relation = str  # "before" | "during" | "straddles-removal" | "after" | "between"
 
 
+def fault_end(removed_at: float | None, run_end: float | None) -> float:
+    """When a fault stopped acting: the one rule the verdict, the summary and the report share.
+
+    Its removal time; a fault never removed acted until the run's end (for a
+    run cut short by a crash, the last thing its journal recorded); with no
+    end known yet (the run is still going) it is still acting: ``inf``.
+    A removal at t = 0.0 is a removal (only ``None`` means "never").
+    """
+    if removed_at is not None:
+        return float(removed_at)
+    return float(run_end) if run_end is not None else float("inf")
+
+
 @dataclasses.dataclass
 class Evaluation:
     """One probe evaluation: its value, what it is evidence of, and whether its instrument could be trusted."""
@@ -106,7 +119,7 @@ class RunRecords:
 
     def fault_windows(self, end: float | None = None) -> list[tuple[float, float]]:
         """Merged ``[inject, remove]`` intervals; a fault never removed runs to ``end`` (or forever)."""
-        raw = sorted((f.injected_at, f.removed_at if f.removed_at is not None else (end or float("inf")))
+        raw = sorted((f.injected_at, fault_end(f.removed_at, end or None))
                      for f in self.faults if f.injected_at is not None)
         merged: list[tuple[float, float]] = []
         for a, b in raw:

@@ -109,13 +109,21 @@ section.run{border-top:2px solid #eee;margin-top:2rem;padding-top:.5rem}
 
 
 def _fault_windows(run: dict[str, Any], t0: float) -> list[tuple[float, float, str]]:
+    """Each injected fault's span on the charts, ended by :func:`~mlchaos.engine.records.fault_end`.
+
+    A run cut short (no ``timing.end``) ends at its journal's last event: the
+    fault was still in place then, as far as anyone knows.
+    """
+    from mlchaos.engine.records import fault_end
+
+    events = run.get("events") or []
+    end = (run.get("timing") or {}).get("end") or (events[-1]["t"] if events else None)
     out = []
-    end = (run.get("timing") or {}).get("end")
     for f in run.get("faults", []):
         a = f.get("injected_at")
         if a:
-            b = f.get("removed_at") or end or a
-            out.append((a - t0, b - t0, str(f.get("name"))))
+            b = fault_end(f.get("removed_at"), end)
+            out.append((a - t0, (b if b != float("inf") else a) - t0, str(f.get("name"))))
     return out
 
 

@@ -17,6 +17,18 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "–"
 
 
+def _until(f: dict[str, Any], run_end: float | None) -> str:
+    """When the fault stopped acting (:func:`~mlchaos.engine.records.fault_end`), saying so if it was never removed."""
+    from mlchaos.engine.records import fault_end
+
+    if f.get("injected_at") is None:
+        return "–"
+    end = fault_end(f.get("removed_at"), run_end)
+    if end == float("inf"):
+        return "– (never removed)"
+    return _when(end) + (" (never removed: the run's end)" if f.get("removed_at") is None else "")
+
+
 def postmortem(run: dict[str, Any]) -> str:
     cfg = run.get("config") or {}
     t = run.get("timing") or {}
@@ -37,7 +49,7 @@ def postmortem(run: dict[str, Any]) -> str:
     for f in run.get("faults", []):
         lines.append(f"- **{f['name']}** (`{f.get('plugin')}`): planned {f.get('planned', {})}; applied "
                      f"{f.get('actual', {})} on {', '.join(map(str, f.get('targets', []))) or 'nothing'}; "
-                     f"in place {_when(f.get('injected_at'))} → {_when(f.get('removed_at'))}"
+                     f"in place {_when(f.get('injected_at'))} → {_until(f, t.get('end'))}"
                      + (f"; the holder observed {f['observed']}" if f.get("observed") else ""))
     if cfg.get("load"):
         lines.append(f"- Load: {cfg['load']}")
