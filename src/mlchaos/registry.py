@@ -1,4 +1,4 @@
-"""Plugins by name: faults, probes and targets.
+"""Plugins by name: faults, probes and targets; and the run services (:data:`SERVICES`).
 
 mlchaos's own plugins are listed in :data:`BUILTIN` below; third-party
 packages add theirs through entry points (groups ``mlchaos.faults``,
@@ -88,6 +88,16 @@ ALIASES: dict[str, dict[str, str]] = {
     "probe": {"error_rate": "error-rate"},
     "target": {},
 }
+#: Run services: what the engine starts for a run from a top-level section of the experiment and lends
+#: to plugins as ``ctx.services[name]`` (probes read the load generator that way).  Each is
+#: ``(spec model, service class)``: the loader validates the section with the model without importing
+#: the service, and the engine builds the service by name, so neither the spec nor the engine imports
+#: the package that implements it (tests/test_import_rules.py).  The service class is built as
+#: ``cls(spec, base_url=...)`` and must offer ``async start()``, ``async stop() -> report``,
+#: ``window(seconds)`` and ``url``.
+SERVICES: dict[str, tuple[str, str]] = {
+    "load": ("mlchaos.load.spec:LoadSpec", "mlchaos.load.runner:LoadRunner"),
+}
 _eps_cache: dict[str, dict[str, Any]] = {}
 
 
@@ -164,3 +174,23 @@ def get(kind: Kind, name: str) -> Any:
         known = names(kind)
         raise UnknownPlugin(f"unknown {kind} {name!r}{suggest(name, known)} (known: {', '.join(known)})")
     return ep.load()
+
+
+def _service_attr(name: str, which: int) -> Any:
+    import importlib
+
+    if name not in SERVICES:
+        raise UnknownPlugin(f"unknown run service {name!r}{suggest(name, sorted(SERVICES))} "
+                            f"(known: {', '.join(sorted(SERVICES))})")
+    module, _, attr = SERVICES[name][which].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def service_spec(name: str) -> Any:
+    """The spec model of the run service ``name`` (cheap: the service's own module is not imported)."""
+    return _service_attr(name, 0)
+
+
+def service(name: str) -> Any:
+    """The class of the run service ``name``; the engine builds it for a run (see :data:`SERVICES`)."""
+    return _service_attr(name, 1)

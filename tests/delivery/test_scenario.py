@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mlchaos.cli.demo import run_validation_outage
 from mlchaos.lab import Lab
 from mlchaos.lab.delivery import scenario
 
@@ -21,7 +22,7 @@ def test_experiment_file_validates(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("variant", "expected"), [("naive", "failed"), ("mitigated", "passed")])
 def test_validation_outage(variant: str, expected: str, lab_dir: Path, tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
-    result = scenario.run(variant, lab_dir, journal)
+    result = run_validation_outage(variant, lab_dir, journal)
     assert result.status.value == expected, result.reason
     assert not Lab(lab_dir).is_up()  # brought down again
     assert journal.exists()

@@ -52,6 +52,36 @@ def _hook(ref: str | None, lab: Any) -> None:
 
         module, _, attr = ref.partition(":")
         getattr(importlib.import_module(module), attr)(lab)
+
+
+def run_validation_outage(variant: str, lab_dir: Path, journal: Path, *, load_delay: float = 0.5) -> Any:
+    """Run scenario 7 ``validation-outage`` alone in ``variant`` (``naive`` | ``mitigated``) on ``lab_dir``.
+
+    It brings up the lab's serving system in that variant, prepares it
+    (:func:`mlchaos.lab.delivery.scenario.prepare`), runs the experiment with
+    the engine and brings the lab down again (only if this call started it).
+    Returns the engine's :class:`~mlchaos.engine.runner.RunResult`: naive →
+    ``failed`` (an unvalidated model reached serving), mitigated → ``passed``.
+    Here, not in the lab, because the lab is a system under test and must not
+    import the engine.
+    """
+    from mlchaos.engine.runner import run_experiment
+    from mlchaos.lab import Lab
+    from mlchaos.lab.delivery.scenario import EXPERIMENT, experiment, prepare
+    from mlchaos.spec.loader import load_dict
+
+    if variant not in ("naive", "mitigated"):
+        raise ValueError(f"variant must be naive or mitigated, got {variant!r}")
+    lab_dir = Path(lab_dir)
+    lab = Lab(lab_dir, load_delay=load_delay)
+    started = not lab.is_up()
+    try:
+        lab.up(["serving"], variant=variant)
+        prepare(lab)
+        return run_experiment(load_dict(experiment(lab_dir), source=str(EXPERIMENT)), journal_path=journal)
+    finally:
+        if started:
+            lab.down()
 EXPECTED = {"naive": ["failed", "aborted"], "mitigated": ["passed"]}
 
 

@@ -1,6 +1,7 @@
 """The run's load: the open-loop generator as a service the probes read, and its own verdict.
 
-The engine starts the generator an experiment's ``load:`` asks for, lends it to
+The engine starts the generator an experiment's ``load:`` asks for (the run service
+``"load"`` of :data:`mlchaos.registry.SERVICES`: it never imports the load package), lends it to
 the probes through the context (``ctx.services["load"]``), journals one tick
 per second for the report's charts, and after teardown reads the generator's
 own VALID/INVALID judgement, which the verdict needs.  The lag budget it hands
@@ -39,7 +40,7 @@ class RunLoad:
         return self.v.load
 
     async def _start_load(self) -> None:
-        from mlchaos.load import LoadRunner
+        from mlchaos import registry
 
         spec = self.v.load
         assert spec is not None
@@ -66,7 +67,7 @@ class RunLoad:
             bounds = [pr.rec.latency_bound for pr in self.probes
                       if pr.role == "steady" and pr.rec.latency_bound is not None]
             spec = spec.model_copy(update={"lag_budget": lag_budget(bounds)})
-        self._load = LoadRunner(spec, base_url=base_url)
+        self._load = registry.service("load")(spec, base_url=base_url)  # the engine knows the service by name
         try:
             await self._load.start()
         except Exception as exc:

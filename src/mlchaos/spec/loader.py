@@ -385,7 +385,7 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
     load = None
     if isinstance(data.get("load"), dict):
         try:
-            from mlchaos.load.spec import LoadSpec
+            LoadSpec = registry.service_spec("load")  # by name: the spec does not import the load package
         except ImportError:
             col.add(("load",), "load generation is not available in this build")
         else:

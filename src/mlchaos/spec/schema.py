@@ -50,8 +50,7 @@ def json_schema() -> dict[str, Any]:
     props["target"] = {"anyOf": refs["target"], "description": props["target"].get("description", "")}
     props["targets"] = {"type": "object", "additionalProperties": {"anyOf": refs["target"]}}
     try:
-        from mlchaos.load.spec import LoadSpec
-
+        LoadSpec = registry.service_spec("load")  # by name: the spec does not import the load package
         load_schema = LoadSpec.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(load_schema.pop("$defs", {}))
         defs["LoadSpec"] = load_schema

@@ -1,22 +1,22 @@
 """Scenario 7 ``validation-outage``: one release while the validation step crashes, naive vs mitigated.
 
-The demo calls :func:`run` once per variant: it brings up the lab's serving
-system in that variant (the variant also selects the delivery pipeline's
-behaviour, through ``delivery-run``'s ``variant: auto``), registers the
-set-up model as the validated production version, runs
-the packaged ``scenarios/validation-outage.yaml`` with the engine and brings the lab down
-again (only if this call started it).
+What the lab contributes to the scenario, as data and set-up: the packaged
+``scenarios/validation-outage.yaml`` pointed at a lab directory
+(:func:`experiment`), and the hooks the demo runs around it (:func:`prepare`
+registers the set-up model as the validated production version, :func:`finish`
+puts serving back on it).  The variant (naive | mitigated) is the lab's: it
+also selects the delivery pipeline's behaviour, through ``delivery-run``'s
+``variant: auto``.  Running the experiment is the CLI's job
+(:func:`mlchaos.cli.demo.run_validation_outage`): the lab is a system under
+test and never imports the engine (tests/test_import_rules.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-
-if TYPE_CHECKING:
-    from mlchaos.engine.runner import RunResult
 
 EXPERIMENT = Path(__file__).resolve().parents[2] / "examples" / "scenarios" / "validation-outage.yaml"
 """The experiment file shipped in the package (``mlchaos examples copy DIR`` writes it to DIR/scenarios/)."""
@@ -27,30 +27,6 @@ def experiment(lab_dir: Path, path: Path = EXPERIMENT) -> dict[str, Any]:
     exp: dict[str, Any] = yaml.safe_load(path.read_text())
     exp.setdefault("target", {"platform": "lab", "system": "serving"})["dir"] = str(lab_dir)
     return exp
-
-
-def run(variant: str, lab_dir: Path, journal: Path, *, load_delay: float = 0.5) -> RunResult:
-    """Run scenario 7 in ``variant`` (``naive`` | ``mitigated``) on the lab in ``lab_dir``.
-
-    Returns the engine's :class:`~mlchaos.engine.runner.RunResult`: naive →
-    ``failed`` (an unvalidated model reached serving), mitigated → ``passed``.
-    """
-    from mlchaos.engine.runner import run_experiment
-    from mlchaos.lab import Lab
-    from mlchaos.spec.loader import load_dict
-
-    if variant not in ("naive", "mitigated"):
-        raise ValueError(f"variant must be naive or mitigated, got {variant!r}")
-    lab_dir = Path(lab_dir)
-    lab = Lab(lab_dir, load_delay=load_delay)
-    started = not lab.is_up()
-    try:
-        lab.up(["serving"], variant=variant)
-        prepare(lab)
-        return run_experiment(load_dict(experiment(lab_dir), source=str(EXPERIMENT)), journal_path=journal)
-    finally:
-        if started:
-            lab.down()
 
 
 def prepare(lab: Any) -> None:
