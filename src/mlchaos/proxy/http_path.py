@@ -122,8 +122,12 @@ class HttpProxy:
             self.stats.upstream_idle = len(self.idle)
             if not up.closed:
                 return up
-        self.loop.create_task(self._connect(owner))
+        self.connect(owner)
         return None
+
+    def connect(self, owner: Downstream) -> None:
+        """Start a fresh upstream connection; it calls ``owner.upstream_ready`` (or ``upstream_failed``)."""
+        self.loop.create_task(self._connect(owner))
 
     async def _connect(self, owner: Downstream) -> None:
         host, port = self.upstream
@@ -276,6 +280,10 @@ class Downstream(asyncio.Protocol):
         self.waiting_local = False
         self.bounds: Bounds | None = None
         self.relay_msg: Message | None = None
+        self.replay: bytes | None = None
+        """The bytes of the request in progress while it may be sent again (see ``upstream_lost``)."""
+        self.resend: bytes | None = None
+        """Bytes to write on the next upstream connection instead of the request's own (the retry)."""
         self.eof = False
         self.fresh = True
         """Set by every read; the sweep (HttpProxy._sweep) turns it into ``active_at``."""
@@ -477,8 +485,17 @@ class Downstream(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         m = self.parsing
         assert m is not None
-        if m.forwarded and self.up is not None and self.up.transport is not None:
-            self.up.transport.write(frame(body) if m.chunked else body)
+        if m.forwarded:  # streams on (m is the exchange in progress)
+            piece = frame(body) if m.chunked else body
+            up = self.up
+            if up is not None and up.transport is not None:
+                up.transport.write(piece)
+                if self.replay is not None:  # a reused connection: keep a copy while it stays small
+                    self.replay = self.replay + piece if len(self.replay) < self.proxy.limits.max_body_buffer else None
+                return
+            if self.resend is not None:  # a retry is connecting (upstream_lost): the piece goes with it
+                self.resend += piece
+                return
         else:
             m.buffered += len(body)
             if m.buffered > self.proxy.limits.max_body_buffer:
@@ -498,6 +515,10 @@ class Downstream(asyncio.Protocol):
             self.up.req_done = True  # the upstream has the whole request: its connection may be pooled again
             if m.chunked and self.up.transport is not None:
                 self.up.transport.write(b"0\r\n\r\n")
+                if self.replay is not None:
+                    self.replay += b"0\r\n\r\n"
+        elif m.forwarded and self.resend is not None and m.chunked:
+            self.resend += b"0\r\n\r\n"  # a retry is connecting: the end goes with it
 
     # -- exchanges ----------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -585,8 +606,16 @@ class Downstream(asyncio.Protocol):
         self.up = up
         up.start(self, head=m.method == b"HEAD")
         assert up.transport is not None
-        up.transport.write(m.raw if m.raw is not None else m.serialise())
+        data = self.resend
+        if data is None:
+            data = m.raw if m.raw is not None else m.serialise()
+        else:
+            self.resend = None
+        up.transport.write(data)
         up.req_done = m.complete
+        # On a reused connection: replayable once if the upstream turns out to have closed it (on_body
+        # keeps a copy of a body that streams on, up to --max-body-buffer).
+        self.replay = data if up.uses > 1 else None
         if m.body:
             m.body = []
         if not m.complete:
@@ -596,6 +625,7 @@ class Downstream(asyncio.Protocol):
         """The upstream finished one response (called by :class:`Upstream`)."""
         m = self.cur
         assert m is not None
+        self.replay = None
         if not keep_alive:
             up.close()
             self.up = None
@@ -628,13 +658,26 @@ class Downstream(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
     def upstream_lost(self, up: Upstream) -> None:
-        """The upstream closed: finish a read-until-close response, or fail the exchange."""
+        """The upstream closed: finish a read-until-close response, retry, or fail the exchange.
+
+        A keep-alive connection the upstream closed while idle (its keep-alive timeout: Python's
+        ``ThreadingHTTPServer``, nginx ``keepalive_timeout``) can race the next request written on
+        it: EOF or RST arrives before any response byte.  As HTTP clients do, the request is then
+        written once more on a fresh connection, from the copy ``replay`` kept of what went out
+        (only on a reused connection); a body still arriving streams on to the new connection.  A
+        request on a fresh connection, a second loss, or a streamed body that outgrew
+        ``--max-body-buffer`` (no copy kept) still fails.
+        """
         if self.up is up:
             self.up = None
         if self.cur is None or self.closed:
             return
         if up.headers_done:
             self.response_complete(up, False)  # read-until-close body (or a truncated one): pass the EOF on
+        elif self.replay is not None and not up.got_bytes:
+            self.resend, self.replay = self.replay, None
+            self.proxy.stats.upstream_retries += 1
+            self.proxy.connect(self)  # a fresh connection (never another pooled one): upstream_ready sends
         elif self.cur.forwarded or up.got_bytes:
             self._reset()  # a half-delivered response cannot be repaired: pass the failure on
         else:
@@ -801,11 +844,14 @@ class Upstream(asyncio.Protocol):
         self.interim = False
         self.req_done = True
         """False while the request written on this connection is incomplete (its body still streaming)."""
+        self.uses = 0
+        """Requests written on this connection so far (more than 1: a reused keep-alive connection)."""
 
     def start(self, owner: Downstream, head: bool) -> None:
         """Prepare for the response to the request ``owner`` is about to write."""
         self.owner = owner
         self.idle = False
+        self.uses += 1
         self.head = head
         self.done = self.headers_done = self.got_bytes = False
 

@@ -36,6 +36,9 @@ def render(table: FaultTable, stats: Stats) -> str:
            [("", stats.requests_faulted)])
     metric("mlchaos_proxy_upstream_errors_total", "counter", "Failed upstream connects or unparsable responses.",
            [("", stats.upstream_errors)])
+    metric("mlchaos_proxy_upstream_retries_total", "counter",
+           "Requests sent again on a fresh connection after a reused one closed before answering.",
+           [("", stats.upstream_retries)])
     metric("mlchaos_proxy_bad_requests_total", "counter", "Requests refused: malformed or over a header/body limit.",
            [("", stats.bad_requests)])
     metric("mlchaos_proxy_timeouts_total", "counter", "Client connections closed by the header, idle or body timeout.",

@@ -13,6 +13,8 @@ class Stats:
     requests_faulted: int = 0
     upstream_connects: int = 0
     upstream_errors: int = 0
+    upstream_retries: int = 0
+    """Requests written again on a fresh connection: a reused one was closed by the upstream before answering."""
     bad_requests: int = 0
     """Requests refused: malformed, or over a header/body limit."""
     timeouts: int = 0
