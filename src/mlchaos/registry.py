@@ -52,9 +52,9 @@ BUILTIN: dict[str, dict[str, str]] = {
         "model-truncate": "mlchaos.faults.data:ModelTruncate",
         "pod-delete": "mlchaos.faults.kubernetes:PodDelete",
         "deployment-scale": "mlchaos.faults.kubernetes:DeploymentScale",
-        "k8s-network": "mlchaos.faults.kubernetes:K8sNetwork",
-        "k8s-http": "mlchaos.faults.kubernetes:K8sHttp",
-        "k8s-stress": "mlchaos.faults.kubernetes:K8sStress",
+        "k8s-network": "mlchaos.faults.chaosmesh:K8sNetwork",
+        "k8s-http": "mlchaos.faults.chaosmesh:K8sHttp",
+        "k8s-stress": "mlchaos.faults.chaosmesh:K8sStress",
     },
     "probe": {
         "http": "mlchaos.probes.http:HttpProbe",

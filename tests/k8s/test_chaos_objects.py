@@ -17,7 +17,7 @@ import pytest
 
 from mlchaos.platforms.kubernetes import chaosmesh as cm
 from mlchaos.platforms.kubernetes.labels import MACHINE_LABEL, RUN_ID_LABEL
-from mlchaos.platforms.kubernetes.manifests import render_chaos
+from mlchaos.platforms.kubernetes.render import render_chaos
 from mlchaos.platforms.kubernetes.selection import PodRef
 from tests.k8s.schemas import GO_DURATION, crd_path, make_strict, validate_chaos
 
@@ -274,8 +274,9 @@ def test_plugin_modules_do_not_import_the_kubernetes_client() -> None:
     import sys
 
     code = (
-        "import sys, mlchaos.faults.kubernetes, mlchaos.probes.kubernetes, mlchaos.targets.kubernetes, "
-        "mlchaos.platforms.kubernetes.manifests, mlchaos.cli.k8s; print('kubernetes' in sys.modules)"
+        "import sys, mlchaos.faults.kubernetes, mlchaos.faults.chaosmesh, mlchaos.probes.kubernetes, "
+        "mlchaos.targets.kubernetes, mlchaos.platforms.kubernetes.manifests, mlchaos.platforms.kubernetes.render, "
+        "mlchaos.cli.k8s; print('kubernetes' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"

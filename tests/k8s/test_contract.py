@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from mlchaos.contract.lease import Lease
-from mlchaos.faults.kubernetes import DeploymentScale, K8sHttp, K8sNetwork, K8sStress, PodDelete
+from mlchaos.faults.chaosmesh import K8sHttp, K8sNetwork, K8sStress
+from mlchaos.faults.kubernetes import DeploymentScale, PodDelete
 from mlchaos.platforms.kubernetes import cleanup
 from mlchaos.platforms.kubernetes.client import Connection, KubeClient, NamespaceNotAllowed
 from mlchaos.platforms.kubernetes.labels import MACHINE_LABEL, RUN_ID_LABEL

@@ -109,15 +109,12 @@ def test_experiment_files_are_the_examples_catalog() -> None:
 
 def test_experiment_files_validate_and_render(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlchaos import registry
-    from mlchaos.faults.kubernetes import FAULTS
-    from mlchaos.platforms.kubernetes.manifests import render_plan
+    from mlchaos.platforms.kubernetes.render import render_plan
     from mlchaos.probes.kubernetes import DeploymentAvailable, PodEvents, ReadyPods
     from mlchaos.spec.loader import load_text
     from mlchaos.targets.kubernetes import KubernetesTarget
 
-    # registered here as the entry points in pyproject.toml will register them
-    for name, cls in FAULTS.items():
-        registry.register("fault", name, cls)
+    # the faults are built in (registry.BUILTIN); the probes and the target registered here by class
     registry.register("probe", "k8s-ready-pods", ReadyPods)
     registry.register("probe", "k8s-deployment-available", DeploymentAvailable)
     registry.register("probe", "k8s-events", PodEvents)
@@ -130,8 +127,6 @@ def test_experiment_files_validate_and_render(monkeypatch: pytest.MonkeyPatch) -
                 if step.object is not None:
                     validate_chaos(step.object)
     finally:
-        for name in FAULTS:
-            registry.unregister("fault", name)
         for name in ("k8s-ready-pods", "k8s-deployment-available", "k8s-events"):
             registry.unregister("probe", name)
         registry.unregister("target", "kubernetes")

@@ -87,7 +87,7 @@ def test_labels_are_valid_label_values(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_chaos_faults_require_duration() -> None:
     from pydantic import ValidationError
 
-    from mlchaos.faults.kubernetes import K8sNetwork
+    from mlchaos.faults.chaosmesh import K8sNetwork
 
     with pytest.raises(ValidationError, match="duration"):
         K8sNetwork.Spec.model_validate(

@@ -57,7 +57,7 @@ def render(
     import yaml
     from pydantic import ValidationError
 
-    from mlchaos.platforms.kubernetes.manifests import render_plan
+    from mlchaos.platforms.kubernetes.render import render_plan
     from mlchaos.spec.loader import SpecErrors, load_file
 
     try:  # the whole experiment first, so errors carry FILE:LINE:COL as in `mlchaos validate`

@@ -12,7 +12,7 @@ Public entry points:
   :func:`cleanup_for_stop` runs it for the default cluster and for every
   cluster named in the lease records.
 * :func:`mlchaos.platforms.kubernetes.manifests.render_lab` and
-  :func:`mlchaos.platforms.kubernetes.manifests.render_chaos`.
+  :func:`mlchaos.platforms.kubernetes.render.render_chaos`.
 * :class:`mlchaos.platforms.kubernetes.client.KubeClient`.
 """
 

@@ -1,4 +1,4 @@
-"""Kubernetes manifests for the lab systems, and the dry-run rendering of an experiment.
+"""Kubernetes manifests for the lab systems (``mlchaos lab manifests``).
 
 ``render_lab(system)`` writes what the Minikube version of practice project 1
 (and the other lab systems) needs on a real cluster: per component a
@@ -10,18 +10,15 @@ an init container builds the lab data and models (seeded, so every pod gets
 the same ones) into an ``emptyDir``.  The image is a parameter: build one with
 mlchaos installed and load it into the cluster (``minikube image load``).
 
-``render_chaos(experiment)`` is ``mlchaos k8s render``: the Chaos Mesh objects
-an experiment would create.  Without a cluster the pods cannot be listed, so
-these objects select by labels with Chaos Mesh's own mode (``fixed``,
-``fixed-percent``); a real run pins the pods it chose after applying
-keep-N-ready.  That difference is stated in each step's note.
+The dry-run rendering of an experiment's Chaos Mesh objects (``mlchaos k8s
+render``) is :mod:`mlchaos.platforms.kubernetes.render`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from mlchaos.platforms.kubernetes.labels import MANAGED_BY, MANAGED_BY_LABEL, dns_name
 
@@ -323,120 +320,6 @@ def namespace_manifest(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
             "labels": {PART_OF_LABEL: "mlchaos-lab", MANAGED_BY_LABEL: MANAGED_BY},
         },
     }
-
-
-# -- dry-run rendering of an experiment -----------------------------------------------------------
-
-CHAOS_FAULTS = ("k8s-network", "k8s-http", "k8s-stress")
-API_FAULTS = ("pod-delete", "deployment-scale")
-
-
-@dataclasses.dataclass
-class RenderedStep:
-    """One ``method`` step: the Chaos Mesh object it would create (or None) and a note."""
-
-    index: int
-    fault: str
-    object: dict[str, Any] | None
-    note: str
-
-
-def _targets(experiment: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    targets = dict(experiment.get("targets") or {})
-    if experiment.get("target") is not None:
-        targets.setdefault("default", experiment["target"])
-    return targets
-
-
-def render_plan(
-    experiment: Mapping[str, Any], *, run_id: str = "dry-run", machine: str | None = None
-) -> list[RenderedStep]:
-    """Every method step of an experiment, with the Chaos Mesh object a Kubernetes fault would create.
-
-    Steps are validated with the fault's own spec model, so a wrong field is
-    reported here as it would be by ``mlchaos validate``.  Faults that are not
-    Kubernetes faults are listed with a note and no object.
-    """
-    from mlchaos.faults.kubernetes import FAULTS, K8sNetwork
-    from mlchaos.platforms.kubernetes.chaosmesh import PodScope
-    from mlchaos.platforms.kubernetes.specs import parse_selector
-
-    targets = _targets(experiment)
-    steps: list[RenderedStep] = []
-    for i, raw in enumerate(experiment.get("method") or []):
-        fault = str(raw.get("fault", ""))
-        if fault not in FAULTS:
-            steps.append(
-                RenderedStep(i, fault, None, f"not a Kubernetes fault ({fault!r}): nothing to render")
-            )
-            continue
-        spec = FAULTS[fault].Spec.model_validate(raw)
-        target = targets.get(spec.target) or {}
-        if target and target.get("platform", "kubernetes") != "kubernetes":
-            raise ValueError(
-                f"method[{i}] ({fault}) points at target {spec.target!r}, which is not kubernetes"
-            )
-        namespace = getattr(spec, "namespace", None) or target.get("namespace") or "default"
-        if fault in API_FAULTS:
-            what = (
-                f"delete pods (grace period {getattr(spec, 'grace_period', None)})"
-                if fault == "pod-delete"
-                else f"scale deployment {getattr(spec, 'deployment', '?')} to {getattr(spec, 'replicas', '?')}"
-            )
-            steps.append(
-                RenderedStep(
-                    i, fault, None, f"{what} in {namespace!r} through the Kubernetes API (no object)"
-                )
-            )
-            continue
-        labels = parse_selector(getattr(spec, "selector", None))
-        note = "pods selected by labels here; a run lists them, applies keep_ready and pins them by name"
-        if labels is None:
-            dep = getattr(spec, "deployment", None)
-            labels = {}
-            note = (
-                f"pods of deployment {dep!r} (or a set-based selector) cannot be resolved without a cluster: "
-                "the selector below is empty; a run pins the pods by name"
-                if dep
-                else "set-based selector cannot be expressed as labelSelectors; a run pins pods by name"
-            )
-        blast = spec.blast_mode()  # type: ignore[attr-defined]
-        scope = PodScope.by_labels(
-            namespace,
-            labels,
-            mode=blast,
-            count=getattr(spec, "count", None),
-            percent=getattr(spec, "percent", None),
-        )
-        name = dns_name("mlchaos", FAULTS[fault].kind.lower(), run_id[:16], spec.name or str(i))  # type: ignore[attr-defined]
-        plugin = FAULTS[fault]
-        obj = _render_dry(plugin, spec, scope, name=name, namespace=namespace, run_id=run_id, machine=machine)
-        if plugin is K8sNetwork and getattr(spec, "peer", None) is not None:
-            note += "; the peer side selects all matching pods"
-        if getattr(spec, "keep_ready", 0):
-            note += f"; keep_ready={spec.keep_ready} is enforced by mlchaos, not Chaos Mesh"  # type: ignore[attr-defined]
-        steps.append(RenderedStep(i, fault, obj, note))
-    return steps
-
-
-def _render_dry(
-    plugin: Any, spec: Any, scope: Any, *, name: str, namespace: str, run_id: str, machine: str | None
-) -> dict[str, Any]:
-    """Render with the fault's own ``render`` (the same code path as a run); no context needed."""
-    fault = plugin(spec, cast(Any, None))
-    obj: dict[str, Any] = fault.render(scope, name=name, run_id=run_id, namespace=namespace)
-    if machine is not None:
-        from mlchaos.platforms.kubernetes.labels import MACHINE_LABEL
-
-        obj["metadata"]["labels"][MACHINE_LABEL] = machine
-    return obj
-
-
-def render_chaos(
-    experiment: Mapping[str, Any], *, run_id: str = "dry-run", machine: str | None = None
-) -> list[dict[str, Any]]:
-    """The Chaos Mesh objects an experiment would create (``mlchaos k8s render``)."""
-    return [s.object for s in render_plan(experiment, run_id=run_id, machine=machine) if s.object is not None]
 
 
 def experiment_files() -> dict[str, str]:
