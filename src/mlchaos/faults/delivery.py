@@ -43,9 +43,9 @@ __all__ = ["ArtifactCorrupt", "DeliveryRun", "RegistryOutage", "TrainingPoison",
 def lab_dir_of(value: str | None) -> Path:
     """The lab directory a delivery fault or probe acts on: the spec's, else ``$MLCHAOS_LAB_DIR``, else the
     default lab directory."""
-    from mlchaos.lab.paths import LabPaths, default_lab_dir
+    from mlchaos.lab.paths import resolve_lab_dir
 
-    return LabPaths(value if value else default_lab_dir()).root
+    return resolve_lab_dir(value)
 
 
 def resolve_lab_dir(spec: Any, ctx: Any) -> Path:

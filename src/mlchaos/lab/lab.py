@@ -26,17 +26,8 @@ import httpx
 import psutil
 
 from mlchaos.lab import auth, lifetime
-from mlchaos.lab.paths import LabPaths, default_lab_dir, free_port
-
-SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender")
-VARIANTS: tuple[str, ...] = ("naive", "mitigated", "silent-zeros")
-#: Friendly names for each system's model endpoint, in addition to every process's own name.
-ENTRYPOINTS: dict[str, str] = {
-    "serving": "serving-lb",
-    "realtime": "fraud",
-    "recommender": "recommender",
-    "features": "features-lb",
-}
+from mlchaos.lab.paths import LabPaths, free_port, resolve_lab_dir
+from mlchaos.lab.topology import BY_NAME, ENTRYPOINTS, SYSTEMS, VARIANTS
 
 
 class LabError(RuntimeError):
@@ -109,7 +100,7 @@ class Lab:
         ``feature_store``: ``"sqlite"`` or a ``redis://HOST:PORT/DB`` URL for the online store (default:
         ``$MLCHAOS_LAB_REDIS_URL`` if set, else SQLite).  All three apply when this handle starts the
         supervisor; a running lab keeps the store it was started with (see ``state()["feature_store"]``)."""
-        self.paths = LabPaths(dir if dir is not None else default_lab_dir())
+        self.paths = LabPaths(resolve_lab_dir(dir))
         self.load_delay = load_delay
         self.autoscale = dict(autoscale or {})
         self.feature_store = feature_store
@@ -410,7 +401,7 @@ class Lab:
         cmd = [
             sys.executable,
             "-m",
-            "mlchaos.lab.batch",
+            BY_NAME["batch"].module,
             "--dir",
             str(self.paths.root),
             "--variant",

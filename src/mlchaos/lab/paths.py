@@ -23,11 +23,22 @@ def default_lab_dir() -> Path:
     return Path.home() / ".local" / "state" / "mlchaos" / "lab"
 
 
+def resolve_lab_dir(value: str | Path | None = None, *, default: str | Path | None = None) -> Path:
+    """The one rule for which lab directory is meant: ``value`` when given, else ``default`` (a command's own
+    default, e.g. the demo's lab), else :func:`default_lab_dir`; always absolute, ``~`` expanded.
+
+    ``Lab``, the CLI, the demo and the delivery faults and probes all resolve through here, so one spelling
+    of a directory (relative, ``~``, a symlink) names the same lab everywhere.
+    """
+    chosen = value if value else (default if default else default_lab_dir())
+    return Path(chosen).expanduser().resolve()
+
+
 class LabPaths:
     """Named locations inside one lab directory."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).expanduser().resolve()
+        self.root = resolve_lab_dir(root)
 
     @property
     def state(self) -> Path:

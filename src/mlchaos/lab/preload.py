@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import aiohttp  # noqa: F401
 import fastapi  # noqa: F401
 import httpx  # noqa: F401
@@ -20,14 +22,11 @@ import uvicorn.loops.auto
 import uvicorn.protocols.http.auto  # noqa: F401
 
 from mlchaos import mitigations  # noqa: F401
-from mlchaos.lab.services import (  # noqa: F401
-    balancer,
-    embedding_service,
-    feature_service,
-    fraud_service,
-    model_server,
-    recommender_service,
-)
+from mlchaos.lab.topology import TABLE
+
+for _entry in TABLE:  # every lab service of the topology table (a job runs in its own process: not here)
+    if _entry.module.startswith("mlchaos.lab.services."):
+        importlib.import_module(_entry.module)
 
 try:  # optional speed-ups uvicorn picks when present
     import httptools  # noqa: F401
