@@ -13,7 +13,8 @@ import pytest
 
 from mlchaos.contract.lease import Lease
 from mlchaos.failpoint import effects, failpoint, status
-from mlchaos.faults.data import FailpointFault, FileCorrupt, ModelSwap, ModelTruncate
+from mlchaos.faults.data import FailpointFault, FileCorrupt
+from mlchaos.faults.models import ModelSwap, ModelTruncate
 from mlchaos.plugin import FaultError
 from tests.data.standalone import Ctx, run
 

@@ -216,14 +216,14 @@ def _intent(fault: object, lease_id: str = "0-wa") -> dict:
 
 @pytest.mark.parametrize("stop_after", ["nothing", "staged", "backup-linked", "swapped"])
 def test_file_swap_reverts_from_its_intent_at_every_step(tmp_path: Path, stop_after: str) -> None:
-    from mlchaos.faults.data import ModelTruncate
+    from mlchaos.faults.models import ModelTruncate
 
     model = tmp_path / "model.bin"
     model.write_bytes(b"original model bytes")
     f = ModelTruncate(ModelTruncate.Spec(fault="model-truncate", path=str(model), keep=0.5), None)
     undo = _intent(f)
     backup, staged = Path(undo["backup"]), Path(undo["staged"])
-    # act out the swap (mlchaos.faults.data._swap_file) up to the step a kill interrupts
+    # act out the swap (mlchaos.faults.swap.swap_file) up to the step a kill interrupts
     if stop_after in ("staged", "backup-linked", "swapped"):
         staged.write_bytes(b"original m")
     if stop_after in ("backup-linked", "swapped"):
@@ -237,7 +237,7 @@ def test_file_swap_reverts_from_its_intent_at_every_step(tmp_path: Path, stop_af
 
 
 def test_model_dir_swap_reverts_when_killed_between_its_two_renames(tmp_path: Path) -> None:
-    from mlchaos.faults.data import ModelSwap
+    from mlchaos.faults.models import ModelSwap
 
     served, older = tmp_path / "model", tmp_path / "v1"
     served.mkdir()

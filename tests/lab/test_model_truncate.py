@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from mlchaos.contract.lease import Lease
-from mlchaos.faults.data import ModelTruncate
+from mlchaos.faults.models import ModelTruncate
 from mlchaos.lab.auth import bearer, read_token
 from mlchaos.lab.models import resolve_fraud_version
 from tests.data.standalone import Ctx

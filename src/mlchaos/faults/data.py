@@ -1,44 +1,34 @@
-"""ML data and model faults for the engine: failpoints, corrupted files, swapped or truncated models.
+"""Data faults for the engine: a failpoint armed in the user's code, a corrupted copy of a data file.
 
 Every fault here follows one rule from the product: never edit the user's
-only copy.  Files and models are swapped, not edited: the original is kept
-under a backup name in the same directory (a hard link where possible, so
-it costs nothing and the swap is a single atomic ``rename``), the backup path
-goes in the undo record, and ``revert`` puts it back from that record alone
-(after a runner crash, by the watchdog or ``mlchaos stop``).  A failpoint
-needs no undo beyond disarming: its arming record carries its own lease, so
-it lapses by itself if the runner stops renewing it.
+only copy.  A data file is swapped, not edited (:mod:`mlchaos.faults.swap`:
+the original kept under a backup name, put back by ``revert`` from the undo
+record alone, after a runner crash too, by the watchdog or ``mlchaos stop``).
+A failpoint needs no undo beyond disarming: its arming record carries its own
+lease, so it lapses by itself if the runner stops renewing it, and its arming
+id is chosen in ``intent``, before it is armed.
 
-Every fault here plans its undo record in ``intent`` before touching
-anything (the engine writes it ahead): the backup and staging names derive
-from the lease id, the failpoint's arming id is chosen ahead.  ``revert``
-accepts that plan at any point of the injection: no backup yet means
-nothing was swapped; a backup beside an unswapped original puts the same
-bytes back; leftover staging files are removed.
+Model faults (a swapped or truncated model) are :mod:`mlchaos.faults.models`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from mlchaos.atomic import replacing
+from mlchaos.faults.swap import restore_file, swap_file, swap_plan
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
 if TYPE_CHECKING:
     from mlchaos.contract.lease import Lease
 
-__all__ = ["FailpointFault", "FileCorrupt", "ModelSwap", "ModelTruncate"]
-
-BACKUP_TAG = ".mlchaos-backup-"
+__all__ = ["FailpointFault", "FileCorrupt"]
 
 
 class _CorruptionFields(FaultSpec):
@@ -163,69 +153,6 @@ def summarize_effects(entries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-# -- atomic swap with a backup ---------------------------------------------------------------
-def _backup_path(path: Path, tag: str) -> Path:
-    return path.with_name(f"{path.name}{BACKUP_TAG}{tag}")
-
-
-def _fingerprint(path: Path) -> list[int]:
-    st = os.lstat(path)
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
-
-
-def _keep_original(path: Path, backup: Path) -> None:
-    """A second name for the original (hard link), or a full copy when links are impossible."""
-    try:
-        os.link(path, backup)
-    except OSError:
-        with replacing(backup, staging=backup.with_name(backup.name + ".tmp")) as tmp:
-            shutil.copy2(path, tmp)
-
-
-def _staged_path(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.mlchaos-new-{tag}")
-
-
-def _swap_plan(path: Path, tag: str) -> dict[str, Any]:
-    """The undo record of a swap before it starts: where the backup and the staged copy will be."""
-    return {"path": str(path), "backup": str(_backup_path(path, tag)), "staged": str(_staged_path(path, tag))}
-
-
-def _swap_file(path: Path, write_new: Any, tag: str) -> dict[str, Any]:
-    """Keep ``path`` as a backup, write the replacement beside it, rename it over ``path``."""
-    backup = _backup_path(path, tag)
-    if backup.exists():
-        raise FaultError(f"backup {backup} already exists; refusing to overwrite it")
-    with replacing(path, staging=_staged_path(path, tag)) as tmp:
-        write_new(tmp)
-        _keep_original(path, backup)
-    return {"path": str(path), "backup": str(backup), "written": _fingerprint(path)}
-
-
-def _drop_staged(undo: dict[str, Any]) -> None:
-    """Remove what a swap killed half way left beside the file (staged copy, half-made backup copy)."""
-    for name in (undo.get("staged"), str(undo["backup"]) + ".tmp"):
-        if name:
-            with contextlib.suppress(OSError):
-                Path(name).unlink()
-
-
-def _restore_file(undo: dict[str, Any]) -> None:
-    """Put the backup back over the file.  From an intent (no ``written``) that is also right half way:
-    a backup beside the unswapped original is the same file, so renaming it back changes no byte."""
-    path, backup = Path(undo["path"]), Path(undo["backup"])
-    _drop_staged(undo)
-    if not backup.exists():
-        return  # already restored, or the swap never began
-    if path.exists() and os.path.samefile(path, backup):
-        backup.unlink()  # killed between the link and the swap: rename(2) of one file over itself does nothing
-        return
-    if path.exists() and undo.get("written") and _fingerprint(path) != list(undo["written"]):
-        raise FaultError(
-            f"{path} changed since the fault was injected; not overwriting it. The original is kept at {backup}"
-        )
-    os.replace(backup, path)
-
 
 # -- file corruption -------------------------------------------------------------------------
 class FileCorrupt(Fault):
@@ -273,10 +200,10 @@ class FileCorrupt(Fault):
         def write(tmp: Path) -> None:
             write_table(table, tmp, fmt)
 
-        return _swap_file(path, write, tag)
+        return swap_file(path, write, tag)
 
     async def intent(self, lease: Lease) -> dict[str, Any]:
-        return _swap_plan(Path(self.spec.path), lease.id)
+        return swap_plan(Path(self.spec.path), lease.id)
 
     async def inject(self, lease: Lease) -> Applied:
         await self.preflight()
@@ -303,166 +230,4 @@ class FileCorrupt(Fault):
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
         if undo.get("path") and undo.get("backup"):
-            _restore_file(undo)
-
-
-# -- model faults ----------------------------------------------------------------------------
-class ModelSwap(Fault):
-    """Serve another (older) model: repoint a symlink, or swap a model file/directory, and restore.
-
-    A symlink is repointed atomically.  A file is swapped atomically (the
-    original kept by hard link).  A directory cannot be renamed over
-    atomically: it is moved aside and the replacement moved in (two renames
-    in one directory; a reader may see the path missing for microseconds).
-    """
-
-    class Spec(FaultSpec):
-        fault: Literal["model-swap"] = "model-swap"
-        path: str = Field(description="The model path the service loads (file, directory or symlink).")
-        replacement: str = Field(description="The model to serve instead (e.g. the previous version).")
-
-    spec: Spec
-
-    def __init__(self, spec: FaultSpec, ctx: Any) -> None:
-        super().__init__(spec, ctx)
-        self._undo: dict[str, Any] | None = None
-
-    async def preflight(self) -> dict[str, Any]:
-        path, repl = Path(self.spec.path), Path(self.spec.replacement)
-        if not (path.exists() or path.is_symlink()):
-            raise FaultError(f"path: no such model {path}")
-        if not repl.exists():
-            raise FaultError(f"replacement: no such model {repl}")
-        if path.resolve() == repl.resolve():
-            raise FaultError("replacement is the model already served")
-        mode = "symlink" if path.is_symlink() else ("dir" if path.is_dir() else "file")
-        return {"path": str(path), "replacement": str(repl), "mode": mode}
-
-    def _inject_sync(self, tag: str) -> dict[str, Any]:
-        path, repl = Path(self.spec.path), Path(self.spec.replacement).resolve()
-        if path.is_symlink():
-            old = os.readlink(path)
-            with replacing(path, staging=path.with_name(f".{path.name}.mlchaos-link-{tag}")) as tmp:
-                tmp.unlink(missing_ok=True)
-                os.symlink(repl, tmp, target_is_directory=repl.is_dir())
-            return {"mode": "symlink", "path": str(path), "target": old, "written": str(repl)}
-        if path.is_dir():
-            backup = _backup_path(path, tag)
-            if backup.exists():
-                raise FaultError(f"backup {backup} already exists; refusing to overwrite it")
-            staged = _staged_path(path, tag)
-            shutil.copytree(repl, staged, symlinks=True)
-            os.rename(path, backup)
-            os.rename(staged, path)
-            return {"mode": "dir", "path": str(path), "backup": str(backup), "staged": str(staged)}
-
-        def write(tmp: Path) -> None:
-            shutil.copy2(repl, tmp)
-
-        return {"mode": "file", **_swap_file(path, write, tag)}
-
-    async def intent(self, lease: Lease) -> dict[str, Any]:
-        """The mode and names the swap will use; for a symlink, the target it points at now."""
-        path = Path(self.spec.path)
-        if path.is_symlink():
-            return {"mode": "symlink", "path": str(path), "target": os.readlink(path),
-                    "staged": str(path.with_name(f".{path.name}.mlchaos-link-{lease.id}"))}
-        return {"mode": "dir" if path.is_dir() else "file", **_swap_plan(path, lease.id)}
-
-    async def inject(self, lease: Lease) -> Applied:
-        planned = await self.preflight()
-        undo = await asyncio.to_thread(self._inject_sync, lease.id)
-        self._undo = undo
-        return Applied(targets=[f"model:{self.spec.path}"], planned=planned,
-                       actual={"serving": str(Path(self.spec.replacement).resolve()), "mode": undo["mode"]},
-                       undo=undo)
-
-    async def observed(self) -> dict[str, Any]:
-        return {"swapped": self._undo is not None}
-
-    async def remove(self) -> None:
-        if self._undo is not None:
-            self.revert(self._undo)
-
-    @classmethod
-    def revert(cls, undo: dict[str, Any]) -> None:
-        path = Path(undo["path"])
-        mode = undo.get("mode")
-        if mode == "symlink":
-            if undo.get("staged"):
-                with contextlib.suppress(OSError):
-                    Path(undo["staged"]).unlink()
-            if path.is_symlink() and os.readlink(path) == undo["target"]:
-                return
-            with replacing(path, staging=path.with_name(f".{path.name}.mlchaos-restore-{uuid.uuid4().hex[:8]}")) as tmp:
-                os.symlink(undo["target"], tmp)
-        elif mode == "dir":
-            backup = Path(undo["backup"])
-            if undo.get("staged"):  # a copy killed half way, or staged but never moved in
-                shutil.rmtree(undo["staged"], ignore_errors=True)
-            if not backup.exists():
-                return
-            trash = path.with_name(f".{path.name}.mlchaos-old-{uuid.uuid4().hex[:8]}")
-            if path.exists():
-                os.rename(path, trash)
-            os.rename(backup, path)
-            with contextlib.suppress(OSError):
-                shutil.rmtree(trash)
-        elif mode == "file":
-            _restore_file(undo)
-
-
-class ModelTruncate(Fault):
-    """A corrupted model artifact: the file is cut short (the service must refuse to load it)."""
-
-    class Spec(FaultSpec):
-        fault: Literal["model-truncate"] = "model-truncate"
-        path: str = Field(description="Model file the service loads.")
-        keep: Percent = Field(0.5, description="Share of the bytes kept: '50%' or 0.5 (must be < 1).")
-
-    spec: Spec
-
-    def __init__(self, spec: FaultSpec, ctx: Any) -> None:
-        super().__init__(spec, ctx)
-        self._undo: dict[str, Any] | None = None
-        self._sizes: tuple[int, int] = (0, 0)
-
-    async def preflight(self) -> dict[str, Any]:
-        path = Path(self.spec.path)
-        if not path.is_file():
-            raise FaultError(f"path: no such model file {path}")
-        if not self.spec.keep < 1.0:
-            raise FaultError("keep must be below 100% (otherwise nothing is truncated)")
-        size = path.stat().st_size
-        return {"path": str(path), "size": size, "keep_bytes": int(size * self.spec.keep)}
-
-    def _inject_sync(self, tag: str) -> dict[str, Any]:
-        path = Path(self.spec.path)
-        size = path.stat().st_size
-        keep = int(size * self.spec.keep)
-
-        def write(tmp: Path) -> None:
-            with open(path, "rb") as src, open(tmp, "wb") as dst:
-                dst.write(src.read(keep))
-
-        self._sizes = (size, keep)
-        return _swap_file(path, write, tag)
-
-    async def intent(self, lease: Lease) -> dict[str, Any]:
-        return _swap_plan(Path(self.spec.path), lease.id)
-
-    async def inject(self, lease: Lease) -> Applied:
-        planned = await self.preflight()
-        undo = await asyncio.to_thread(self._inject_sync, lease.id)
-        self._undo = undo
-        return Applied(targets=[f"model:{self.spec.path}"], planned=planned,
-                       actual={"size": self._sizes[0], "kept": self._sizes[1]}, undo=undo)
-
-    async def remove(self) -> None:
-        if self._undo is not None:
-            self.revert(self._undo)
-
-    @classmethod
-    def revert(cls, undo: dict[str, Any]) -> None:
-        if undo.get("path") and undo.get("backup"):
-            _restore_file(undo)
+            restore_file(undo)
