@@ -156,8 +156,10 @@ def abort_latency(trials: int, breach: list[float] | None = None) -> list[float]
         path.write_text(yaml.safe_dump(exp))
         for i in range(trials):
             j = tmp / f"j{i}.jsonl"
-            subprocess.run([sys.executable, "-m", "mlchaos", "run", str(path), "-j", str(j), "-q"], env=env,
-                           capture_output=True, timeout=120)
+            r = subprocess.run([sys.executable, "-m", "mlchaos", "run", str(path), "-j", str(j), "-q"], env=env,
+                               capture_output=True, text=True, timeout=120)
+            if not j.exists():
+                raise SystemExit(f"trial {i}: no journal (exit {r.returncode}): {r.stderr[-2000:]}")
             ev = [json.loads(line) for line in j.read_text().splitlines()]
             inj = next(e["t"] for e in ev if e["event"] == "fault-inject")
             rem = next(e["t"] for e in ev if e["event"] == "fault-remove")
