@@ -202,12 +202,13 @@ def run_demo(
     from mlchaos.engine.runner import run_experiment
     from mlchaos.engine.state import state_dir
     from mlchaos.lab import Lab
+    from mlchaos.lab.paths import resolve_lab_dir
     from mlchaos.report import write_report
     from mlchaos.spec.loader import load_file
 
     chosen = [s for s in SCENARIOS if not only or s.name in only]
     variants = variants or ["naive", "mitigated"]
-    lab_dir = lab_dir or state_dir() / "demo-lab"
+    lab_dir = resolve_lab_dir(lab_dir or state_dir() / "demo-lab")  # absolute: it goes into the environment
     os.environ["MLCHAOS_LAB_DIR"] = str(lab_dir)  # the lab targets of the shipped experiments resolve it
     journals = out / "journals"
     journals.mkdir(parents=True, exist_ok=True)
