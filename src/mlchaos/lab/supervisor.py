@@ -66,6 +66,12 @@ _STARTED_AT = psutil.Process().create_time()
 
 @dataclass
 class Supervisor:
+    """One lab directory's running systems: what should run (from the table), what runs, and its state.
+
+    The monitor loop (:func:`mlchaos.lab.monitor.watch`) and the control API (:mod:`mlchaos.lab.control`)
+    both act through this object; it is only ever used from the supervisor's one event loop.
+    """
+
     paths: LabPaths
     control_port: int
     load_delay: float = 1.5
