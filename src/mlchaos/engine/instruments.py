@@ -84,12 +84,17 @@ class LoopMonitor:
             self._lag.append(max(0.0, loop.time() - t0 - _PERIOD))
 
     def worst(self, a: float, b: float) -> float:
-        """The longest stall seen by a sample that ended in [a, b + one period] (a stall ends a sample)."""
-        ts = list(self._t)
-        i = bisect.bisect_left(ts, a)
-        j = bisect.bisect_right(ts, b + _PERIOD)
-        lags = list(self._lag)[i:j]
-        return max(lags, default=0.0)
+        """The longest stall seen by a sample that ended in [a, b + one period] (a stall ends a sample).
+
+        Spans asked about are recent: walk back from the newest sample instead of copying the ring.
+        """
+        worst = 0.0
+        for t, lag in zip(reversed(self._t), reversed(self._lag), strict=False):
+            if t < a:
+                break
+            if t <= b + _PERIOD:
+                worst = max(worst, lag)
+        return worst
 
     def cpu(self, a: float, b: float) -> tuple[float | None, float | None]:
         """(stolen share, idle share) of the host's CPU time over [a, b]; None where unknown."""
