@@ -78,3 +78,26 @@ def test_every_builtin_plugin_name_is_hyphenated() -> None:
 def test_schema_shows_only_the_new_spellings() -> None:
     text = json.dumps(__import__("mlchaos.spec.schema", fromlist=["json_schema"]).json_schema())
     assert '"error-rate"' in text and '"error_rate"' not in text
+
+
+def test_the_loaders_return_an_experiment_and_the_old_names_still_work() -> None:
+    from mlchaos.spec.experiment import Experiment
+    from mlchaos.spec.loader import ValidatedExperiment
+    from mlchaos.spec.model import ExperimentSpec
+
+    exp = load_text(OLD_PROBE.replace("error_rate", "error-rate"), "exp.yaml")
+    assert ValidatedExperiment is Experiment and isinstance(exp, Experiment)
+    assert isinstance(exp.spec, ExperimentSpec) and exp.experiment is exp.spec  # the old attribute name
+    assert exp.spec.title == "old probe name"
+
+
+def test_the_runner_names_what_it_runs() -> None:
+    from mlchaos.engine.runner import Runner
+
+    exp = load_text(OLD_PROBE.replace("error_rate", "error-rate"), "exp.yaml")
+    runner = Runner(exp, watchdog=False)
+    try:
+        assert runner.experiment is exp and runner.spec is exp.spec
+        assert not hasattr(runner, "v") and not hasattr(runner, "exp")
+    finally:
+        runner.journal.close()

@@ -48,7 +48,7 @@ def load_validated(experiment: Path, sets: list[str], json_out: bool = False) ->
 
 def print_plan(v: Any) -> None:
     """The dry run: what would be done, to what, when, with which blast radius."""
-    exp = v.experiment
+    exp = v.spec
     print(f"Experiment: {exp.title}")
     print(f"  phases: baseline {exp.phases.baseline:g}s, fault {v.fault_phase_length():g}s, "
           f"recovery {exp.phases.recovery:g}s (max_duration {exp.max_duration:g}s)")
@@ -159,7 +159,7 @@ def run(
         raise typer.Exit(0)
     from mlchaos.engine.runner import run_experiment
 
-    jpath = journal or _default_journal(v.experiment.title)
+    jpath = journal or _default_journal(v.spec.title)
     _defer_late_signals()
     with _Progress(v.planned_length(), quiet or json_out, probe_units(v)) as progress:
         result = run_experiment(v, journal_path=jpath, on_event=progress)

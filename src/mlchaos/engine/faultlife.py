@@ -33,6 +33,10 @@ from mlchaos.engine.state import is_stopped, write_json_atomic
 from mlchaos.engine.verdict import Status
 from mlchaos.plugin import Applied, Fault, PluginError, Target
 
+if TYPE_CHECKING:
+    from mlchaos.spec.experiment import Experiment
+    from mlchaos.spec.model import ExperimentSpec
+
 INJECT_TIMEOUT = 15.0
 REMOVE_TIMEOUT = 10.0
 
@@ -60,8 +64,8 @@ class FaultRun:
 class FaultLifecycle:
     """Inject, confirm, renew and remove the run's faults (a mixin of the runner)."""
 
-    v: Any
-    exp: Any
+    experiment: Experiment
+    spec: ExperimentSpec
     run_id: str
     base: Path
     leases: LeaseStore
@@ -102,7 +106,7 @@ class FaultLifecycle:
         """
         from mlchaos.contract.lease import kill_point
 
-        lease = Lease.new(f"{len(self.faults)}-{uuid.uuid4().hex[:8]}", self.exp.lease_ttl)
+        lease = Lease.new(f"{len(self.faults)}-{uuid.uuid4().hex[:8]}", self.spec.lease_ttl)
         fr.lease = lease
         intent: dict[str, Any] | None = None
         written = False
@@ -221,10 +225,10 @@ class FaultLifecycle:
             self._owned = owned
             write_json_atomic(self.base / "runs" / f"{self.run_id}.json",
                               {"run_id": self.run_id, "pid": os.getpid(), "started": self.journal.t0,
-                               "source": self.v.source, "owned": owned})
+                               "source": self.experiment.source, "owned": owned})
 
     async def _heartbeat(self) -> None:
-        period = max(0.05, min(1.0, self.exp.lease_ttl / 3))
+        period = max(0.05, min(1.0, self.spec.lease_ttl / 3))
         while True:
             await asyncio.sleep(period)
             self._record_owned()

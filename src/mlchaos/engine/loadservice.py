@@ -20,11 +20,14 @@ from mlchaos.budget import lag_budget
 from mlchaos.engine.probing import ProbeRun, _Stop
 from mlchaos.plugin import PluginError, Target
 
+if TYPE_CHECKING:
+    from mlchaos.spec.experiment import Experiment
+
 
 class RunLoad:
     """Start, tick and judge the run's load (a mixin of the runner)."""
 
-    v: Any
+    experiment: Experiment
     ctx: Any
     targets: dict[str, Target]
     probes: list[ProbeRun]
@@ -37,14 +40,14 @@ class RunLoad:
         def _error(self, msg: str) -> None: ...
 
     def _load_spec(self) -> Any:
-        return self.v.load
+        return self.experiment.load
 
     async def _start_load(self) -> None:
         from mlchaos import registry
 
-        spec = self.v.load
+        spec = self.experiment.load
         assert spec is not None
-        here = Path(self.v.source).resolve().parent if Path(self.v.source).exists() else None
+        here = Path(self.experiment.source).resolve().parent if Path(self.experiment.source).exists() else None
 
         def beside(name: str | None) -> str | None:
             """Files named next to the experiment file (bodies, a CA bundle) are found wherever the run starts."""

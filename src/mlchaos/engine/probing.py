@@ -23,6 +23,7 @@ from mlchaos.plugin import Measurement, PluginError, Probe, ProbeError
 
 if TYPE_CHECKING:
     from mlchaos.engine.faultlife import FaultRun
+    from mlchaos.spec.model import ExperimentSpec
 
 DEFAULT_PROBE_TIMEOUT = 5.0
 
@@ -49,7 +50,7 @@ class _Stop(Exception):
 class ProbeLoops:
     """Evaluations, continuous and at checkpoints (a mixin of the runner)."""
 
-    exp: Any
+    spec: ExperimentSpec
     phase: str
     probes: list[ProbeRun]
     faults: list[FaultRun]
@@ -117,7 +118,7 @@ class ProbeLoops:
                                        for fr in self.faults]).fault_windows()
 
     async def _probe_loop(self, pr: ProbeRun) -> None:
-        interval = self.exp.interval
+        interval = self.spec.interval
         try:
             scheduled = time.time()
             while not self._stop.is_set():
@@ -137,7 +138,7 @@ class ProbeLoops:
 
     async def _settle(self, state: str | None, why: str) -> tuple[str | None, str]:
         """Re-check the baseline every second until it holds or phases.settle runs out."""
-        settle = self.exp.phases.settle
+        settle = self.spec.phases.settle
         t0 = time.monotonic()
         attempt = 1
         while True:

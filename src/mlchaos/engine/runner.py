@@ -54,7 +54,7 @@ from mlchaos.plugin import (
     Target,
     TargetError,
 )
-from mlchaos.spec.loader import ValidatedExperiment
+from mlchaos.spec.experiment import Experiment
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ class _Ctx(Context):
         self._runner = runner
         self.run_id = runner.run_id
         self.state_dir = runner.base
-        self.lease_ttl = runner.v.experiment.lease_ttl
+        self.lease_ttl = runner.spec.lease_ttl
         self._services: dict[str, Any] = {}
 
     def target(self, name: str) -> Target:
@@ -101,15 +101,15 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
 
     def __init__(
         self,
-        v: ValidatedExperiment,
+        experiment: Experiment,
         *,
         journal_path: Path | str | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         base: Path | None = None,
         watchdog: bool = True,
     ) -> None:
-        self.v = v
-        self.exp = v.experiment
+        self.experiment = experiment  # what the user handed in: every part validated
+        self.spec = experiment.spec  # its frame: title, phases, timings
         self.run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.base = base or state_dir()
         self.leases = LeaseStore(self.base)
@@ -196,9 +196,9 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
     async def run(self) -> RunResult:
         t_start = time.time()
         run_file = self.base / "runs" / f"{self.run_id}.json"
-        self.log("run-start", run_id=self.run_id, title=self.exp.title, source=self.v.source,
+        self.log("run-start", run_id=self.run_id, title=self.spec.title, source=self.experiment.source,
                  version=__version__, pid=os.getpid(), host=socket.gethostname(),
-                 config=self.effective_config(), planned_length=self.v.planned_length())
+                 config=self.effective_config(), planned_length=self.experiment.planned_length())
         if is_stopped(self.base):
             # nothing was started or touched: say exactly that, under a status of its own (exit 7)
             self._refused = ("refused: 'mlchaos stop' is in force on this machine; nothing was started or "
@@ -206,14 +206,14 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
             self.log("run-refused", reason=self._refused)
             return self._finish(verdict.judge(self.records()), t_start)
         write_json_atomic(run_file, {"run_id": self.run_id, "pid": os.getpid(), "started": t_start,
-                                     "source": self.v.source})
+                                     "source": self.experiment.source})
         try:
             with self._signal_handlers():
                 self._tasks.append(asyncio.create_task(self._loop_monitor.run()))
                 try:
                     deadline = asyncio.get_running_loop().call_later(
-                        max(0.0, self.exp.max_duration), self.request_stop, Status.ABORTED,
-                        f"max_duration ({self.exp.max_duration:g}s) reached")
+                        max(0.0, self.spec.max_duration), self.request_stop, Status.ABORTED,
+                        f"max_duration ({self.spec.max_duration:g}s) reached")
                     try:
                         await self._phases()
                     finally:
@@ -247,9 +247,9 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
         self._tasks += [asyncio.create_task(self._probe_loop(pr)) for pr in self.probes if pr.role == "steady"]
         # baseline
         self._set_phase("baseline")
-        await self._sleep(self.exp.phases.baseline)
+        await self._sleep(self.spec.phases.baseline)
         state, why = await self._checkpoint("before")
-        if state is not None and self.exp.phases.settle > 0:
+        if state is not None and self.spec.phases.settle > 0:
             state, why = await self._settle(state, why)
         if state is not None:
             self._baseline = (state, why)
@@ -260,14 +260,14 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
         self._tasks += [asyncio.create_task(self._probe_loop(pr)) for pr in self.probes if pr.role == "abort"]
         phase_start = time.monotonic()
         fault_tasks = [asyncio.create_task(self._fault_task(fr, phase_start)) for fr in self.faults]
-        await self._sleep(self.v.fault_phase_length())
+        await self._sleep(self.experiment.fault_phase_length())
         await self._remove_all("end of fault phase")
         for t in fault_tasks:
             t.cancel()
         await asyncio.gather(*fault_tasks, return_exceptions=True)
         # recovery
         self._set_phase("recovery")
-        await self._sleep(self.exp.phases.recovery)
+        await self._sleep(self.spec.phases.recovery)
         await self._checkpoint("after")
 
     def records(self) -> RunRecords:
@@ -296,7 +296,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
 
     # -- preflight ----------------------------------------------------------------------------
     async def _preflight(self) -> None:
-        for name, tspec in self.v.targets.items():
+        for name, tspec in self.experiment.targets.items():
             cls = registry.get("target", tspec.platform)
             self.targets[name] = cls(tspec, self.ctx)
         for name, target in self.targets.items():
@@ -307,7 +307,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
                 self._error(f"target {name!r} unreachable: {exc}")
                 raise _Stop from None
             self.log("target-ready", target=name, platform=target.spec.platform, facts=facts)
-        for i, fspec in enumerate(self.v.faults):
+        for i, fspec in enumerate(self.experiment.faults):
             cls = registry.get("fault", fspec.fault)
             label = fspec.name or f"{fspec.fault}#{i}"
             fr = FaultRun(fspec, cls(fspec, self.ctx), label, fspec.fault)
@@ -322,7 +322,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
                 self._error(f"fault {fr.label}: preflight timed out")
                 raise _Stop from None
             self.log("fault-preflight", fault=fr.label, plugin=fr.plugin, planned=fr.planned)
-        for role, specs in (("steady", self.v.steady_state), ("abort", self.v.abort)):
+        for role, specs in (("steady", self.experiment.steady_state), ("abort", self.experiment.abort)):
             for i, pspec in enumerate(specs):
                 cls = registry.get("probe", pspec.probe)
                 label = pspec.name or f"{pspec.probe}#{i}" + (" (abort)" if role == "abort" else "")
@@ -367,12 +367,12 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
     # -- summary ------------------------------------------------------------------------------
     def effective_config(self) -> dict[str, Any]:
         return {
-            "experiment": self.exp.model_dump(mode="json", exclude={"target"}),
-            "targets": {k: t.model_dump(mode="json") for k, t in self.v.targets.items()},
-            "method": [f.model_dump(mode="json") for f in self.v.faults],
-            "steady_state": [p.model_dump(mode="json") for p in self.v.steady_state],
-            "abort": [p.model_dump(mode="json") for p in self.v.abort],
-            "load": self.v.load.model_dump(mode="json") if self.v.load is not None else None,
+            "experiment": self.spec.model_dump(mode="json", exclude={"target"}),
+            "targets": {k: t.model_dump(mode="json") for k, t in self.experiment.targets.items()},
+            "method": [f.model_dump(mode="json") for f in self.experiment.faults],
+            "steady_state": [p.model_dump(mode="json") for p in self.experiment.steady_state],
+            "abort": [p.model_dump(mode="json") for p in self.experiment.abort],
+            "load": self.experiment.load.model_dump(mode="json") if self.experiment.load is not None else None,
         }
 
     def _finish(self, v: Verdict, t_start: float) -> RunResult:
@@ -383,7 +383,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
 
 
 def run_experiment(
-    v: ValidatedExperiment,
+    experiment: Experiment,
     *,
     journal_path: Path | str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
@@ -393,6 +393,6 @@ def run_experiment(
     The standard asyncio loop is enough: the runner's own work is a few probes
     per second.  The load generator picks its own (uvloop) loop.
     """
-    runner = Runner(v, journal_path=journal_path, on_event=on_event)
+    runner = Runner(experiment, journal_path=journal_path, on_event=on_event)
     with asyncio.Runner() as r:
         return r.run(runner.run())

@@ -82,9 +82,9 @@ def build_summary(runner: Runner, v: Verdict, t_start: float, t_end: float) -> d
     events = runner.journal.events
     load = as_dict(runner._load_report)
     summary: dict[str, Any] = {
-        "run_id": runner.run_id, "title": runner.exp.title, "source": runner.v.source,
+        "run_id": runner.run_id, "title": runner.spec.title, "source": runner.experiment.source,
         "status": v.status.value, "exit_code": v.status.exit_code, "reason": v.reason,
-        "decided_by": v.decided_by, "weight": runner.exp.weight, "version": __version__,
+        "decided_by": v.decided_by, "weight": runner.spec.weight, "version": __version__,
         "timing": {"start": t_start, "end": t_end, "duration_s": round(t_end - t_start, 6),
                    "t0": records.t0, "phases": dict(runner.phase_times)},
         "probes": [probe_summary(pr, windows) for pr in records.probes],

@@ -8,7 +8,6 @@ block points at the right copy.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
 import types
@@ -23,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from mlchaos import registry
 from mlchaos.spec.aliases import rename_fields
 from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
-from mlchaos.spec.model import Experiment
+from mlchaos.spec.experiment import Experiment
+from mlchaos.spec.model import ExperimentSpec
 from mlchaos.spec.overrides import apply_overrides, flag_for, plain_copy
 from mlchaos.spec.schema import json_schema
 from mlchaos.spec.yamlload import MAX_BYTES, parse
@@ -31,41 +31,12 @@ from mlchaos.spec.yamlload import MAX_BYTES, parse
 Loc = tuple[str | int, ...]
 
 __all__ = [
-    "SpecError", "SpecErrors", "ValidatedExperiment", "escape", "json_schema", "load_dict", "load_file", "load_text",
+    "Experiment", "ExperimentSpec", "SpecError", "SpecErrors", "ValidatedExperiment", "escape", "json_schema",
+    "load_dict", "load_file", "load_text",
 ]
 
-
-@dataclasses.dataclass
-class ValidatedExperiment:
-    """An experiment whose every part was validated against its plugin's model."""
-
-    experiment: Experiment
-    targets: dict[str, Any]
-    faults: list[Any]
-    steady_state: list[Any]
-    abort: list[Any]
-    load: Any | None
-    source: str
-    raw: dict[str, Any]
-    #: Deprecation notes (an old spelling was used): printed by ``validate`` and ``run``, never fatal.
-    notes: list[SpecError] = dataclasses.field(default_factory=list)
-
-    def fault_windows(self) -> list[tuple[float, float]]:
-        """(start, end) of every fault, relative to the start of the fault phase."""
-        length = self.fault_phase_length()
-        return [(f.at, f.at + f.duration if f.duration is not None else length) for f in self.faults]
-
-    def fault_phase_length(self) -> float:
-        ends = [f.at + (f.duration or 0.0) for f in self.faults]
-        return self.experiment.fault_phase_length(ends)
-
-    def planned_length(self) -> float:
-        p = self.experiment.phases
-        return p.baseline + self.fault_phase_length() + p.recovery
-
-    def longest_length(self) -> float:
-        """The planned length plus the whole settle window: what max_duration must allow."""
-        return self.planned_length() + self.experiment.phases.settle
+#: The old name of :class:`Experiment` (what the loaders return), kept importable.
+ValidatedExperiment = Experiment
 
 
 class _Positions:
@@ -264,8 +235,8 @@ def _validate_plugin_items(
     return out
 
 
-def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
-    exp = v.experiment
+def _check_semantics(col: _Collector, v: Experiment) -> None:
+    exp = v.spec
     names_seen: dict[str, Loc] = {}
     for section, specs in (("steady_state", v.steady_state), ("abort", v.abort)):
         for i, spec in enumerate(specs):
@@ -311,7 +282,7 @@ def _check_semantics(col: _Collector, v: ValidatedExperiment) -> None:
                 f"the phases add up to {total:g}s{settle}, more than max_duration ({exp.max_duration:g}s)")
 
 
-def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> ValidatedExperiment:
+def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Experiment:
     """Parse and validate YAML text; raise :class:`SpecErrors` with every problem found.
 
     ``overrides`` are ``--set KEY=VALUE`` flags applied before validation: errors in what
@@ -329,7 +300,7 @@ def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = ()
     return _validate(data, positions, applied)
 
 
-def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> ValidatedExperiment:
+def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Experiment:
     """Read and validate an experiment file (with ``--set`` overrides, see :func:`load_text`)."""
     p = Path(path)
     try:
@@ -349,20 +320,20 @@ def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Va
     return load_text(text, str(p), overrides)
 
 
-def load_dict(data: dict[str, Any], source: str = "<dict>") -> ValidatedExperiment:
+def load_dict(data: dict[str, Any], source: str = "<dict>") -> Experiment:
     """Validate an experiment given as Python data (positions are not known: line 1)."""
     return _validate(data, _Positions(source))
 
 
-def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None = None) -> ValidatedExperiment:
+def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None = None) -> Experiment:
     col = _Collector(positions, applied or {})
     if not isinstance(data, dict):
         col.add((), f"expected an experiment mapping at the top level, got {type(data).__name__}")
         raise col.fail()
     try:
-        exp = Experiment.model_validate(data)
+        exp = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
-        col.pydantic(exc, Experiment)
+        col.pydantic(exc, ExperimentSpec)
         # keep going on the parts that can be checked on their own
         exp = None
     target_items: list[tuple[Loc, Any]] = []
@@ -395,8 +366,8 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
                 col.pydantic(exc, LoadSpec, ("load",))
     if exp is None or col.errors:
         raise col.fail()
-    v = ValidatedExperiment(
-        experiment=exp,
+    v = Experiment(
+        spec=exp,
         targets=dict(zip(target_names, target_specs, strict=False)),
         faults=faults,
         steady_state=steady,

@@ -1,7 +1,7 @@
 """The experiment schema.
 
 An experiment is validated in two passes.  The first checks the frame
-(``Experiment`` below): titles, phases, timings, and that ``method``,
+(``ExperimentSpec`` below): titles, phases, timings, and that ``method``,
 ``steady_state``, ``abort`` and ``targets`` are lists/maps of objects.  The
 second validates each of those objects against the ``Spec`` model of the
 plugin it names (``fault: process-pause`` → that fault's ``Spec``), so the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mlchaos.plugin import StrictModel
 from mlchaos.spec.types import Duration
@@ -44,8 +44,14 @@ class Phases(StrictModel):
     )
 
 
-class Experiment(StrictModel):
-    """One experiment: a hypothesis, a fault, a blast radius and an abort plan."""
+class ExperimentSpec(StrictModel):
+    """One experiment's frame: a hypothesis, a fault, a blast radius and an abort plan.
+
+    Named ``ExperimentSpec`` because :class:`mlchaos.spec.experiment.Experiment` is what a user
+    holds (this frame plus every plugin part validated); this model is its ``spec``."""
+
+    # the JSON Schema's title stays what editors have been shown
+    model_config = ConfigDict(**StrictModel.model_config, title="Experiment")
 
     title: str = Field(min_length=1, description="What this experiment proves, in one line.")
     description: str | None = None
@@ -96,7 +102,7 @@ class Experiment(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _one_target_form(self) -> Experiment:
+    def _one_target_form(self) -> ExperimentSpec:
         if self.target is not None:
             if "default" in self.targets:
                 raise ValueError("give 'target' or a 'default' entry in 'targets', not both")

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mlchaos import registry
-from mlchaos.spec.model import Experiment
+from mlchaos.spec.model import ExperimentSpec
 
 __all__ = ["json_schema"]
 
@@ -28,7 +28,7 @@ def json_schema() -> dict[str, Any]:
             except Exception:  # a broken third-party plugin must not break the schema
                 continue
             groups[kind].setdefault(cls.Spec, []).append(name)
-    models: list[tuple[type[BaseModel], Any]] = [(Experiment, "validation")]
+    models: list[tuple[type[BaseModel], Any]] = [(ExperimentSpec, "validation")]
     for by_spec in groups.values():
         models += [(spec, "validation") for spec in by_spec]
     keys, schema = models_json_schema(models, ref_template="#/$defs/{model}")
@@ -41,7 +41,7 @@ def json_schema() -> dict[str, Any]:
             d = defs[ref.rsplit("/", 1)[-1]]
             d["properties"][name_key[kind]] = {"enum": sorted(plugin_names)}
             refs[kind].append({"$ref": ref})
-    root_ref = keys[(Experiment, "validation")]["$ref"].rsplit("/", 1)[-1]
+    root_ref = keys[(ExperimentSpec, "validation")]["$ref"].rsplit("/", 1)[-1]
     root = defs.pop(root_ref)
     props = root["properties"]
     props["method"] = {"type": "array", "items": {"anyOf": refs["fault"]}, "description": props["method"].get("description", "")}
