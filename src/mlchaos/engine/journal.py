@@ -83,30 +83,11 @@ def read(path: Path | str) -> list[dict[str, Any]]:
 
 
 def summarize(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rebuild a summary from events alone, so a journal cut short by ``kill -9`` still reads."""
-    start = next((e for e in events if e.get("event") == "run-start"), {})
-    final = next((e for e in reversed(events) if e.get("event") == "summary"), None)
-    if final is not None:
-        return final
-    phases = [e["phase"] for e in events if e.get("event") == "phase"]
-    faults: dict[str, dict[str, Any]] = {}
-    for e in events:
-        if e.get("event") == "fault-inject":
-            faults[e["fault"]] = {"name": e["fault"], "plugin": e.get("plugin"), "injected_at": e["t"],
-                                  "removed_at": None, "targets": e.get("targets", [])}
-        elif e.get("event") == "fault-remove" and e.get("fault") in faults:
-            faults[e["fault"]]["removed_at"] = e["t"]
-    probes: dict[str, dict[str, Any]] = {}
-    for e in events:
-        if e.get("event") != "probe":
-            continue
-        p = probes.setdefault(e["probe"], {"name": e["probe"], "role": e.get("role"), "before": None, "after": None,
-                                           "during": {"evaluations": 0, "breaches": 0}})
-        if e.get("checkpoint") in ("before", "after"):
-            p[e["checkpoint"]] = {"value": e.get("value"), "ok": e.get("ok"), "reason": e.get("reason")}
-        elif e.get("during"):
-            p["during"]["evaluations"] += 1
-            p["during"]["breaches"] += e.get("ok") is False
-    return {"title": start.get("title"), "run_id": start.get("run_id"), "status": "unfinished",
-            "reason": f"journal ends in phase {phases[-1] if phases else 'none'} (the runner stopped before its verdict)",
-            "faults": list(faults.values()), "probes": list(probes.values()), "unfinished": True}
+    """The run's summary as JSON data (:meth:`~mlchaos.engine.runsummary.RunSummary.from_events`).
+
+    A journal cut short by ``kill -9`` has no ``summary`` event; one is rebuilt
+    from its events, so it still reads.
+    """
+    from mlchaos.engine.runsummary import RunSummary
+
+    return RunSummary.from_events(events).to_dict()

@@ -20,11 +20,13 @@ from __future__ import annotations
 import html
 import json
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from mlchaos import fmt
+from mlchaos.engine.runsummary import RunSummary
 from mlchaos.report.charts import line_chart
 from mlchaos.report.postmortem import postmortem
 
@@ -47,54 +49,56 @@ def load_runs(journals: list[Path]) -> list[dict[str, Any]]:
     return runs
 
 
-def _held(p: dict[str, Any]) -> bool:
-    d = p.get("during") or {}
-    before = p.get("before") or {}
-    after = p.get("after") or {}
-    return bool(before.get("ok")) and not d.get("breaches") and bool(after.get("ok"))
+def _summary(r: RunSummary | Mapping[str, Any]) -> RunSummary:
+    return r if isinstance(r, RunSummary) else RunSummary.from_dict(r)
 
 
-def resilience_score(runs: list[dict[str, Any]]) -> float | None:
+def resilience_score(runs: Sequence[RunSummary | Mapping[str, Any]]) -> float | None:
     """Weighted share (0–100) of steady-state probes that held; None for no runs."""
     total_w = 0.0
     acc = 0.0
-    for r in runs:
-        w = float(r.get("weight", 1.0) or 0.0)
-        probes = [p for p in r.get("probes", []) if p.get("role", "steady") == "steady"]
-        if r.get("status") == "inconclusive":
+    for s in map(_summary, runs):
+        probes = [p for p in s.probes if p.role == "steady"]
+        if s.status == "inconclusive":
             continue  # no evidence either way: neither held nor broke
-        total_w += w
-        if probes and r.get("status") in ("passed", "failed", "aborted"):
-            acc += w * sum(_held(p) for p in probes) / len(probes)
+        total_w += s.weight
+        if probes and s.status in ("passed", "failed", "aborted"):
+            acc += s.weight * sum(p.held for p in probes) / len(probes)
     return None if total_w == 0 else round(100 * acc / total_w, 1)
 
 
-def _junit(runs: list[dict[str, Any]]) -> str:
-    def ok(r: dict[str, Any]) -> bool:
-        exp = r.get("expected")
-        return r["status"] == "passed" if exp is None else r["status"] in exp
+def _name(s: RunSummary) -> str:
+    """The run's name in lists: its scenario (a demo or suite) or its title."""
+    return str(s.extra.get("scenario") or s.title)
 
-    def kind(r: dict[str, Any]) -> str | None:
+
+def _junit(runs: list[RunSummary]) -> str:
+    def ok(s: RunSummary) -> bool:
+        exp = s.extra.get("expected")
+        return s.status == "passed" if exp is None else s.status in exp
+
+    def kind(s: RunSummary) -> str | None:
         """inconclusive: the hypothesis could not be decided, so neither a pass nor a failure: skipped."""
-        if ok(r):
+        if ok(s):
             return None
-        if r["status"] == "inconclusive":
+        if s.status == "inconclusive":
             return "skipped"
-        return "failure" if r["status"] in ("failed", "aborted", "passed") else "error"
+        return "failure" if s.status in ("failed", "aborted", "passed") else "error"
 
-    kinds = [kind(r) for r in runs]
+    kinds = [kind(s) for s in runs]
     suite = ET.Element("testsuite", name="mlchaos", tests=str(len(runs)),
                        failures=str(kinds.count("failure")), errors=str(kinds.count("error")),
                        skipped=str(kinds.count("skipped")))
-    for r in runs:
-        name = f"{r.get('scenario') or r.get('title')}" + (f" [{r['variant']}]" if r.get("variant") else "")
+    for s in runs:
+        variant = s.extra.get("variant")
+        name = _name(s) + (f" [{variant}]" if variant else "")
         case = ET.SubElement(suite, "testcase", classname="mlchaos.experiment", name=name,
-                             time=f"{(r.get('timing') or {}).get('duration_s', 0):.3f}")
-        tag = kind(r)
+                             time=f"{s.timing.duration_s:.3f}")
+        tag = kind(s)
         if tag is not None:
-            expected = f" (expected {' or '.join(r['expected'])})" if r.get("expected") else ""
-            el = ET.SubElement(case, tag, message=f"{r['status']}{expected}: {r.get('reason', '')}")
-            el.text = str(r.get("reason", ""))
+            expected = f" (expected {' or '.join(s.extra['expected'])})" if s.extra.get("expected") else ""
+            el = ET.SubElement(case, tag, message=f"{s.status}{expected}: {s.reason or ''}")
+            el.text = str(s.reason or "")
     return ET.tostring(suite, encoding="unicode")
 
 
@@ -108,7 +112,12 @@ section.run{border-top:2px solid #eee;margin-top:2rem;padding-top:.5rem}
 .score{font-size:2rem;font-weight:700}.muted{color:#666;font-size:.85rem}"""
 
 
-def _fault_windows(run: dict[str, Any], t0: float) -> list[tuple[float, float, str]]:
+def _events(s: RunSummary) -> list[dict[str, Any]]:
+    """The run's journal events, when the caller attached them (charts and units come from them)."""
+    return list(s.extra.get("events") or [])
+
+
+def _fault_windows(run: RunSummary | Mapping[str, Any], t0: float) -> list[tuple[float, float, str]]:
     """Each injected fault's span on the charts, ended by :func:`~mlchaos.engine.records.fault_end`.
 
     A run cut short (no ``timing.end``) ends at its journal's last event: the
@@ -116,14 +125,15 @@ def _fault_windows(run: dict[str, Any], t0: float) -> list[tuple[float, float, s
     """
     from mlchaos.engine.records import fault_end
 
-    events = run.get("events") or []
-    end = (run.get("timing") or {}).get("end") or (events[-1]["t"] if events else None)
+    s = _summary(run)
+    events = _events(s)
+    end = s.timing.end or (events[-1]["t"] if events else None)
     out = []
-    for f in run.get("faults", []):
-        a = f.get("injected_at")
+    for f in s.faults:
+        a = f.injected_at
         if a:
-            b = fault_end(f.get("removed_at"), end)
-            out.append((a - t0, (b if b != float("inf") else a) - t0, str(f.get("name"))))
+            b = fault_end(f.removed_at, end)
+            out.append((a - t0, (b if b != float("inf") else a) - t0, f.name))
     return out
 
 
@@ -132,8 +142,8 @@ def _marks(events: list[dict[str, Any]], t0: float) -> list[tuple[float, str]]:
             for e in events if e.get("event") == "stop-requested"]
 
 
-def _charts(run: dict[str, Any]) -> str:
-    events = run.get("events") or []
+def _charts(run: RunSummary) -> str:
+    events = _events(run)
     if not events:
         return ""
     t0 = events[0]["t"]
@@ -164,8 +174,8 @@ def _charts(run: dict[str, Any]) -> str:
             # drawn where it was measured: completed at t, reaching back over its window (or to the send)
             since = e["t"] - float(e["window"]) if e.get("window") else float(e.get("started") or e["t"])
             bad.setdefault(e["probe"], []).append((e["t"] - t0, since - t0, e.get("trusted") is not False))
-    tolerances = {p["name"]: p.get("tolerance", {}) for p in run.get("probes", [])}
-    units = fmt.journal_units(events, run)
+    tolerances = {p.name: p.tolerance for p in run.probes}
+    units = fmt.journal_units(events, run.to_dict())
     for name, pts in by_probe.items():
         tol = tolerances.get(name, {})
         limits = [float(tol[k]) for k in ("max", "min", "above", "below") if isinstance(tol.get(k), int | float)]
@@ -192,8 +202,8 @@ def _qty(v: Any, unit: str) -> str:
     return _fmt(v) if isinstance(v, dict | list) else html.escape(fmt.quantity(v, unit))
 
 
-def _run_html(r: dict[str, Any], idx: int) -> str:
-    units = fmt.journal_units(r.get("events") or [], r)
+def _run_html(r: RunSummary, idx: int) -> str:
+    units = fmt.journal_units(_events(r), r.to_dict())
 
     def cell(o: dict[str, Any] | None, unit: str) -> str:
         if not o:
@@ -203,65 +213,67 @@ def _run_html(r: dict[str, Any], idx: int) -> str:
         return f"{mark} {_qty(o.get('value'), unit)}"
 
     rows = []
-    for p in r.get("probes", []):
-        d = p.get("during") or {}
-        unit = units.get(str(p["name"]), "")
+    for p in r.probes:
+        d = p.during
+        unit = units.get(p.name, "")
         span = ""
-        if d.get("min") is not None:
-            span = f" <span class='muted'>[{_qty(d.get('min'), unit)} … {_qty(d.get('max'), unit)}]</span>"
-        tol = html.escape(fmt.tolerance(p.get("tolerance") or {}, unit)) or _fmt(p.get("tolerance", {}))
-        untrusted = f", {d['untrusted']} untrustworthy" if d.get("untrusted") else ""
-        rows.append(f"<tr><td>{html.escape(str(p['name']))}</td><td>{p.get('role', '')}</td>"
-                    f"<td>{tol}</td><td>{cell(p.get('before'), unit)}</td>"
-                    f"<td>{d.get('breaches', 0)} breach(es) / {d.get('evaluations', 0)}{untrusted}{span}</td>"
-                    f"<td>{cell(p.get('after'), unit)}</td></tr>")
+        if d.min is not None:
+            span = f" <span class='muted'>[{_qty(d.min, unit)} … {_qty(d.max, unit)}]</span>"
+        tol = html.escape(fmt.tolerance(p.tolerance or {}, unit)) or _fmt(p.tolerance)
+        untrusted = f", {d.untrusted} untrustworthy" if d.untrusted else ""
+        rows.append(f"<tr><td>{html.escape(p.name)}</td><td>{p.role or ''}</td>"
+                    f"<td>{tol}</td><td>{cell(p.before, unit)}</td>"
+                    f"<td>{d.breaches} breach(es) / {d.evaluations}{untrusted}{span}</td>"
+                    f"<td>{cell(p.after, unit)}</td></tr>")
     faults = "".join(
-        f"<tr><td>{html.escape(str(f['name']))}</td><td>{f.get('plugin', '')}</td><td>{_fmt(f.get('planned', {}))}</td>"
-        f"<td>{_fmt(f.get('actual', {}))}</td><td>{_fmt(f.get('observed', {}))}</td>"
-        f"<td>{html.escape(', '.join(map(str, f.get('targets', []))))}</td></tr>" for f in r.get("faults", []))
-    title = html.escape(str(r.get("title")))
-    head = f"{html.escape(str(r['scenario']))} [{html.escape(str(r.get('variant', '')))}] — " if r.get("scenario") else ""
-    expected = f" <span class='muted'>expected: {' or '.join(r['expected'])}</span>" if r.get("expected") else ""
-    decided = (f"<p class='muted'>decided by: {html.escape(', '.join(r['decided_by']))}</p>"
-               if r.get("decided_by") else "")
-    st = r.get("settle") or {}
+        f"<tr><td>{html.escape(f.name)}</td><td>{f.plugin or ''}</td><td>{_fmt(f.planned)}</td>"
+        f"<td>{_fmt(f.actual)}</td><td>{_fmt(f.observed)}</td>"
+        f"<td>{html.escape(', '.join(map(str, f.targets)))}</td></tr>" for f in r.faults)
+    title = html.escape(str(r.title))
+    x = r.extra
+    head = f"{html.escape(str(x['scenario']))} [{html.escape(str(x.get('variant', '')))}] — " if x.get("scenario") else ""
+    expected = f" <span class='muted'>expected: {' or '.join(x['expected'])}</span>" if x.get("expected") else ""
+    decided = (f"<p class='muted'>decided by: {html.escape(', '.join(r.decided_by))}</p>"
+               if r.decided_by else "")
+    st = r.settle or {}
     settle = (f"<p class='muted'>baseline {'settled' if st.get('settled') else 'never settled'} after "
               f"{_fmt(st.get('waited_s'))} s ({st.get('failed_checks')} failed check(s) in the journal)</p>"
               if st else "")
     settle += "".join(
         f"<p class='muted'>attempt {a.get('attempt')} was <b>{html.escape(str(a.get('status')))}</b>: "
         f"{html.escape(str(a.get('reason')))} (journal {html.escape(str(a.get('journal')))}); run again</p>"
-        for a in r.get("earlier_attempts") or [])
+        for a in x.get("earlier_attempts") or [])
+    exit_code = "?" if r.exit_code is None else r.exit_code
     return (f"<section class='run' id='run-{idx}'><h2>{head}{title}</h2>"
-            f"<p class='badge {r['status']}'>{r['status']} (exit {r.get('exit_code', '?')}){expected}</p>"
-            f"<p>{html.escape(str(r.get('reason')))}</p>{decided}{settle}{_instruments_html(r)}{_charts(r)}"
+            f"<p class='badge {r.status}'>{r.status} (exit {exit_code}){expected}</p>"
+            f"<p>{html.escape(str(r.reason))}</p>{decided}{settle}{_instruments_html(r)}{_charts(r)}"
             "<h3>Steady state</h3><table><tr><th>probe</th><th>role</th><th>tolerance</th><th>before</th>"
             f"<th>during the faults</th><th>after</th></tr>{''.join(rows)}</table>"
             "<h3>Blast radius</h3><table><tr><th>fault</th><th>plugin</th><th>planned</th><th>applied</th>"
             f"<th>observed by the holder</th><th>targets</th></tr>{faults}</table></section>")
 
 
-def _instruments_html(r: dict[str, Any]) -> str:
+def _instruments_html(r: RunSummary) -> str:
     """The run's own instruments: the load generator's VALID/INVALID and untrustworthy evaluations."""
     out = []
-    lv = r.get("load_validity")
+    lv = r.load_validity
     if lv is not None:
         out.append("load: <b>VALID</b>" if lv.get("valid") else
                    f"load: <b>INVALID</b> ({html.escape(str(lv.get('reason')))}): it cannot support a pass")
-    inst = r.get("instruments") or {}
+    inst = r.instruments
     if inst.get("untrusted"):
         out.append(f"instruments: {inst['untrusted']} of {inst['evaluations']} evaluations untrustworthy, "
                    f"counted as evidence of nothing ({html.escape('; '.join(inst.get('why') or []))})")
     return "".join(f"<p class='muted'>{line}</p>" for line in out)
 
 
-def _index(runs: list[dict[str, Any]]) -> str:
+def _index(runs: list[RunSummary]) -> str:
     score = resilience_score(runs)
     rows = "".join(
-        f"<tr><td><a href='#run-{i}'>{html.escape(str(r.get('scenario') or r.get('title')))}</a></td>"
-        f"<td>{html.escape(str(r.get('variant', '')))}</td><td class='badge {r['status']}'>{r['status']}</td>"
-        f"<td>{html.escape(' or '.join(r.get('expected') or []) or '–')}</td>"
-        f"<td>{html.escape(str(r.get('reason', '')))}</td></tr>" for i, r in enumerate(runs))
+        f"<tr><td><a href='#run-{i}'>{html.escape(_name(r))}</a></td>"
+        f"<td>{html.escape(str(r.extra.get('variant', '')))}</td><td class='badge {r.status}'>{r.status}</td>"
+        f"<td>{html.escape(' or '.join(r.extra.get('expected') or []) or '–')}</td>"
+        f"<td>{html.escape(str(r.reason or ''))}</td></tr>" for i, r in enumerate(runs))
     score_html = "" if score is None else (
         f"<p>Resilience score <span class='score'>{score:g}</span> / 100 "
         "<span class='muted'>(weighted share of steady-state probes that held)</span></p>")
@@ -292,11 +304,12 @@ def write_report(
             dest = out / Path(j).name
             if Path(j).resolve() != dest.resolve():
                 shutil.copy(j, dest)
-    slim = [{k: v for k, v in r.items() if k not in ("config", "events")} for r in runs]
+    summaries = [RunSummary.from_dict(r) for r in runs]
+    slim = [{k: v for k, v in r.items() if k not in ("config", "events")} for r in runs]  # as given
     (out / "summary.json").write_text(json.dumps(
-        {"resilience_score": resilience_score(runs), "runs": slim}, indent=2, default=str))
-    (out / "junit.xml").write_text(_junit(slim))
-    body = _index(runs) + "".join(_run_html(r, i) for i, r in enumerate(runs))
+        {"resilience_score": resilience_score(summaries), "runs": slim}, indent=2, default=str))
+    (out / "junit.xml").write_text(_junit(summaries))
+    body = _index(summaries) + "".join(_run_html(s, i) for i, s in enumerate(summaries))
     (out / "index.html").write_text(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>mlchaos report</title>"
         f"<meta name='viewport' content='width=device-width'><style>{_CSS}</style></head>"
@@ -304,5 +317,5 @@ def write_report(
     if postmortems:
         for i, r in enumerate(runs):
             name = f"postmortem-{r.get('scenario') or i}" + (f"-{r['variant']}" if r.get("variant") else "") + ".md"
-            (out / name).write_text(postmortem(r))
+            (out / name).write_text(postmortem(summaries[i]))
     return out
