@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
+
 from mlchaos.engine.journal import read, summarize
 from mlchaos.engine.runsummary import RunSummary
 from mlchaos.report import postmortem, resilience_score
 from tests.engine.helpers import experiment, run_cli, write
 
 
-def test_a_real_runs_summary_round_trips_unchanged(tmp_path: Path, tiny_service) -> None:
+def test_a_real_runs_summary_round_trips_unchanged(tmp_path: Path, tiny_service: tuple[psutil.Popen, str]) -> None:
     proc, url = tiny_service
     j = tmp_path / "j.jsonl"
     run_cli(write(tmp_path, experiment(url, proc.pid)), j)
