@@ -142,7 +142,7 @@ def test_pod_delete_deletes_one_ready_pod_with_grace_period(api: ReplayServer) -
         fault="pod-delete",
         selector={"app.kubernetes.io/name": "serving-model"},
         count=1,
-        keep_ready=2,
+        keep_healthy=2,
         grace_period="0s",
         seed=7,
     )
@@ -172,7 +172,7 @@ def test_pod_delete_by_deployment_uses_its_selector(api: ReplayServer) -> None:
     assert len(applied.targets) == 2  # ceil(50% of 4)
 
 
-def test_keep_ready_refusal_happens_before_any_mutation(api: ReplayServer) -> None:
+def test_keep_healthy_refusal_happens_before_any_mutation(api: ReplayServer) -> None:
     serve_cluster(api)
     f = fault(
         PodDelete,
@@ -180,7 +180,7 @@ def test_keep_ready_refusal_happens_before_any_mutation(api: ReplayServer) -> No
         fault="pod-delete",
         selector="app.kubernetes.io/name=serving-model",
         count=2,
-        keep_ready=2,
+        keep_healthy=2,
     )
     with pytest.raises(FaultError, match="fewer than 2"):
         run(f.preflight())
@@ -189,7 +189,7 @@ def test_keep_ready_refusal_happens_before_any_mutation(api: ReplayServer) -> No
     assert api.requests and not api.mutations()
 
 
-def test_keep_ready_shrink_hits_fewer_pods(api: ReplayServer) -> None:
+def test_keep_healthy_shrink_hits_fewer_pods(api: ReplayServer) -> None:
     serve_cluster(api)
     f = fault(
         PodDelete,
@@ -197,7 +197,7 @@ def test_keep_ready_shrink_hits_fewer_pods(api: ReplayServer) -> None:
         fault="pod-delete",
         selector="app=x",
         count=3,
-        keep_ready=2,
+        keep_healthy=2,
         on_shortfall="shrink",
     )
     applied = run(f.inject(lease()))
@@ -281,7 +281,7 @@ def test_deployment_scale_patches_scale_and_restores(api: ReplayServer) -> None:
         fault="deployment-scale",
         deployment="serving-model",
         replicas=1,
-        keep_ready=1,
+        keep_healthy=1,
     )
     plan = run(f.preflight())
     assert plan["replicas_during_fault"] == 1 and not api.mutations()
@@ -297,7 +297,7 @@ def test_deployment_scale_patches_scale_and_restores(api: ReplayServer) -> None:
     assert [m.body for m in api.mutations()] == [{"spec": {"replicas": r}} for r in (1, 4, 4)]
 
 
-def test_deployment_scale_keep_ready_refusal_before_mutation(api: ReplayServer) -> None:
+def test_deployment_scale_keep_healthy_refusal_before_mutation(api: ReplayServer) -> None:
     serve_cluster(api)
     f = fault(
         DeploymentScale,
@@ -305,7 +305,7 @@ def test_deployment_scale_keep_ready_refusal_before_mutation(api: ReplayServer) 
         fault="deployment-scale",
         deployment="serving-model",
         replicas=0,
-        keep_ready=1,
+        keep_healthy=1,
     )
     with pytest.raises(FaultError, match="fewer than 1"):
         run(f.inject(lease()))
@@ -316,7 +316,7 @@ def test_deployment_scale_keep_ready_refusal_before_mutation(api: ReplayServer) 
         fault="deployment-scale",
         deployment="serving-model",
         replicas=0,
-        keep_ready=2,
+        keep_healthy=2,
         on_shortfall="shrink",
     )
     applied = run(shrink.inject(lease()))
@@ -380,7 +380,7 @@ def test_chaos_fault_creates_labelled_object_and_deletes_it(
         ctx,
         selector="app.kubernetes.io/name=serving-model",
         count=2,
-        keep_ready=1,
+        keep_healthy=1,
         duration="30s",
         name="slow model",
         **extra,
@@ -410,7 +410,7 @@ def test_chaos_fault_creates_labelled_object_and_deletes_it(
     cls.revert(json.loads(json.dumps(applied.undo)))  # already gone: fine (idempotent)
 
 
-def test_chaos_fault_keep_ready_refusal_before_create(api: ReplayServer) -> None:
+def test_chaos_fault_keep_healthy_refusal_before_create(api: ReplayServer) -> None:
     serve_cluster(api)
     f = fault(
         K8sStress,
@@ -418,7 +418,7 @@ def test_chaos_fault_keep_ready_refusal_before_create(api: ReplayServer) -> None
         fault="k8s-stress",
         selector="app=x",
         mode="all",
-        keep_ready=1,
+        keep_healthy=1,
         cpu_workers=1,
         duration="10s",
     )

@@ -46,27 +46,27 @@ def test_ready_pods_are_chosen_first_and_choice_is_seeded() -> None:
     assert len(choose_pods(pods(2, 2), mode="count", count=3).chosen) == 3
 
 
-def test_keep_ready_refuses_or_shrinks() -> None:
+def test_keep_healthy_refuses_or_shrinks() -> None:
     with pytest.raises(BlastRadiusError, match="fewer than 2"):
-        choose_pods(pods(3), mode="count", count=2, keep_ready=2)
-    sel = choose_pods(pods(3), mode="count", count=2, keep_ready=2, on_shortfall="shrink")
+        choose_pods(pods(3), mode="count", count=2, keep_healthy=2)
+    sel = choose_pods(pods(3), mode="count", count=2, keep_healthy=2, on_shortfall="shrink")
     assert len(sel.chosen) == 1 and sel.shrunk and sel.wanted == 2
     # readiness is what counts: 4 pods, 2 ready, keep 2 -> nothing may be hit, even with shrink
     with pytest.raises(BlastRadiusError):
-        choose_pods(pods(2, 2), mode="one", keep_ready=2, on_shortfall="shrink")
+        choose_pods(pods(2, 2), mode="one", keep_healthy=2, on_shortfall="shrink")
     with pytest.raises(BlastRadiusError):
-        choose_pods(pods(4), mode="all", keep_ready=1)
-    assert len(choose_pods(pods(4), mode="all", keep_ready=1, on_shortfall="shrink").chosen) == 3
+        choose_pods(pods(4), mode="all", keep_healthy=1)
+    assert len(choose_pods(pods(4), mode="all", keep_healthy=1, on_shortfall="shrink").chosen) == 3
 
 
 def test_scale_target() -> None:
-    assert scale_target(3, 1, keep_ready=1) == 1
-    assert scale_target(3, 5, keep_ready=4) == 5  # scaling up never breaks keep-N
+    assert scale_target(3, 1, keep_healthy=1) == 1
+    assert scale_target(3, 5, keep_healthy=4) == 5  # scaling up never breaks keep-N
     with pytest.raises(BlastRadiusError):
-        scale_target(3, 0, keep_ready=1)
-    assert scale_target(3, 0, keep_ready=2, on_shortfall="shrink") == 2
+        scale_target(3, 0, keep_healthy=1)
+    assert scale_target(3, 0, keep_healthy=2, on_shortfall="shrink") == 2
     with pytest.raises(BlastRadiusError):
-        scale_target(2, 0, keep_ready=2, on_shortfall="shrink")
+        scale_target(2, 0, keep_healthy=2, on_shortfall="shrink")
 
 
 def test_labels_are_valid_label_values(monkeypatch: pytest.MonkeyPatch) -> None:

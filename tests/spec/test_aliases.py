@@ -101,3 +101,53 @@ def test_the_runner_names_what_it_runs() -> None:
         assert not hasattr(runner, "v") and not hasattr(runner, "exp")
     finally:
         runner.journal.close()
+
+
+OLD_KEEP = """\
+title: old blast-radius field
+target:
+  platform: kubernetes
+  namespace: lab
+steady_state:
+  - {probe: k8s-deployment-available, deployment: serving, min: 1}
+method:
+  - fault: deployment-scale
+    deployment: serving
+    replicas: 1
+    keep_ready: 1
+    at: 1s
+    duration: 2s
+"""
+
+
+def test_keep_ready_is_the_old_spelling_of_keep_healthy() -> None:
+    import pytest
+
+    pytest.importorskip("kubernetes", reason="the [kubernetes] extra")
+    exp = load_text(OLD_KEEP, "exp.yaml")
+    assert exp.faults[0].keep_healthy == 1
+    assert [str(n) for n in exp.notes] == [
+        "exp.yaml:11:5: method[0].keep_ready: 'keep_ready' is deprecated, write 'keep_healthy'"
+    ]
+    assert load_text(OLD_KEEP.replace("keep_ready", "keep_healthy"), "exp.yaml").notes == []
+
+
+def test_an_error_in_a_renamed_field_points_at_the_old_key_value() -> None:
+    import pytest
+
+    from mlchaos.spec.errors import SpecErrors
+
+    pytest.importorskip("kubernetes", reason="the [kubernetes] extra")
+    with pytest.raises(SpecErrors) as ei:
+        load_text(OLD_KEEP.replace("keep_ready: 1", "keep_ready: -1"), "exp.yaml")
+    assert [(e.line, e.col, e.path) for e in ei.value.errors] == [(11, 17, "method[0].keep_healthy")]
+
+
+def test_both_spellings_at_once_is_an_error_not_a_silent_choice() -> None:
+    import pytest
+
+    from mlchaos.spec.errors import SpecErrors
+
+    pytest.importorskip("kubernetes", reason="the [kubernetes] extra")
+    with pytest.raises(SpecErrors, match="unknown key 'keep_ready'"):
+        load_text(OLD_KEEP.replace("keep_ready: 1", "keep_ready: 1\n    keep_healthy: 1"), "exp.yaml")

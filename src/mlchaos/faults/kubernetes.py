@@ -106,7 +106,7 @@ class PodFault(Fault):
                 mode=self.spec.blast_mode(),
                 count=self.spec.count,
                 percent=self.spec.percent,
-                keep_ready=self.spec.keep_ready,
+                keep_healthy=self.spec.keep_healthy,
                 on_shortfall=self.spec.on_shortfall,
                 seed=self.spec.seed,
             )
@@ -167,9 +167,9 @@ class DeploymentScale(Fault):
         deployment: str = Field(description="Name of the deployment.")
         namespace: str | None = Field(None, description="Its namespace; default: the target's.")
         replicas: int = Field(ge=0, description="Replica count during the fault.")
-        keep_ready: int = Field(0, ge=0, description="Never scale below this many replicas.")
+        keep_healthy: int = Field(0, ge=0, description="Never scale below this many replicas.")
         on_shortfall: Literal["refuse", "shrink"] = Field(
-            "refuse", description="When 'replicas' < keep_ready: refuse, or scale to keep_ready instead."
+            "refuse", description="When 'replicas' < keep_healthy: refuse, or scale to keep_healthy instead."
         )
 
     def __init__(self, spec: FaultSpec, ctx: Context) -> None:
@@ -193,7 +193,7 @@ class DeploymentScale(Fault):
             replicas = scale_target(
                 dep["ready"],
                 self.sspec.replicas,
-                keep_ready=self.sspec.keep_ready,
+                keep_healthy=self.sspec.keep_healthy,
                 on_shortfall=self.sspec.on_shortfall,
             )
         except BlastRadiusError as exc:
@@ -207,7 +207,7 @@ class DeploymentScale(Fault):
             "replicas_now": dep["replicas"],
             "ready_now": dep["ready"],
             "replicas_during_fault": replicas,
-            "keep_ready": self.sspec.keep_ready,
+            "keep_healthy": self.sspec.keep_healthy,
         }
 
     async def _scale_plan(self) -> tuple[KubernetesTarget, str, dict[str, Any], int, dict[str, Any]]:
@@ -237,7 +237,7 @@ class DeploymentScale(Fault):
         self.ctx.log("k8s.deployment-scaled", deployment=f"{ns}/{name}", replicas=replicas, original=original)
         return Applied(
             targets=[f"{ns}/deployment/{name}"],
-            planned={"replicas": self.sspec.replicas, "keep_ready": self.sspec.keep_ready},
+            planned={"replicas": self.sspec.replicas, "keep_healthy": self.sspec.keep_healthy},
             actual={"replicas": replicas, "original": original, "ready_before": dep["ready"]},
             undo=self._undo,
         )

@@ -89,7 +89,7 @@ def render_plan(
             )
             continue
         labels = parse_selector(getattr(spec, "selector", None))
-        note = "pods selected by labels here; a run lists them, applies keep_ready and pins them by name"
+        note = "pods selected by labels here; a run lists them, applies keep_healthy and pins them by name"
         if labels is None:
             dep = getattr(spec, "deployment", None)
             labels = {}
@@ -111,8 +111,8 @@ def render_plan(
         obj = _render_dry(plugin, spec, scope, name=name, namespace=namespace, run_id=run_id, machine=machine)
         if fault == "k8s-network" and getattr(spec, "peer", None) is not None:
             note += "; the peer side selects all matching pods"
-        if getattr(spec, "keep_ready", 0):
-            note += f"; keep_ready={spec.keep_ready} is enforced by mlchaos, not Chaos Mesh"
+        if getattr(spec, "keep_healthy", 0):
+            note += f"; keep_healthy={spec.keep_healthy} is enforced by mlchaos, not Chaos Mesh"
         steps.append(RenderedStep(i, fault, obj, note))
     return steps
 

@@ -3,7 +3,7 @@
 The arithmetic (``one``/``count``/``percent`` rounding, keep-N) is the engine's
 (:func:`mlchaos.contract.blast.select_count`), so every platform rounds the same
 way: ``percent`` is ``ceil(p * total)`` (a non-zero percentage never hits zero
-pods and never more than all of them) and ``keep_ready=n`` caps the selection
+pods and never more than all of them) and ``keep_healthy=n`` caps the selection
 at ``ready - n``, refusing (default) or shrinking the selection.
 
 What this module adds for Kubernetes:
@@ -52,7 +52,7 @@ class Selection:
     matched: int
     ready: int
     wanted: int
-    keep_ready: int
+    keep_healthy: int
     shrunk: bool
 
     def plan(self) -> dict[str, object]:
@@ -61,7 +61,7 @@ class Selection:
             "ready": self.ready,
             "selected": len(self.chosen),
             "wanted": self.wanted,
-            "keep_ready": self.keep_ready,
+            "keep_healthy": self.keep_healthy,
             "shrunk": self.shrunk,
             "pods": [p.key for p in self.chosen],
         }
@@ -73,13 +73,13 @@ def choose_pods(
     mode: Literal["one", "count", "percent", "all"] = "one",
     count: int | None = None,
     percent: float | None = None,
-    keep_ready: int = 0,
+    keep_healthy: int = 0,
     on_shortfall: Literal["refuse", "shrink"] = "refuse",
     seed: int | None = None,
 ) -> Selection:
     """Pick the pods to hit; raise :class:`BlastRadiusError` before anything is touched.
 
-    ``mode="all"`` is ``percent=100%``: it still obeys ``keep_ready``.
+    ``mode="all"`` is ``percent=100%``: it still obeys ``keep_healthy``.
     """
     total = len(pods)
     ready = sum(1 for p in pods if p.ready)
@@ -96,15 +96,15 @@ def choose_pods(
     elif mode == "all":
         count, percent = None, 1.0
     unconstrained = select_count(total, count=count, percent=percent)
-    # Ready pods are hit first, so hitting n leaves ready - min(n, ready); with keep_ready > 0
-    # that is exactly the engine's rule n <= ready - keep_ready.  With keep_ready == 0 nothing
+    # Ready pods are hit first, so hitting n leaves ready - min(n, ready); with keep_healthy > 0
+    # that is exactly the engine's rule n <= ready - keep_healthy.  With keep_healthy == 0 nothing
     # constrains n, so readiness is not passed (the engine would cap n at the ready count).
     n = select_count(
         total,
         count=count,
         percent=percent,
-        keep_healthy=keep_ready,
-        healthy=ready if keep_ready > 0 else None,
+        keep_healthy=keep_healthy,
+        healthy=ready if keep_healthy > 0 else None,
         on_shortfall=on_shortfall,
     )
     rng = random.Random(seed)
@@ -119,7 +119,7 @@ def choose_pods(
         matched=total,
         ready=ready,
         wanted=unconstrained,
-        keep_ready=keep_ready,
+        keep_healthy=keep_healthy,
         shrunk=n < unconstrained,
     )
 
@@ -128,26 +128,26 @@ def scale_target(
     current_ready: int,
     replicas: int,
     *,
-    keep_ready: int = 0,
+    keep_healthy: int = 0,
     on_shortfall: Literal["refuse", "shrink"] = "refuse",
 ) -> int:
     """The replica count a scale-down may set without breaking keep-N-ready.
 
-    Scaling up never breaks it.  Scaling to fewer than ``keep_ready`` replicas
-    is refused, or shrunk to ``keep_ready`` replicas; a shrink that leaves the
+    Scaling up never breaks it.  Scaling to fewer than ``keep_healthy`` replicas
+    is refused, or shrunk to ``keep_healthy`` replicas; a shrink that leaves the
     deployment unchanged is refused (the experiment would test nothing).
     """
     if replicas < 0:
         raise BlastRadiusError(f"replicas must be >= 0, got {replicas}")
-    if replicas >= keep_ready or replicas >= current_ready:
+    if replicas >= keep_healthy or replicas >= current_ready:
         return replicas
     if on_shortfall == "refuse":
         raise BlastRadiusError(
-            f"scaling to {replicas} replicas would leave fewer than {keep_ready} ready "
+            f"scaling to {replicas} replicas would leave fewer than {keep_healthy} ready "
             f"({current_ready} ready now): refused before touching anything"
         )
-    if keep_ready >= current_ready:
+    if keep_healthy >= current_ready:
         raise BlastRadiusError(
-            f"keep_ready={keep_ready} with {current_ready} ready leaves nothing to scale down: refused"
+            f"keep_healthy={keep_healthy} with {current_ready} ready leaves nothing to scale down: refused"
         )
-    return keep_ready
+    return keep_healthy

@@ -63,11 +63,11 @@ class BlastRadiusFields(StrictModel):
     percent: Percent | None = Field(
         None, description="Hit ceil(percent x matched) pods, at least 1 (mode 'percent'), e.g. '34%'."
     )
-    keep_ready: int = Field(
+    keep_healthy: int = Field(
         0, ge=0, description="Keep at least this many ready replicas untouched (checked before any mutation)."
     )
     on_shortfall: Literal["refuse", "shrink"] = Field(
-        "refuse", description="When keep_ready would be broken: refuse the fault, or hit fewer pods."
+        "refuse", description="When keep_healthy would be broken: refuse the fault, or hit fewer pods."
     )
     seed: int | None = Field(None, description="Seed for the random choice of pods (reproducible runs).")
 
