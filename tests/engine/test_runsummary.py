@@ -18,6 +18,13 @@ def test_a_real_runs_summary_round_trips_unchanged(tmp_path: Path, tiny_service:
     run_cli(write(tmp_path, experiment(url, proc.pid)), j)
     events = read(j)
     final = next(e for e in events if e["event"] == "summary")
+    # the shape the journal has always had (the runner builds it as a RunSummary now)
+    assert list(final)[3:] == ["run_id", "title", "source", "status", "exit_code", "reason", "decided_by", "weight",
+                               "version", "timing", "probes", "faults", "evidence", "instruments", "load_validity",
+                               "removal_latency_s", "config", "load"]
+    assert list(final["faults"][0]) == ["name", "plugin", "injected_at", "removed_at", "targets", "planned",
+                                        "actual", "observed", "error"]
+    assert list(final["probes"][0]["during"]) == ["evaluations", "breaches", "insufficient", "untrusted", "min", "max"]
     s = RunSummary.from_events(events)
     assert not s.unfinished and s.status == "failed" and s.exit_code == 1
     assert s.faults[0].targets == [f"pid:{proc.pid}"] and s.probes[0].during.evaluations >= 0

@@ -97,7 +97,7 @@ class FaultSummary:
                    observed=d.get("observed", {}), error=d.get("error"))
 
     def to_dict(self, *, partial: bool = False) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # no deep copy: plugins' data as is
         if partial:
             return {k: out[k] for k in ("name", "plugin", "injected_at", "removed_at", "targets")}
         return out
