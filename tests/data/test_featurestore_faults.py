@@ -184,7 +184,7 @@ def test_out_of_order_writes_use_an_older_version(built_lab_dir: Path, tmp_path:
     shutil.copytree(built_lab_dir / "data", lab_dir / "data")
     db = str(LabPaths(lab_dir).feature_db)
     before = rows(db)
-    fault = OutOfOrderWrites(OutOfOrderWrites.Spec(fault="out-of-order-writes", dir=str(lab_dir), count=50,
+    fault = OutOfOrderWrites(OutOfOrderWrites.Spec(fault="out-of-order-writes", lab_dir=str(lab_dir), count=50,
                                                    seed=2), Ctx())
     applied = run(fault.inject(Lease.new("ooo", 5.0)))
     assert applied.undo["location"] == db  # found through the lab directory
@@ -234,7 +234,7 @@ def test_feature_service_shows_the_fault_on_exactly_the_chosen_entities(
             base = answers()
             assert all(isinstance(v, dict) for v in base.values())
             # missing entities: 404 for the chosen ones only
-            miss = MissingEntities(MissingEntities.Spec(fault="missing-entities", dir=str(lab.paths.root),
+            miss = MissingEntities(MissingEntities.Spec(fault="missing-entities", lab_dir=str(lab.paths.root),
                                                         entities=probe_ids[:5]), Ctx())
             run(miss.preflight())
             applied = run(miss.inject(Lease.new("m", 5.0)))
@@ -245,7 +245,7 @@ def test_feature_service_shows_the_fault_on_exactly_the_chosen_entities(
             run(miss.remove())
             assert content(answers()) == content(base)
             # stale features: the chosen accounts are 2 h older, the rest unchanged
-            stale = StaleFeatures(StaleFeatures.Spec(fault="stale-features", dir=str(lab.paths.root),
+            stale = StaleFeatures(StaleFeatures.Spec(fault="stale-features", lab_dir=str(lab.paths.root),
                                                      fraction="10%", seed=4), Ctx())
             applied = run(stale.inject(Lease.new("s", 5.0)))
             chosen = {int(t.split(":")[1]) for t in applied.targets}

@@ -50,7 +50,7 @@ class _StoreFaultSpec(FaultSpec):
     count: int | None = Field(None, ge=1, description="How many entities to hit.")
     fraction: Percent | None = Field(None, description="Share of the store's entities to hit: '10%' or 0.1.")
     seed: int = Field(0, ge=0, description="Seed of the entity draw; the same seed hits the same entities.")
-    dir: str | None = Field(None, description="Lab directory (default: the target's, else $MLCHAOS_LAB_DIR).")
+    lab_dir: str | None = Field(None, description="Lab directory (default: the target's, else $MLCHAOS_LAB_DIR).")
     store: str | None = Field(
         None, description="The online store itself: a redis:// URL or a SQLite path (default: the lab's)."
     )
@@ -59,17 +59,17 @@ class _StoreFaultSpec(FaultSpec):
 def _store_location(spec: _StoreFaultSpec, ctx: Any) -> tuple[str, str | None]:
     """(store URL or SQLite path, lab dir) from the spec, else the target's lab, else the default lab."""
     if spec.store:
-        return spec.store, spec.dir
+        return spec.store, spec.lab_dir
     from mlchaos.lab import Lab
 
     lab = None
-    if spec.dir is None:
+    if spec.lab_dir is None:
         try:
             lab = ctx.target(spec.target).lab
         except Exception:  # not a lab target (or none): fall back to the default lab directory
             lab = None
     if lab is None:
-        lab = Lab(spec.dir)
+        lab = Lab(spec.lab_dir)
     info = (lab.state() or {}).get("feature_store") or {}
     return str(info.get("url") or lab.paths.feature_db), str(lab.paths.root)
 

@@ -26,7 +26,7 @@ class StaleModelSpec(FaultSpec):
     replicas: list[str] | None = Field(None, description="Replica names; default: chosen by count/percent.")
     count: int | None = Field(None, ge=1, description="How many serving replicas (default: one).")
     percent: Percent | None = Field(None, description="Share of the serving replicas (rounded up).")
-    dir: str | None = Field(None, description="Lab directory (default: the target's, else $MLCHAOS_LAB_DIR).")
+    lab_dir: str | None = Field(None, description="Lab directory (default: the target's, else $MLCHAOS_LAB_DIR).")
 
     @field_validator("version")
     @classmethod
@@ -45,7 +45,7 @@ class StaleModel(Fault):
     def _lab(self) -> Any:
         from mlchaos.lab import Lab
 
-        directory = self.spec.dir
+        directory = self.spec.lab_dir
         if directory is None:
             try:
                 directory = str(self.ctx.target(self.spec.target).lab.paths.root)  # type: ignore[attr-defined]
