@@ -35,7 +35,7 @@ def journal(
     units = fmt.journal_units(events, s)
     t0 = events[0]["t"]
     c = console()
-    c.print(f"[bold]{s.get('title')}[/bold]  run {s.get('run_id')}")
+    c.print(f"[bold]{escape(str(s.get('title')))}[/bold]  run {s.get('run_id')}")
     c.print(f"status: [bold]{s.get('status')}[/bold] — {escape(str(s.get('reason')))}")
     lv = s.get("load_validity")
     if lv is not None:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlchaos.cli._common import PIPE_WIDTH
@@ -26,8 +27,21 @@ console = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH, soft_wrap=n
 
 DirOpt = Annotated[
     Path | None,
-    typer.Option("--dir", help="Lab directory (default: $MLCHAOS_LAB_DIR or ~/.local/state/mlchaos/lab)."),
+    typer.Option("--lab-dir", help="Lab directory (default: $MLCHAOS_LAB_DIR or ~/.local/state/mlchaos/lab)."),
 ]
+# ``--dir`` was this flag's first spelling; ``--lab-dir`` is the one every command (and ``mlchaos demo``) uses.
+OldDirOpt = Annotated[Path | None, typer.Option("--dir", hidden=True, help="Deprecated: --lab-dir.")]
+
+
+def _dir(lab_dir: Path | None, old: Path | None) -> Path | None:
+    """``--lab-dir``, or the old ``--dir`` with a deprecation line on stderr."""
+    if old is None:
+        return lab_dir
+    if lab_dir is not None:
+        typer.echo("mlchaos lab: give --lab-dir only (--dir is its old spelling)", err=True)
+        raise typer.Exit(2)
+    typer.echo("mlchaos lab: --dir is deprecated, write --lab-dir", err=True)
+    return old
 
 
 def _lab(dir: Path | None, load_delay: float = 1.5, feature_store: str | None = None) -> Lab:
@@ -64,7 +78,8 @@ def up(
         list[str] | None, typer.Argument(help=f"Systems to start: {', '.join(SYSTEMS)} (default all).")
     ] = None,
     variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}.")] = "naive",
-    dir: DirOpt = None,
+    lab_dir: DirOpt = None,
+    old_dir: OldDirOpt = None,
     port: Annotated[list[str] | None, typer.Option(help="Pin a port: SERVICE=PORT (repeatable).")] = None,
     load_delay: Annotated[float, typer.Option(help="Model-load delay of a serving replica, seconds.")] = 1.5,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for all services to be ready.")] = 60.0,
@@ -77,7 +92,7 @@ def up(
     ] = None,
 ) -> None:
     """Start lab systems (or add some to a running lab) and wait until every service is ready."""
-    lab = _lab(dir, load_delay, feature_store)
+    lab = _lab(_dir(lab_dir, old_dir), load_delay, feature_store)
     ports = {}
     for spec in port or []:
         name, _, p = spec.partition("=")
@@ -89,7 +104,7 @@ def up(
         with console.status("starting the lab…"):
             lab.up(systems or None, variant, ports=ports, timeout=timeout)
     except LabError as exc:
-        console.print(f"[red]lab up failed:[/] {exc}")
+        console.print(f"[red]lab up failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     console.print(_table(lab))
     console.print(f"ready in {time.monotonic() - t0:.1f}s")
@@ -97,11 +112,12 @@ def up(
 
 @app.command()
 def status(
-    dir: DirOpt = None,
+    lab_dir: DirOpt = None,
+    old_dir: OldDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the supervisor state as JSON (with running, dir).")] = False,
 ) -> None:
     """Show each service: pid, port, readiness, variant and model version."""
-    lab = _lab(dir)
+    lab = _lab(_dir(lab_dir, old_dir))
     if as_json:  # same exit code as the table: 1 when no lab runs (the last state written, if any, still shown)
         up = lab.is_up()
         typer.echo(json.dumps({**lab.state(), "running": up, "dir": str(lab.paths.root)}, indent=2))
@@ -113,9 +129,9 @@ def status(
 
 
 @app.command()
-def down(dir: DirOpt = None) -> None:
+def down(lab_dir: DirOpt = None, old_dir: OldDirOpt = None) -> None:
     """Stop every process the lab started."""
-    lab = _lab(dir)
+    lab = _lab(_dir(lab_dir, old_dir))
     lab.down()
     console.print("lab stopped")
 
@@ -123,12 +139,13 @@ def down(dir: DirOpt = None) -> None:
 @app.command()
 def logs(
     service: Annotated[str, typer.Argument(help="Service name, e.g. serving-0, fraud, supervisor.")],
-    dir: DirOpt = None,
+    lab_dir: DirOpt = None,
+    old_dir: OldDirOpt = None,
     lines: Annotated[int, typer.Option("-n", help="Last N lines.")] = 50,
 ) -> None:
     """Print the last lines of a service's log (JSON lines)."""
     try:
-        path = _lab(dir).log_path(service)
+        path = _lab(_dir(lab_dir, old_dir)).log_path(service)
     except LabInputError as exc:
         typer.echo(f"lab logs: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -143,11 +160,13 @@ def logs(
 def variant(
     new_variant: Annotated[str, typer.Argument(metavar="VARIANT", help=f"One of {', '.join(VARIANTS)}.")],
     systems: Annotated[list[str] | None, typer.Argument(help="Systems (default: all running).")] = None,
-    dir: DirOpt = None,
+    lab_dir: DirOpt = None,
+    old_dir: OldDirOpt = None,
 ) -> None:
     """Switch running systems to another variant without restarting them."""
-    _lab(dir).set_variant(new_variant, systems or None)
-    console.print(_table(_lab(dir)))
+    lab = _lab(_dir(lab_dir, old_dir))
+    lab.set_variant(new_variant, systems or None)
+    console.print(_table(lab))
 
 
 @app.command()
@@ -156,11 +175,12 @@ def model(
     services: Annotated[
         list[str] | None, typer.Argument(help="Services (default: every serving replica).")
     ] = None,
-    dir: DirOpt = None,
+    lab_dir: DirOpt = None,
+    old_dir: OldDirOpt = None,
 ) -> None:
     """Serve another model version on some replicas (the stale-model fault, and its rollback)."""
     try:
-        names = _lab(dir).set_model_version(version, services or None)
+        names = _lab(_dir(lab_dir, old_dir)).set_model_version(version, services or None)
     except LabError as exc:
         typer.echo(f"lab model failed: {exc}", err=True)
         raise typer.Exit(2 if isinstance(exc, LabInputError) else 1) from None
@@ -171,11 +191,12 @@ def model(
 def batch(
     variant: Annotated[str | None, typer.Option(help="naive or mitigated (default: the lab's).")] = None,
     date: Annotated[str | None, typer.Option(help="Day to score (default: latest).")] = None,
-    dir: DirOpt = None,
+    lab_dir: DirOpt = None,
+    old_dir: OldDirOpt = None,
 ) -> None:
     """Run the batch prediction pipeline once and print its result."""
     try:
-        res = _lab(dir).run_batch(variant, date)
+        res = _lab(_dir(lab_dir, old_dir)).run_batch(variant, date)
     except LabError as exc:
         typer.echo(f"lab batch failed: {exc}", err=True)
         raise typer.Exit(2 if isinstance(exc, LabInputError) else 1) from None

@@ -16,6 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -212,7 +213,7 @@ def load(
     if json:
         sys.stdout.write(jsonlib.dumps(report.to_dict(), indent=2) + "\n")
         if not report.valid:
-            err.print(f"[bold red]INVALID load:[/] {report.invalid_reason}")
+            err.print(f"[bold red]INVALID load:[/] {escape(report.invalid_reason)}")
     else:
         _print_report(report, series)
     raise typer.Exit(0 if report.valid else EXIT_INVALID)

@@ -112,9 +112,9 @@ class _Progress:
                 self._progress.update(self._task, description=e["phase"])
             line = f"[bold]{e['phase']}[/bold]"
         elif ev == "fault-inject":
-            line = f"[red]inject[/red] {e['fault']} → {', '.join(map(str, e.get('targets', [])))}"
+            line = f"[red]inject[/red] {escape(str(e['fault']))} → {escape(', '.join(map(str, e.get('targets', []))))}"
         elif ev == "fault-remove":
-            line = f"[green]remove[/green] {e['fault']} (active {e.get('active_s', 0):.2f}s)"
+            line = f"[green]remove[/green] {escape(str(e['fault']))} (active {e.get('active_s', 0):.2f}s)"
         elif ev == "probe" and e.get("trusted") is False and ("?" + e["probe"]) not in self._breached:
             self._breached.add("?" + e["probe"])  # once per probe: an untrustworthy reading is evidence of nothing
             why = (e.get("instrument") or {}).get("why", "instrument untrustworthy")
@@ -125,13 +125,13 @@ class _Progress:
         elif ev == "probe" and e.get("checkpoint"):
             mark = "✓" if e.get("ok") else "✗"
             shown = fmt.quantity(e.get("value"), self.units.get(e["probe"], ""))
-            line = f"  {mark} {e['probe']} ({e['checkpoint']}): {shown} {e.get('reason') or ''}"
+            line = f"  {mark} {escape(e['probe'])} ({e['checkpoint']}): {escape(shown)} {escape(e.get('reason') or '')}"
         elif ev == "baseline-unsettled":
-            line = f"[yellow]baseline not met[/yellow] (check {e['attempt']}; settling up to {e['settle']:g}s): {e['reason']}"
+            line = f"[yellow]baseline not met[/yellow] (check {e['attempt']}; settling up to {e['settle']:g}s): {escape(str(e['reason']))}"
         elif ev == "baseline-settled":
             line = f"[green]baseline settled[/green] after {e['waited']:.1f}s ({e['attempts']} checks)"
         elif ev in ("stop-requested", "error", "signal-ignored", "fault-inject-failed", "fault-remove-failed"):
-            line = f"[magenta]{ev}[/magenta] {e.get('reason') or e.get('message') or e.get('error') or ''}"
+            line = f"[magenta]{ev}[/magenta] {escape(str(e.get('reason') or e.get('message') or e.get('error') or ''))}"
         if line:
             self.console.print(f"{e.get('rel', 0):7.2f}s {line}")
 
