@@ -17,103 +17,127 @@ field.  A token, when the proxy requires one, is read from the environment
 variable named by ``token_env`` (default ``MLCHAOS_PROXY_TOKEN``), so no
 secret is written into the journal.
 
-This module imports only pydantic and the stdlib at import time.
+One schema per kind: each step's ``Spec`` is built from the proxy kind's own
+``params_model`` (:mod:`mlchaos.proxy.faults`) and the proxy's blast-radius model
+(:class:`mlchaos.proxy.rules.Blast`), and its validation runs the kind's own
+cross-field rules.  ``mlchaos validate``, ``mlchaos schema`` and the proxy can
+therefore not disagree about a value; adding a proxy fault is one module in
+``proxy/faults/`` plus its entry in ``KINDS`` (and a line here and in the registry
+for a step name of its own).
+
+This module imports pydantic, the stdlib and the proxy's fault models (no I/O, no
+event loop) at import time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
-from mlchaos.plugin import Applied, Context, Fault, FaultError, FaultSpec, StrictModel
-from mlchaos.spec.types import Duration, Percent, Size
+from mlchaos.plugin import Applied, Context, Fault, FaultError, FaultSpec
+from mlchaos.proxy.faults import KINDS
+from mlchaos.proxy.faults import ProxyFault as ProxyKind
+from mlchaos.proxy.faults.base import Params
+from mlchaos.proxy.rules import Blast, Match, bad_values
 
 if TYPE_CHECKING:
     from mlchaos.contract.lease import Lease
     from mlchaos.proxy.client import ProxyClient
 
-
-class ProxyMatch(StrictModel):
-    """Blast-radius matchers (HTTP-mode proxies only)."""
-
-    method: list[str] | str | None = Field(default=None, description="HTTP method(s), e.g. 'GET'.")
-    path: str | None = Field(default=None, description="Glob on the request path, e.g. '/features/*'.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Header -> glob on its value ('*': present).")
+ProxyMatch = Match
+"""The proxy's own matcher model (kept under its old name here)."""
 
 
-class NetworkSpec(FaultSpec):
-    """Fields shared by every proxy-driven fault."""
+def _params_error(exc: ValidationError) -> ValueError:
+    """The first error of a kind's parameter model as one message naming its field."""
+    e = exc.errors()[0]
+    where = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    return ValueError(f"{where}: {msg}" if where else msg)
+
+
+class NetworkSpec(Blast, FaultSpec):
+    """Fields shared by every proxy-driven fault: where the proxy is, and the blast radius (the proxy's own)."""
+
+    params_model: ClassVar[type[Params]] = Params
+    """The proxy kind's parameter model; the step's other fields are the kind's parameters."""
 
     control: str | None = Field(default=None, description="Control API URL of the proxy, e.g. 'http://127.0.0.1:8474'.")
     token_env: str = Field("MLCHAOS_PROXY_TOKEN", description="Environment variable holding the bearer token.")
-    probability: Percent = Field(1.0, description="Share of requests (HTTP) or connections (TCP) hit, e.g. '10%'.")
-    match: ProxyMatch = Field(default_factory=ProxyMatch, description="Only requests matching these are eligible.")
     direction: Literal["request", "response", "both"] | None = Field(
         None, description="Which path the fault acts on (default depends on the kind)."
     )
-    seed: int | None = Field(default=None, description="Seed of the proxy's coin for this fault (reproducible runs).")
 
-
-class LatencySpec(NetworkSpec):
-    delay: Duration = Field(description="Delay (fixed), mean (uniform/normal) or median (lognormal), e.g. '200ms'.")
-    jitter: Duration = Field(0.0, description="Uniform half-width or normal standard deviation.")
-    distribution: Literal["fixed", "uniform", "normal", "exponential", "lognormal"] | None = None
-    p99: Duration | None = Field(default=None, description="Lognormal only: the 99th percentile.")
-
-
-class BandwidthSpec(NetworkSpec):
-    rate: Size = Field(gt=0, le=10**12, description="Bytes per second, e.g. '10KB'; more than 0, at most 1 TB/s.")
-
-
-class TimeoutSpec(NetworkSpec):
-    close_after: Duration | None = Field(default=None, description="Close after this long; default: hold forever.")
-
-
-class ResetSpec(NetworkSpec):
-    after: Duration = Field(0.0, description="Reset this long after the request / first byte.")
-
-
-class RefuseSpec(NetworkSpec):
-    pass
-
-
-class SlowCloseSpec(NetworkSpec):
-    delay: Duration = Field(description="How late the close reaches the client.")
-
-
-class HttpErrorSpec(NetworkSpec):
-    status: int = Field(503, ge=200, le=599, description="HTTP status to answer with.")
-    body: str | None = Field(default=None, description="Response body (default: a small JSON error).")
-    content_type: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-
-    # the proxy's own rule (mlchaos.proxy.headertext): refused here too, so `mlchaos validate` names the line
-    @field_validator("content_type")
+    @model_validator(mode="before")
     @classmethod
-    def _ctype(cls, v: str | None) -> str | None:
-        from mlchaos.proxy import headertext
+    def _representable(cls, data: Any) -> Any:
+        """The proxy's own guard on what it is sent (huge or non-finite numbers, deep nesting)."""
+        if isinstance(data, dict):
+            sent = {k: v for k, v in data.items() if k in cls.params_model.model_fields or k in Blast.model_fields}
+            bad = bad_values(sent, "")
+            if bad:
+                raise ValueError("; ".join(f"{e['field']}: {e['error']}" for e in bad))
+        return data
 
-        return v if v is None else headertext.check_value(v, "content_type")
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        from mlchaos.proxy import headertext
-
-        return headertext.check_headers(v)
-
-
-class AbortSpec(NetworkSpec):
-    fraction: float = Field(0.5, ge=0.0, lt=1.0, description="Share of the body sent before the RST.")
+    @model_validator(mode="after")
+    def _kind_rules(self) -> NetworkSpec:
+        """The kind's cross-field rules (e.g. latency's distribution needs a jitter), as the proxy applies them."""
+        names = type(self).params_model.model_fields
+        if names:
+            try:
+                type(self).params_model.model_validate({n: getattr(self, n) for n in names})
+            except ValidationError as exc:
+                raise _params_error(exc) from None
+        return self
 
 
-class JsonCorruptSpec(NetworkSpec):
-    fields: list[str] = Field(min_length=1, description="Dotted paths in the JSON response, e.g. 'features.amount'.")
-    action: Literal["null", "nan", "wrong_type", "scale", "stale"] = "null"
-    factor: float = Field(10.0, description="Multiplier for action 'scale'.")
+def _reuse(check: Any) -> Any:
+    """A parameter model's field validator (bound to that model) as one of a spec's own."""
+    with_info = len(inspect.signature(check).parameters) > 1
+
+    def validator(cls: type[NetworkSpec], value: Any, info: ValidationInfo) -> Any:
+        return check(value, info) if with_info else check(value)
+
+    return classmethod(validator)
+
+
+def spec_for(kind: type[ProxyKind], name: str, doc: str) -> type[NetworkSpec]:
+    """The experiment-side spec of a proxy fault kind: :class:`NetworkSpec` plus the kind's parameters.
+
+    Fields are the kind's own (type, units, bounds, defaults, descriptions); ``direction`` is narrowed
+    to the directions the kind supports, so a wrong one is refused by ``mlchaos validate`` too.
+    """
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in kind.params_model.model_fields.items()}
+    directions = kind.directions
+    fields["direction"] = (
+        Literal[directions] | None,
+        Field(None, description=f"Which path the fault acts on: {', '.join(directions)} (default {directions[0]})."),
+    )
+    # the kind's field validators too (e.g. CR/LF in http-error headers), so their errors point at the field's line
+    validators = {
+        f"_{vname}": field_validator(*dec.info.fields, mode=dec.info.mode)(_reuse(dec.func))
+        for vname, dec in kind.params_model.__pydantic_decorators__.field_validators.items()
+    }
+    spec: type[NetworkSpec] = create_model(
+        name, __base__=NetworkSpec, __doc__=doc, __validators__=validators, **fields
+    )
+    spec.params_model = kind.params_model
+    return spec
+
+
+LatencySpec = spec_for(KINDS["latency"], "LatencySpec", "Latency: fixed, jittered or drawn from a distribution.")
+BandwidthSpec = spec_for(KINDS["bandwidth"], "BandwidthSpec", "Bandwidth: bytes per second in one direction.")
+TimeoutSpec = spec_for(KINDS["timeout"], "TimeoutSpec", "Timeout: hold the request, never answer.")
+ResetSpec = spec_for(KINDS["reset"], "ResetSpec", "Reset: the client sees an RST.")
+RefuseSpec = spec_for(KINDS["refuse"], "RefuseSpec", "Refuse: connections reset before reaching the upstream.")
+SlowCloseSpec = spec_for(KINDS["slow-close"], "SlowCloseSpec", "Slow close: the close reaches the client late.")
+HttpErrorSpec = spec_for(KINDS["http-error"], "HttpErrorSpec", "HTTP error: answer locally with a status.")
+AbortSpec = spec_for(KINDS["abort"], "AbortSpec", "Abort: cut the response mid-body.")
+JsonCorruptSpec = spec_for(KINDS["json-corrupt"], "JsonCorruptSpec", "JSON corruption of named response fields.")
 
 
 class GenericSpec(NetworkSpec):
@@ -125,22 +149,23 @@ class GenericSpec(NetworkSpec):
     def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """A kind this mlchaos knows gets its parameters checked by the proxy's own model now, at
         ``mlchaos validate``, rather than by the proxy at preflight (CR/LF in headers, a zero rate...)."""
-        from pydantic import ValidationError
-
-        from mlchaos.proxy.faults import KINDS
-
         model = KINDS.get(str(info.data.get("kind")))
         if model is None:
             return v  # unknown here: the proxy's preflight check answers for it
         try:
             model.params_model.model_validate(v)
         except ValidationError as exc:
-            e = exc.errors()[0]
-            where = ".".join(str(p) for p in e["loc"])
-            raise ValueError(f"{where}: {e['msg'].removeprefix('Value error, ')}" if where else e["msg"]) from None
+            raise _params_error(exc) from None
         except ArithmeticError as exc:
             raise ValueError(f"a parameter is out of range: {exc}") from None
         return v
+
+    @model_validator(mode="after")
+    def _direction(self) -> GenericSpec:
+        model = KINDS.get(self.kind)
+        if model is not None and self.direction is not None and self.direction not in model.directions:
+            raise ValueError(f"{self.kind!r} supports direction {' or '.join(model.directions)}, not {self.direction!r}")
+        return self
 
 
 _COMMON = set(NetworkSpec.model_fields)

@@ -17,9 +17,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from mlchaos.proxy import clock
 from mlchaos.proxy.faults import KINDS, Plan, ProxyFault
@@ -41,32 +41,34 @@ class TableFull(RuntimeError):
     """The table holds ``max_rules`` rules; the control API answers 429."""
 
 
+def _one_or_many(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
 class Match(BaseModel):
     """Which requests a rule may hit (HTTP mode).  All given matchers must hold."""
 
     model_config = ConfigDict(extra="forbid")
-    method: list[str] | None = Field(default=None, description="HTTP methods, e.g. ['GET'].")
+    method: Annotated[list[str] | None, BeforeValidator(_one_or_many, json_schema_input_type=list[str] | str | None)] = (
+        Field(default=None, description="HTTP method(s), e.g. 'GET' or ['GET', 'POST'].")
+    )
     path: str | None = Field(default=None, description="Glob on the path without query, e.g. '/features/*'.")
     headers: dict[str, str] = Field(default_factory=dict, description="Header name -> glob on the value ('*' = present).")
 
-    @field_validator("method", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 
+class Blast(BaseModel):
+    """A fault's blast radius: which share of which requests it hits, on which path.
 
-class Common(BaseModel):
-    """Fields every fault JSON may carry besides its kind's parameters."""
+    The one declaration of these fields: the proxy's fault JSON (:class:`Common`) and the
+    experiment side's proxy faults (``mlchaos.faults.network.NetworkSpec``) both inherit it,
+    so ``mlchaos validate`` and the proxy accept the same values.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    kind: str
-    probability: Percent = 1.0
-    match: Match = Field(default_factory=Match)
-    direction: str | None = None
-    ttl: Duration = 60.0
-    seed: int | None = None
-    name: str | None = None
-    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    probability: Percent = Field(1.0, description="Share of requests (HTTP) or connections (TCP) hit, e.g. '10%'.")
+    match: Match = Field(default_factory=Match, description="Only requests matching these are eligible.")
+    direction: str | None = Field(None, description="Which path the fault acts on (default depends on the kind).")
+    seed: int | None = Field(default=None, description="Seed of the proxy's coin for this fault (reproducible runs).")
 
     @field_validator("probability")
     @classmethod
@@ -74,6 +76,15 @@ class Common(BaseModel):
         if not 0.0 <= v <= 1.0:
             raise ValueError("probability must be within [0, 1] (or 0%..100%)")
         return v
+
+
+class Common(Blast):
+    """Fields every fault JSON may carry besides its kind's parameters."""
+
+    kind: str
+    ttl: Duration = 60.0
+    name: str | None = None
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @field_validator("ttl")
     @classmethod
@@ -193,7 +204,7 @@ MAX_DIGITS = 20
 _NUMERIC = re.compile(r"\s*[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*[A-Za-z%/]*\s*")
 
 
-def _bad_values(value: Any, path: str, depth: int = 0) -> list[dict[str, str]]:
+def bad_values(value: Any, path: str, depth: int = 0) -> list[dict[str, str]]:
     """Numbers no fault field can mean (huge, non-finite) and nesting no fault has, as field errors.
 
     Checked before the models see them: the unit parsers turn a 401-digit integer or "1e999" into an
@@ -221,9 +232,9 @@ def _bad_values(value: Any, path: str, depth: int = 0) -> list[dict[str, str]]:
                 return [{"field": here, "error": f"number out of range: {value[:40]!r}"}]
         return []
     if isinstance(value, dict):
-        return [e for k, v in value.items() for e in _bad_values(v, f"{path}.{k}" if path else str(k), depth + 1)]
+        return [e for k, v in value.items() for e in bad_values(v, f"{path}.{k}" if path else str(k), depth + 1)]
     if isinstance(value, list):
-        return [e for i, v in enumerate(value) for e in _bad_values(v, f"{path}.{i}", depth + 1)]
+        return [e for i, v in enumerate(value) for e in bad_values(v, f"{path}.{i}", depth + 1)]
     return []
 
 
@@ -231,7 +242,7 @@ def parse_rule(data: Any, mode: str) -> Rule:
     """Validate fault JSON for a proxy in ``mode`` ('tcp' or 'http'); raise :class:`RuleError`."""
     if not isinstance(data, dict):
         raise RuleError("a fault must be a JSON object like {\"kind\": \"latency\", \"delay\": \"200ms\"}")
-    bad = _bad_values(data, "")
+    bad = bad_values(data, "")
     if bad:
         raise RuleError("; ".join(f"{e['field']}: {e['error']}" for e in bad), bad)
     kind = data.get("kind")

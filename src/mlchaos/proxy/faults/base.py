@@ -25,9 +25,13 @@ Direction = Literal["request", "response", "both"]
 
 
 class Params(BaseModel):
-    """Base of fault parameter models: unknown keys are errors (typos must not pass silently)."""
+    """Base of fault parameter models: unknown keys are errors (typos must not pass silently).
 
-    model_config = ConfigDict(extra="forbid")
+    A field's docstring is its description (``GET /kinds``, and ``mlchaos schema`` for the
+    experiment side built from these models by ``mlchaos.faults.network``).
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 @dataclasses.dataclass(slots=True)
