@@ -22,8 +22,6 @@ import mlchaos
 
 SRC = Path(mlchaos.__file__).resolve().parent
 
-PLUGINS = ("faults", "probes", "targets", "platforms")
-
 #: subpackage → the subpackages it must never import (directly or lazily), and why.
 RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "engine": (("faults", "probes", "lab", "load", "targets", "platforms"),
@@ -32,8 +30,16 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "spec": (("engine", "load"), "validation must not pull in the runner or the load generator"),
     "proxy": (("engine",), "the fault proxy is a standalone data plane"),
     "load": (("engine",), "the load generator is a standalone tool the engine lends to probes"),
-    **{p: (("engine",), "plugins see the engine only through mlchaos.plugin and mlchaos.contract")
-       for p in PLUGINS},
+    "faults": (("engine", "probes"),
+               "plugins see the engine only through mlchaos.plugin and mlchaos.contract; a fault never needs a probe"),
+    "probes": (("engine", "faults"),
+               "plugins see the engine only through mlchaos.plugin and mlchaos.contract; a probe measures, "
+               "what it shares with faults lives with the target (e.g. targets.lab.lab_dir_for)"),
+    "targets": (("engine", "faults", "probes"),
+                "plugins see the engine only through mlchaos.plugin and mlchaos.contract; faults and probes "
+                "use targets, not the other way"),
+    "platforms": (("engine", "faults", "probes"),
+                  "a platform (Kubernetes client, manifests) is what faults build on, never the other way"),
 }
 
 #: Imports that break a rule on purpose: (file relative to src/mlchaos, imported module) → reason.

@@ -32,34 +32,13 @@ from pydantic import Field
 from mlchaos.faults.data import FailpointFault
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Duration, Percent
+from mlchaos.targets.lab import lab_dir_for
 
 if TYPE_CHECKING:
     from mlchaos.contract.lease import Lease
 
 __all__ = ["ArtifactCorrupt", "DeliveryRun", "RegistryOutage", "TrainingPoison", "ValidationCrash",
            "ValidationHang", "ValidationNan"]
-
-
-def lab_dir_of(value: str | None) -> Path:
-    """The lab directory a delivery fault or probe acts on: the spec's, else ``$MLCHAOS_LAB_DIR``, else the
-    default lab directory."""
-    from mlchaos.lab.paths import resolve_lab_dir
-
-    return resolve_lab_dir(value)
-
-
-def resolve_lab_dir(spec: Any, ctx: Any) -> Path:
-    """The spec's ``lab_dir``; else the directory of its target when that is a ``lab`` target; else the
-    default (``$MLCHAOS_LAB_DIR``).  So ``target: {platform: lab, system: serving, dir: ...}`` is enough."""
-    if getattr(spec, "lab_dir", None):
-        return lab_dir_of(spec.lab_dir)
-    try:
-        target = ctx.target(spec.target)
-    except Exception:  # no such target, or a context without targets
-        target = None
-    lab = getattr(target, "lab", None)
-    root = getattr(getattr(lab, "paths", None), "root", None)
-    return Path(root) if root is not None else lab_dir_of(None)
 
 
 class _LabFields(FaultSpec):
@@ -77,7 +56,7 @@ class _MarkerFault(Fault):
         self._lease_id: str | None = None
 
     def _root(self) -> Path:
-        return resolve_lab_dir(self.spec, self.ctx)
+        return lab_dir_for(self.spec, self.ctx)
 
     def _directory(self) -> Path:
         from mlchaos.lab.delivery.layout import DeliveryPaths
@@ -249,7 +228,7 @@ class TrainingPoison(FailpointFault):
         if self.spec.directory is None:  # the lab's delivery failpoints, where its train step looks
             from mlchaos.lab.delivery.layout import DeliveryPaths
 
-            self.spec.directory = str(DeliveryPaths(resolve_lab_dir(self.spec, self.ctx)).failpoints)
+            self.spec.directory = str(DeliveryPaths(lab_dir_for(self.spec, self.ctx)).failpoints)
         return await super().preflight()
 
 
@@ -288,7 +267,7 @@ class DeliveryRun(Fault):
     async def preflight(self) -> dict[str, Any]:
         from mlchaos.lab import Lab
 
-        root = resolve_lab_dir(self.spec, self.ctx)
+        root = lab_dir_for(self.spec, self.ctx)
         lab = Lab(root)
         if not lab.is_up() or not any(s.system == "serving" for s in lab.status()):
             raise FaultError(f"the lab in {root} does not run the serving system (`mlchaos lab up serving`)")
@@ -304,7 +283,7 @@ class DeliveryRun(Fault):
     async def intent(self, lease: Lease) -> dict[str, Any]:
         """The pipeline's run id, chosen ahead: with no PID yet, ``revert`` finds the process by it."""
         self._run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        return {"run_id": self._run_id, "lab_dir": str(resolve_lab_dir(self.spec, self.ctx))}
+        return {"run_id": self._run_id, "lab_dir": str(lab_dir_for(self.spec, self.ctx))}
 
     async def inject(self, lease: Lease) -> Applied:
         from mlchaos.lab.delivery.layout import DeliveryPaths

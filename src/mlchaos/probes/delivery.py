@@ -27,17 +27,17 @@ class _LabProbeSpec(ProbeSpec):
 
 
 def _lab(lab_dir: str | None) -> Any:
-    from mlchaos.faults.delivery import lab_dir_of
     from mlchaos.lab import Lab
+    from mlchaos.lab.paths import resolve_lab_dir
 
-    return Lab(lab_dir_of(lab_dir))
+    return Lab(resolve_lab_dir(lab_dir))
 
 
 def _lab_dir(probe: Probe) -> str:
     """The probe's lab directory: its ``lab_dir``, else its ``lab`` target's, else the default."""
-    from mlchaos.faults.delivery import resolve_lab_dir
+    from mlchaos.targets.lab import lab_dir_for
 
-    return str(resolve_lab_dir(probe.spec, probe.ctx))
+    return str(lab_dir_for(probe.spec, probe.ctx))
 
 
 def _replicas(lab: Any) -> dict[str, str]:

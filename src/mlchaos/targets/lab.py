@@ -30,6 +30,26 @@ _ENTRY = {"serving": "serving-lb", "realtime": "fraud", "recommender": "recommen
 _PROXY = {"realtime": "features-proxy", "recommender": "embedding-proxy"}
 
 
+def lab_dir_for(spec: Any, ctx: Any) -> Path:
+    """The lab directory a fault or probe acts on: its spec's ``lab_dir``; else the directory of its target
+    when that is a ``lab`` target; else the default (``$MLCHAOS_LAB_DIR``).
+
+    So ``target: {platform: lab, system: serving, dir: ...}`` is enough.  Here, with the lab target, so
+    that faults and probes share one rule without importing each other.
+    """
+    from mlchaos.lab.paths import resolve_lab_dir
+
+    if getattr(spec, "lab_dir", None):
+        return resolve_lab_dir(spec.lab_dir)
+    try:
+        target = ctx.target(spec.target)
+    except Exception:  # no such target, or a context without targets
+        target = None
+    lab = getattr(target, "lab", None)
+    root = getattr(getattr(lab, "paths", None), "root", None)
+    return Path(root) if root is not None else resolve_lab_dir(None)
+
+
 class LabTargetSpec(TargetSpec):
     platform: Literal["lab"] = "lab"
     system: Literal["serving", "realtime", "batch", "recommender"] = Field(description="Which lab system.")
