@@ -115,9 +115,9 @@ def test_flags_never_name_files_outside_the_lab(built_lab_dir: Path, tmp_path: P
     d = tmp_path / "lab"
     shutil.copytree(built_lab_dir, d)
     rel = os.path.relpath(tmp_path / "secret", d / "logs")
-    r = CliRunner().invoke(lab_cli, ["logs", rel, "--dir", str(d)])
+    r = CliRunner().invoke(lab_cli, ["logs", rel, "--lab-dir", str(d)])
     assert r.exit_code == 2 and "do not print me" not in r.output and "service" in r.output, r.output
-    r = CliRunner().invoke(lab_cli, ["batch", "--date", "../../x", "--dir", str(d)])
+    r = CliRunner().invoke(lab_cli, ["batch", "--date", "../../x", "--lab-dir", str(d)])
     assert r.exit_code == 2 and "date" in r.output, r.output
     with pytest.raises(LabInputError, match="date"):
         Lab(d).run_batch(date="2024-13-99")  # well-formed, but no such day: refused by the job itself
@@ -185,9 +185,9 @@ def test_admin_endpoints_need_the_lab_token(make_lab: Callable[..., Lab], tmp_pa
         assert c.post(sup_url + "/down").status_code == 401
     assert lab.is_up()
     # the CLI reads the token too (exit 2 on a bad name)
-    res = CliRunner().invoke(lab_cli, ["model", "stale", "serving-2", "--dir", str(lab.paths.root)])
+    res = CliRunner().invoke(lab_cli, ["model", "stale", "serving-2", "--lab-dir", str(lab.paths.root)])
     assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(lab_cli, ["model", "../../x", "--dir", str(lab.paths.root)])
+    res = CliRunner().invoke(lab_cli, ["model", "../../x", "--lab-dir", str(lab.paths.root)])
     assert res.exit_code == 2 and "version" in res.output
     assert {s.name: s.model_alias for s in lab.status()}["serving-2"] == "stale"
 
@@ -231,11 +231,11 @@ def test_kill_9_of_the_supervisor_leaves_no_lab_process(make_lab: Callable[..., 
         print(f"all lab processes gone {took:.2f}s after kill -9 of the supervisor")
         os.waitpid(sup, 0)
         assert not _gone(stopped)
-        r = CliRunner().invoke(lab_cli, ["status", "--dir", str(lab.paths.root)])
+        r = CliRunner().invoke(lab_cli, ["status", "--lab-dir", str(lab.paths.root)])
         assert r.exit_code == 1 and "no lab running" in r.output, r.output
         assert "reaped" in r.output and f"serving-0 (pid {stopped})" in r.output, r.output
         assert all(_gone(pid) for pid in procs) and all(port_is_free(p) for p in ports)
-        r = CliRunner().invoke(lab_cli, ["status", "--dir", str(lab.paths.root)])
+        r = CliRunner().invoke(lab_cli, ["status", "--lab-dir", str(lab.paths.root)])
         assert "reaped" not in r.output
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -151,3 +151,18 @@ def test_both_spellings_at_once_is_an_error_not_a_silent_choice() -> None:
     pytest.importorskip("kubernetes", reason="the [kubernetes] extra")
     with pytest.raises(SpecErrors, match="unknown key 'keep_ready'"):
         load_text(OLD_KEEP.replace("keep_ready: 1", "keep_ready: 1\n    keep_healthy: 1"), "exp.yaml")
+
+
+def test_lab_dir_flag_and_its_old_spelling(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("fastapi", reason="the [lab] extra")
+    new = _mlchaos("lab", "status", "--lab-dir", str(tmp_path), "--json")
+    old = _mlchaos("lab", "status", "--dir", str(tmp_path), "--json")
+    assert json.loads(new.stdout)["dir"] == json.loads(old.stdout)["dir"] == str(tmp_path)
+    assert (new.returncode, old.returncode) == (1, 1)  # not running, either way
+    assert "deprecated" not in new.stderr
+    assert "mlchaos lab: --dir is deprecated, write --lab-dir" in old.stderr
+    both = _mlchaos("lab", "status", "--lab-dir", str(tmp_path), "--dir", str(tmp_path))
+    assert both.returncode == 2 and "--lab-dir only" in both.stderr
+    assert "--dir" not in _mlchaos("lab", "status", "--help").stdout.replace("--lab-dir", "")
