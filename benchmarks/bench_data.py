@@ -183,7 +183,7 @@ def worker_failpoint(repeats: int) -> dict[str, float]:
 
     import pandas as pd
 
-    from mlchaos.failpoint import arm, failpoint
+    from mlchaos.failpoints import arm, failpoint
 
     df = pd.DataFrame({"x": [1.0, 2.0]})
     out: dict[str, float] = {}

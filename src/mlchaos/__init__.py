@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlchaos.engine.runner import RunResult
-    from mlchaos.spec.loader import ValidatedExperiment
+    from mlchaos.spec.experiment import Experiment
 
 __version__ = "0.1.0"
 
@@ -37,16 +37,17 @@ _LAZY: dict[str, str] = {
     "Probe": "mlchaos.plugin:Probe",
     "Target": "mlchaos.plugin:Target",
     "Applied": "mlchaos.plugin:Applied",
+    "Experiment": "mlchaos.spec.experiment:Experiment",
     "SpecErrors": "mlchaos.spec.errors:SpecErrors",
     "corrupt": "mlchaos.data:corrupt",
-    "failpoint": "mlchaos.failpoint:failpoint",
+    "failpoint": "mlchaos.failpoints:failpoint",
     "drift": "mlchaos.drift:",
 }
 
 __all__ = ["__version__", "load_experiment", "run", *_LAZY]
 
 
-def load_experiment(source: str | os.PathLike[str] | dict[str, Any]) -> ValidatedExperiment:
+def load_experiment(source: str | os.PathLike[str] | dict[str, Any]) -> Experiment:
     """Validate an experiment: a YAML file's path, or the same document as a dict.
 
     Raises :class:`mlchaos.SpecErrors` listing every problem (with file, line
@@ -61,11 +62,11 @@ def load_experiment(source: str | os.PathLike[str] | dict[str, Any]) -> Validate
     raise TypeError(f"load_experiment takes a path or a dict, got {type(source).__name__}")
 
 
-def run(experiment: ValidatedExperiment | str | os.PathLike[str] | dict[str, Any], *,
+def run(experiment: Experiment | str | os.PathLike[str] | dict[str, Any], *,
         journal: str | os.PathLike[str] | None = None) -> RunResult:
     """Run an experiment to its verdict (blocking), like ``mlchaos run``; faults are removed on every exit path.
 
-    ``experiment`` is what :func:`load_experiment` returns, or anything it
+    ``experiment`` is what :func:`load_experiment` returns (an :class:`Experiment`), or anything it
     takes.  ``journal`` is where the JSON-lines journal goes (default: none
     kept beyond the run's state).  The result has ``status``, ``exit_code``,
     ``reason``, ``run_id``, ``journal`` and ``summary``.
@@ -85,8 +86,8 @@ def __getattr__(name: str) -> Any:
 
     module, _, attr = target.partition(":")
     value = importlib.import_module(module)
-    # not cached in globals(): importing a submodule binds its name here by itself, and ``failpoint``
-    # must keep behaving as before (the function until ``mlchaos.failpoint`` the module is imported)
+    # not cached in globals(): importing a submodule binds its name here by itself (``failpoint`` is
+    # the function from ``mlchaos.failpoints``; the old module path's shim binds that same object)
     return getattr(value, attr) if attr else value
 
 

@@ -66,7 +66,7 @@ def test_failpoint_run_records_effects_and_disarms(tmp_path: Path, plugins: None
     import pyarrow as pa
 
     from mlchaos.data import write_table
-    from mlchaos.failpoint import failpoint, status
+    from mlchaos.failpoints import failpoint, status
 
     rng = np.random.default_rng(1)
     clean = pd.DataFrame({"amount": rng.normal(100, 10, 4000)})

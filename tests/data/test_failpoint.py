@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import mlchaos
-from mlchaos import failpoint as fp_module
-from mlchaos.failpoint import FailpointError, arm, disarm, effects, failpoint, failpoint_dir, renew, status
+from mlchaos import failpoints as fp_module
+from mlchaos.failpoints import FailpointError, arm, disarm, effects, failpoint, failpoint_dir, renew, status
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_decorator_and_context_forms(df: pd.DataFrame) -> None:
     assert (load()["amount"] > 10_000).sum() == 100
     with failpoint("load.features") as fp:
         assert fp.armed and (fp(df)["amount"] > 10_000).sum() == 100
-    assert (fp_module("load.features", df)["amount"] > 10_000).sum() == 100
+    assert (fp_module.failpoint("load.features", df)["amount"] > 10_000).sum() == 100
 
 
 def test_raise_kind(df: pd.DataFrame) -> None:
@@ -127,7 +127,7 @@ def test_lease_expires_and_renews(df: pd.DataFrame) -> None:
 
 ARMER = r"""
 import sys, time
-from mlchaos.failpoint import arm, renew
+from mlchaos.failpoints import arm, renew
 arm("batch.after_extract", "nulls", columns="amount", fraction=0.05, ttl=1.0)
 print("armed", flush=True)
 while True:

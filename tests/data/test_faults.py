@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlchaos.contract.lease import Lease
-from mlchaos.failpoint import effects, failpoint, status
+from mlchaos.failpoints import effects, failpoint, status
 from mlchaos.faults.data import FailpointFault, FileCorrupt
 from mlchaos.faults.models import ModelSwap, ModelTruncate
 from mlchaos.plugin import FaultError

@@ -11,7 +11,7 @@ import pytest
 
 from mlchaos.lab import Lab
 
-failpoint = pytest.importorskip("mlchaos.failpoint")
+failpoint = pytest.importorskip("mlchaos.failpoints")
 
 
 def test_batch_corrupted_extraction(

@@ -166,3 +166,32 @@ def test_lab_dir_flag_and_its_old_spelling(tmp_path: Path) -> None:
     both = _mlchaos("lab", "status", "--lab-dir", str(tmp_path), "--dir", str(tmp_path))
     assert both.returncode == 2 and "--lab-dir only" in both.stderr
     assert "--dir" not in _mlchaos("lab", "status", "--help").stdout.replace("--lab-dir", "")
+
+
+def test_the_failpoint_function_and_its_module_no_longer_share_a_name() -> None:
+    """``mlchaos.failpoint`` is the function, ``mlchaos.failpoints`` the module; the old module path
+    still imports (with a DeprecationWarning) and leaves ``mlchaos.failpoint`` callable."""
+    code = (
+        "import types, warnings\n"
+        "import mlchaos, mlchaos.failpoints\n"
+        "assert isinstance(mlchaos.failpoints, types.ModuleType)\n"
+        "assert mlchaos.failpoint is mlchaos.failpoints.failpoint and not isinstance(mlchaos.failpoint, types.ModuleType)\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import mlchaos.failpoint\n"
+        "    from mlchaos.failpoint import arm, failpoint, failpoint_dir, FailpointError\n"
+        "assert any(issubclass(x.category, DeprecationWarning) and 'mlchaos.failpoints' in str(x.message) for x in w)\n"
+        "assert mlchaos.failpoint is failpoint is mlchaos.failpoints.failpoint\n"
+        "assert arm is mlchaos.failpoints.arm and failpoint_dir is mlchaos.failpoints.failpoint_dir\n"
+        "assert mlchaos.failpoint('x', 41) == 41 and mlchaos.failpoint.arm is arm\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_the_callable_module_patch_is_gone() -> None:
+    import mlchaos.failpoints as fps
+
+    src = Path(fps.__file__).read_text()
+    assert "_CallableModule" not in src and "__class__" not in src

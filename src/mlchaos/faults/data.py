@@ -73,7 +73,7 @@ class FailpointFault(Fault):
         self._lease_id: str | None = None
 
     async def preflight(self) -> dict[str, Any]:
-        from mlchaos.failpoint import _check_name, failpoint_dir
+        from mlchaos.failpoints import _check_name, failpoint_dir
 
         try:
             _check_name(self.spec.point)
@@ -85,7 +85,7 @@ class FailpointFault(Fault):
 
     async def intent(self, lease: Lease) -> dict[str, Any]:
         """The arming's id, chosen ahead: ``revert`` disarms this arming only, armed or not yet."""
-        from mlchaos.failpoint import failpoint_dir
+        from mlchaos.failpoints import failpoint_dir
 
         self._planned_lease = uuid.uuid4().hex
         return {"name": self.spec.point, "directory": str(failpoint_dir(self.spec.directory)),
@@ -93,7 +93,7 @@ class FailpointFault(Fault):
 
     async def inject(self, lease: Lease) -> Applied:
         from mlchaos import failpoint as fp
-        from mlchaos.failpoint import failpoint_dir
+        from mlchaos.failpoints import failpoint_dir
 
         await self.preflight()
         try:
@@ -112,7 +112,7 @@ class FailpointFault(Fault):
         )
 
     async def renew(self, lease: Lease) -> None:
-        from mlchaos.failpoint import renew
+        from mlchaos.failpoints import renew
 
         if self._lease_id is None:
             return
@@ -122,7 +122,7 @@ class FailpointFault(Fault):
             raise FaultError(str(exc)) from None
 
     async def observed(self) -> dict[str, Any]:
-        from mlchaos.failpoint import effects
+        from mlchaos.failpoints import effects
 
         if self._lease_id is None:
             return {}
@@ -134,7 +134,7 @@ class FailpointFault(Fault):
 
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
-        from mlchaos.failpoint import disarm
+        from mlchaos.failpoints import disarm
 
         if undo.get("name"):
             disarm(str(undo["name"]), directory=undo.get("directory"), lease_id=undo.get("lease_id"))

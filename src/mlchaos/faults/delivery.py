@@ -79,7 +79,7 @@ class _MarkerFault(Fault):
         return {"name": self.point, "directory": str(self._directory()), "lease_id": self._planned_lease}
 
     async def inject(self, lease: Lease) -> Applied:
-        from mlchaos.failpoint import arm
+        from mlchaos.failpoints import arm
 
         planned = await self.preflight()
         directory = self._directory()
@@ -94,7 +94,7 @@ class _MarkerFault(Fault):
                        undo={"name": self.point, "directory": str(directory), "lease_id": rec["lease_id"]})
 
     async def renew(self, lease: Lease) -> None:
-        from mlchaos.failpoint import renew
+        from mlchaos.failpoints import renew
 
         if self._lease_id is None:
             return
@@ -104,7 +104,7 @@ class _MarkerFault(Fault):
             raise FaultError(str(exc)) from None
 
     async def observed(self) -> dict[str, Any]:
-        from mlchaos.failpoint import effects
+        from mlchaos.failpoints import effects
 
         if self._lease_id is None:
             return {}
@@ -117,7 +117,7 @@ class _MarkerFault(Fault):
 
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
-        from mlchaos.failpoint import disarm
+        from mlchaos.failpoints import disarm
 
         if undo.get("name"):
             disarm(str(undo["name"]), directory=undo.get("directory"), lease_id=undo.get("lease_id"))

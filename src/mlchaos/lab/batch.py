@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlchaos.failpoint import failpoint
+from mlchaos.failpoints import failpoint
 from mlchaos.lab import data, featurestore
 from mlchaos.lab.models import load_fraud_model
 from mlchaos.lab.paths import LabPaths

@@ -2,7 +2,7 @@
 
 The steps are separate processes started by the pipeline; the experiment
 runner is yet another.  They share only the disk, so the control channel is
-the failpoint directory of :mod:`mlchaos.failpoint`: a record per name with
+the failpoint directory of :mod:`mlchaos.failpoints`: a record per name with
 an ``expires_at`` lease, so a fault lapses by itself when the runner stops
 renewing it.  Delivery faults are armed with ``kind="raise"`` and a ``mode``
 parameter (``crash``, ``hang``, ``nan``, ``unreachable``, ``slow``,

@@ -54,7 +54,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 # -- train --------------------------------------------------------------------------------------
 def train(run: Path, cfg: dict[str, Any]) -> int:
-    from mlchaos.failpoint import failpoint
+    from mlchaos.failpoints import failpoint
     from mlchaos.lab.delivery import training
     from mlchaos.lab.models import _train_fraud
 
