@@ -68,6 +68,7 @@ def test_load_experiment_takes_a_path_or_a_dict(tmp_path: Path) -> None:
     f.write_text(yaml.safe_dump(_experiment()))
     from_file = mlchaos.load_experiment(f)
     assert from_dict.spec.title == from_file.spec.title == "api smoke"
+    assert isinstance(from_dict, mlchaos.Experiment) and isinstance(from_file, mlchaos.Experiment)
     assert mlchaos.load_experiment(str(f)).spec.title == "api smoke"
 
 
