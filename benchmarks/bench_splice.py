@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_proxy  # the same document as the end-to-end benchmark
 
-from mlchaos.proxy import http_path
+from mlchaos.proxy import http_path, http_wire
 from mlchaos.proxy.faults import Plan
 from mlchaos.proxy.rules import FaultTable, parse_rule
 
@@ -75,7 +75,7 @@ def corrupt_us(n: int) -> float:
     plan.corrupt.append(rule.fault)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     for _ in range(n):
-        http_path.corrupt_response(RESP, plan)
+        http_wire.corrupt_response(RESP, plan)
     return (time.perf_counter() - t0) / n * 1e6
 
 
@@ -108,20 +108,20 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--n", type=int, default=5000)
     args = ap.parse_args()
-    c_module = http_path._splice
+    c_module = http_wire._splice
     if c_module is None:
         print("the C extension is not built (pip install -e . with a compiler); nothing to compare", file=sys.stderr)
         return 1
     best: dict[tuple[str, str], float] = {}
     for _ in range(args.rounds):
         for impl in ("C", "Python"):
-            http_path._splice = c_module if impl == "C" else None
+            http_wire._splice = c_module if impl == "C" else None
             rows = {"corrupt_response alone": corrupt_us(args.n)}
             for name, faults in CONFIGS.items():
                 rows[f"exchange, {name}"] = asyncio.run(exchange_us(faults, args.n))
             for name, us in rows.items():
                 best[(impl, name)] = min(best.get((impl, name), float("inf")), us)
-    http_path._splice = c_module
+    http_wire._splice = c_module
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {platform.python_version()}, "
           f"best of {args.rounds} interleaved rounds of {args.n}\n")
     print("| µs per call (proxy's own work, no kernel) | Python | C | Python / C |")

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlchaos.proxy import http_path
+from mlchaos.proxy import http_wire
 from mlchaos.proxy.faults import Plan
 from mlchaos.proxy.faults.json_corrupt import JsonCorrupt, JsonCorruptParams
 
-C = http_path._splice
+C = http_wire._splice
 needs_c = pytest.mark.skipif(C is None, reason="C extension not built (MLCHAOS_PURE_PYTHON set)")
 
 
@@ -36,12 +36,12 @@ def _fault(field: str, action: str = "null") -> JsonCorrupt:
 def _both(data: bytes, fault: JsonCorrupt) -> tuple[bytes, bytes]:
     plan = Plan()
     plan.corrupt.append(fault)
-    fast = http_path.corrupt_response(data, plan)
-    saved, http_path._splice = http_path._splice, None
+    fast = http_wire.corrupt_response(data, plan)
+    saved, http_wire._splice = http_wire._splice, None
     try:
-        slow = http_path.corrupt_response(data, plan)
+        slow = http_wire.corrupt_response(data, plan)
     finally:
-        http_path._splice = saved
+        http_wire._splice = saved
     return fast, slow
 
 
@@ -83,7 +83,7 @@ def test_unchanged_value_returns_the_same_object() -> None:
     data = _response(b'{"a": null}')
     fault = _fault("a")
     assert C.rewrite(data, fault.needles, b"null") is data  # type: ignore[union-attr,arg-type]
-    assert http_path.corrupt_response(data, _plan(fault)) is data
+    assert http_wire.corrupt_response(data, _plan(fault)) is data
 
 
 def _plan(fault: JsonCorrupt) -> Plan:
@@ -96,7 +96,7 @@ def test_stale_is_captured_by_python_then_replayed_as_a_constant() -> None:
     fault = _fault("amount", "stale")
     assert fault.constant is None  # the first response decides the value
     first = _response(b'{"amount": 10, "id": 1}')
-    assert http_path.corrupt_response(first, _plan(fault)) == first
+    assert http_wire.corrupt_response(first, _plan(fault)) == first
     assert fault.constant == b"10"
     fast, slow = _both(_response(b'{"amount": 99.5, "id": 2}'), fault)
     assert fast == slow and fast.endswith(b'{"amount": 10, "id": 2}')
