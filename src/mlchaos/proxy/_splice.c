@@ -6,7 +6,7 @@
  * ~19 us pass-through, against a goal of <= 1.5x; no library locates a value's byte span
  * without re-serialising the document (see benchmarks/bench_splice.py for the A/B).
  *
- * What: exactly the common case of http_path.corrupt_response + jsonspan.first for one
+ * What: exactly the common case of http_wire.corrupt_response + jsonspan.first for one
  * wildcard-free path whose replacement is a constant (null, NaN, a captured stale value).
  * Every other case returns None and the Python code handles it, so the two cannot disagree
  * on anything but speed; tests/proxy/test_splice.py checks both on generated documents.

@@ -75,7 +75,7 @@ class JsonCorrupt(ProxyFault[JsonCorruptParams]):
         self._one = self._paths[0] if len(self._paths) == 1 and "*" not in params.fields[0].split(".") else None
         self._stale: dict[str, bytes] = {}
         self._lock = threading.Lock()
-        # For the C fast path (http_path.corrupt_response): the one path's keys as quoted JSON, when
+        # For the C fast path (http_wire.corrupt_response): the one path's keys as quoted JSON, when
         # every key has a single byte form, and the replacement once it no longer depends on the value.
         one = self._one
         self.needles = (
