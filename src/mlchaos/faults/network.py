@@ -6,7 +6,7 @@ the fault under a lease (``ttl = lease.ttl``); if the runner dies, the proxy
 drops the fault by itself when the lease lapses, and ``revert`` needs only
 ``{"control": url, "id": fault_id}``.
 
-Registered names (entry point group ``mlchaos.faults``): ``latency``,
+Registered names (``mlchaos.registry.BUILTIN``): ``latency``,
 ``bandwidth``, ``timeout``, ``reset``, ``refuse``, ``slow-close``,
 ``http-error``, ``abort``, ``json-corrupt``, and ``proxy`` (any kind by name,
 parameters under ``params``).
