@@ -284,7 +284,7 @@ def test_engine_run_sees_stale_features(make_lab: Callable[..., Lab], plugins: N
     original = dump(db)
     exp = {
         "title": "stale features are visible as feature age",
-        "target": {"platform": "lab", "system": "realtime", "dir": str(lab.paths.root)},
+        "target": {"platform": "lab", "system": "realtime", "lab_dir": str(lab.paths.root)},
         "load": {"rate": "60/s", "sample": 1.0,
                  "request": {"path": "/predict", "method": "POST",
                              "body": {"account_id": 42, "amount": 80.0, "merchant_category": "grocery",

@@ -195,3 +195,24 @@ def test_the_callable_module_patch_is_gone() -> None:
 
     src = Path(fps.__file__).read_text()
     assert "_CallableModule" not in src and "__class__" not in src
+
+
+def test_dir_is_the_old_spelling_of_lab_dir(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("fastapi", reason="the [lab] extra")
+    text = (
+        "title: old lab directory field\n"
+        "target: {platform: lab, system: serving, dir: " + str(tmp_path) + "}\n"
+        "steady_state:\n"
+        "  - {probe: http, url: /health, equals: 200}\n"
+        "method:\n"
+        "  - {fault: stale-model, dir: " + str(tmp_path) + ", at: 1s, duration: 2s}\n"
+    )
+    exp = load_text(text, "exp.yaml")
+    assert exp.targets["default"].lab_dir == exp.faults[0].lab_dir == str(tmp_path)
+    assert [(n.line, n.path, n.message) for n in exp.notes] == [
+        (2, "target.dir", "'dir' is deprecated, write 'lab_dir'"),
+        (6, "method[0].dir", "'dir' is deprecated, write 'lab_dir'"),
+    ]
+    assert load_text(text.replace(" dir:", " lab_dir:"), "exp.yaml").notes == []

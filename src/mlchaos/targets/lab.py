@@ -34,7 +34,7 @@ def lab_dir_for(spec: Any, ctx: Any) -> Path:
     """The lab directory a fault or probe acts on: its spec's ``lab_dir``; else the directory of its target
     when that is a ``lab`` target; else the default (``$MLCHAOS_LAB_DIR``).
 
-    So ``target: {platform: lab, system: serving, dir: ...}`` is enough.  Here, with the lab target, so
+    So ``target: {platform: lab, system: serving, lab_dir: ...}`` is enough.  Here, with the lab target, so
     that faults and probes share one rule without importing each other.
     """
     from mlchaos.lab.paths import resolve_lab_dir
@@ -53,7 +53,7 @@ def lab_dir_for(spec: Any, ctx: Any) -> Path:
 class LabTargetSpec(TargetSpec):
     platform: Literal["lab"] = "lab"
     system: Literal["serving", "realtime", "batch", "recommender"] = Field(description="Which lab system.")
-    dir: str | None = Field(None, description="Lab directory (default: $MLCHAOS_LAB_DIR or the user state dir).")
+    lab_dir: str | None = Field(None, description="Lab directory (default: $MLCHAOS_LAB_DIR or the user state dir).")
     entry: str | None = Field(None, description="Service whose URL is the base URL (default: the system's entry).")
     variant: str | None = Field(None, description="Refuse to run unless the system runs this variant.")
     batch_every: Duration | None = Field(None, description="batch: run the pipeline this often during the run.")
@@ -69,7 +69,7 @@ class LabTarget(Target):
         super().__init__(spec, ctx)
         from mlchaos.lab import Lab
 
-        self.lab = Lab(spec.dir)
+        self.lab = Lab(spec.lab_dir)
         self._status: dict[str, Any] = {}
         self._batch: asyncio.Task[None] | None = None
         self._batch_stop = asyncio.Event()

@@ -25,7 +25,7 @@ def experiment(lab_dir: Path, path: Path = EXPERIMENT) -> dict[str, Any]:
     """The experiment file pointed at ``lab_dir`` (its lab target's ``dir``; the delivery faults and probes
     follow their target)."""
     exp: dict[str, Any] = yaml.safe_load(path.read_text())
-    exp.setdefault("target", {"platform": "lab", "system": "serving"})["dir"] = str(lab_dir)
+    exp.setdefault("target", {"platform": "lab", "system": "serving"})["lab_dir"] = str(lab_dir)
     return exp
 
 
