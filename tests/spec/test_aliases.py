@@ -78,6 +78,9 @@ def test_every_builtin_plugin_name_is_hyphenated() -> None:
 def test_schema_shows_only_the_new_spellings() -> None:
     text = json.dumps(__import__("mlchaos.spec.schema", fromlist=["json_schema"]).json_schema())
     assert '"error-rate"' in text and '"error_rate"' not in text
+    assert '"lab_dir"' in text and '"dir"' not in text
+    if '"deployment-scale"' in text:  # with the [kubernetes] extra
+        assert '"keep_healthy"' in text and '"keep_ready"' not in text
 
 
 def test_the_loaders_return_an_experiment_and_the_old_names_still_work() -> None:
