@@ -40,7 +40,7 @@ _LAZY: dict[str, str] = {
     "Experiment": "mlchaos.spec.experiment:Experiment",
     "SpecErrors": "mlchaos.spec.errors:SpecErrors",
     "corrupt": "mlchaos.data:corrupt",
-    "failpoint": "mlchaos.failpoint:failpoint",
+    "failpoint": "mlchaos.failpoints:failpoint",
     "drift": "mlchaos.drift:",
 }
 
@@ -86,8 +86,8 @@ def __getattr__(name: str) -> Any:
 
     module, _, attr = target.partition(":")
     value = importlib.import_module(module)
-    # not cached in globals(): importing a submodule binds its name here by itself, and ``failpoint``
-    # must keep behaving as before (the function until ``mlchaos.failpoint`` the module is imported)
+    # not cached in globals(): importing a submodule binds its name here by itself (``failpoint`` is
+    # the function from ``mlchaos.failpoints``; the old module path's shim binds that same object)
     return getattr(value, attr) if attr else value
 
 
