@@ -175,8 +175,10 @@ def test_the_failpoint_function_and_its_module_no_longer_share_a_name() -> None:
     """``mlchaos.failpoint`` is the function, ``mlchaos.failpoints`` the module; the old module path
     still imports (with a DeprecationWarning) and leaves ``mlchaos.failpoint`` callable."""
     code = (
-        "import types, warnings\n"
-        "import mlchaos, mlchaos.failpoints\n"
+        "import sys, types, warnings\n"
+        "import mlchaos\n"
+        "assert callable(mlchaos.failpoint) and 'mlchaos.failpoint' not in sys.modules  # no shim, no warning\n"
+        "import mlchaos.failpoints\n"
         "assert isinstance(mlchaos.failpoints, types.ModuleType)\n"
         "assert mlchaos.failpoint is mlchaos.failpoints.failpoint and not isinstance(mlchaos.failpoint, types.ModuleType)\n"
         "with warnings.catch_warnings(record=True) as w:\n"
