@@ -511,6 +511,7 @@ class Downstream(asyncio.Protocol):
             self.proxy.release(up)
             return
         self._send(self.cur, up)
+        self.replay = None  # a fresh connection: a loss on it is the upstream's real failure
 
     def upstream_failed(self, reason: str) -> None:
         if not self.closed:
@@ -527,9 +528,9 @@ class Downstream(asyncio.Protocol):
             self.resend = None
         up.transport.write(data)
         up.req_done = m.complete
-        # On a reused connection: replayable once if the upstream turns out to have closed it (on_body
-        # keeps a copy of a body that streams on, up to --max-body-buffer).
-        self.replay = data if up.uses > 1 else None
+        # Replayable once if the upstream turns out to have closed a reused connection (upstream_ready
+        # clears it for a fresh one; on_body keeps a copy of a body that streams on, up to --max-body-buffer).
+        self.replay = data
         if m.body:
             m.body = []
         if not m.complete:
@@ -681,14 +682,11 @@ class Upstream(asyncio.Protocol):
         self.interim = False
         self.req_done = True
         """False while the request written on this connection is incomplete (its body still streaming)."""
-        self.uses = 0
-        """Requests written on this connection so far (more than 1: a reused keep-alive connection)."""
 
     def start(self, owner: Downstream, head: bool) -> None:
         """Prepare for the response to the request ``owner`` is about to write."""
         self.owner = owner
         self.idle = False
-        self.uses += 1
         self.head = head
         self.done = self.headers_done = self.got_bytes = False
 
