@@ -221,3 +221,19 @@ def test_dir_is_the_old_spelling_of_lab_dir(tmp_path: Path) -> None:
         (6, "method[0].dir", "'dir' is deprecated, write 'lab_dir'"),
     ]
     assert load_text(text.replace(" dir:", " lab_dir:"), "exp.yaml").notes == []
+
+
+def test_shipped_experiments_and_docs_use_only_the_new_spellings() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = sorted((root / "src/mlchaos/examples").rglob("*.yaml")) + sorted(
+        (root / "src/mlchaos/platforms/kubernetes/experiments").glob("*.yaml"))
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    assert shipped and docs
+    old = re.compile(r"probe: *\"?error_rate|keep_ready|--dir\b|platform: lab[^}\n]*\bdir:")
+    allowed = root / "docs/experiment.md"  # its "Old spellings" section names them on purpose
+    offenders = [f"{p.relative_to(root)}:{i}" for p in shipped + docs if p != allowed
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if old.search(line) and "mlchaos.lab.delivery.pipeline" not in line and "old spelling" not in line]
+    assert offenders == []
