@@ -237,3 +237,19 @@ def test_shipped_experiments_and_docs_use_only_the_new_spellings() -> None:
                  for i, line in enumerate(p.read_text().splitlines(), 1)
                  if old.search(line) and "mlchaos.lab.delivery.pipeline" not in line and "old spelling" not in line]
     assert offenders == []
+
+
+def test_the_delivery_pipeline_takes_lab_dir(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("sklearn", reason="the [lab] extra")
+
+    def pipeline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "mlchaos.lab.delivery.pipeline", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    assert "--lab-dir" in pipeline("--help").stdout and "--dir " not in pipeline("--help").stdout
+    missing = pipeline("--variant", "naive")
+    assert missing.returncode == 2 and "required: --lab-dir" in missing.stderr
+    both = pipeline("--lab-dir", str(tmp_path), "--dir", str(tmp_path))
+    assert both.returncode == 2 and "--lab-dir only" in both.stderr

@@ -295,7 +295,7 @@ class DeliveryRun(Fault):
         paths = DeliveryPaths(root)
         paths.runs.mkdir(parents=True, exist_ok=True)
         out = paths.runs / f"{self._run_id}.pipeline.log"
-        cmd = [sys.executable, "-m", "mlchaos.lab.delivery.pipeline", "--dir", str(root), "--variant",
+        cmd = [sys.executable, "-m", "mlchaos.lab.delivery.pipeline", "--lab-dir", str(root), "--variant",
                planned["variant"], "--registry", self.spec.registry, "--run-id", self._run_id]
         if self.spec.config:
             cmd += ["--config", json.dumps(self.spec.config)]

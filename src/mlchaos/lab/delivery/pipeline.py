@@ -6,7 +6,7 @@ Each step gets a timeout, a log file (``<run>/<step>.log``) and an entry in
 progress and a run that dies leaves a truthful manifest.  A step that
 outlives its timeout is killed.
 
-Run once: ``python -m mlchaos.lab.delivery.pipeline --dir LAB --variant naive``
+Run once: ``python -m mlchaos.lab.delivery.pipeline --lab-dir LAB --variant naive``
 (last stdout line: the manifest as JSON), or :func:`run_pipeline`.
 """
 
@@ -197,16 +197,24 @@ def bootstrap(lab_dir: str | Path, registry: str = "file", uri: str | None = Non
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--dir", required=True, help="lab directory")
+    p.add_argument("--lab-dir", help="lab directory (required)")
+    p.add_argument("--dir", dest="old_dir", help=argparse.SUPPRESS)  # the old spelling of --lab-dir
     p.add_argument("--variant", choices=VARIANTS, default="naive")
     p.add_argument("--registry", choices=("file", "mlflow"), default="file")
     p.add_argument("--run-id")
     p.add_argument("--config", help="JSON object of PipelineConfig fields to override")
     a = p.parse_args(argv)
+    if a.old_dir is not None:
+        if a.lab_dir is not None:
+            p.error("give --lab-dir only (--dir is its old spelling)")
+        print("pipeline: --dir is deprecated, write --lab-dir", file=sys.stderr)
+        a.lab_dir = a.old_dir
+    if a.lab_dir is None:
+        p.error("the following arguments are required: --lab-dir")
     extra = json.loads(a.config) if a.config else {}
     if "thresholds" in extra:
         extra["thresholds"] = gates.Thresholds(**extra["thresholds"])
-    cfg = PipelineConfig(lab_dir=str(Path(a.dir).resolve()), variant=a.variant, registry=a.registry)
+    cfg = PipelineConfig(lab_dir=str(Path(a.lab_dir).resolve()), variant=a.variant, registry=a.registry)
     for k, v in extra.items():  # dict fields are merged into their defaults, so one timeout can be changed alone
         current = getattr(cfg, k)
         setattr(cfg, k, {**current, **v} if isinstance(current, dict) and isinstance(v, dict) else v)
