@@ -232,9 +232,15 @@ def test_a_window_in_which_the_generator_was_starved_is_evidence_of_nothing_eith
 
 
 def test_a_timing_breach_on_a_saturated_host_is_not_evidence_but_a_pass_is() -> None:
-    trusted, info = _assess(probe_instrument={"lag_p99": 0.001, "lag_max": 0.002}, ok=False, value=5.0, idle=0.01)
+    late = {"lag_p99": 0.02, "lag_max": 0.04, "lag_budget": 0.01}
+    trusted, info = _assess(probe_instrument=late, ok=False, value=5.0, idle=0.01)
     assert not trusted and "CPU was saturated" in info["why"] and "1% idle" in info["why"]
-    assert _assess(probe_instrument={"lag_p99": 0.001, "lag_max": 0.002}, ok=True, value=0.05, idle=0.0)[0]
+    assert "40 ms late" in info["why"]
+    assert _assess(probe_instrument=late, ok=True, value=0.05, idle=0.0)[0]
+    # saturated by the system itself, instruments on time: the breach is the system's
+    assert _assess(probe_instrument={"lag_p99": 0.001, "lag_max": 0.002}, ok=False, value=5.0, idle=0.0)[0]
+    trusted, info = _assess(windowed=False, stall=0.03, ok=False, value=5.0, idle=0.0)
+    assert not trusted and "runner stalled 30 ms" in info["why"]
     # a prediction share is not a timing: a saturated host does not explain it away
     assert _assess(latency_bound=None, windowed=False, ok=False, value=0.3, idle=0.0)[0]
 

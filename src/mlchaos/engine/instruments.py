@@ -27,9 +27,12 @@ The rule follows what an instrument's lateness can do to a value:
   than 99 % of what it scheduled is evidence of nothing, either way (less load
   than planned can pass a system; a starved host can fail it).
 * **A saturated host**: a timing breach (a latency, or any load window's) measured
-  while the host's CPU had less than 3 % idle time is evidence of nothing: the
-  system, the generator and every hog were queueing for a CPU, and the breach
-  may be the host's.  A pass measured then still counts.
+  while the host's CPU had less than 3 % idle time *and* an instrument of the run
+  was late beyond its budget (the generator's worst lag in the window, the
+  runner's stall) is evidence of nothing: the system, the generator and every hog
+  were queueing for a CPU, and the breach may be the host's.  A system under test
+  that saturates the host by itself (the lab shares it) keeps the instruments on
+  time, and its breach stays evidence.  A pass measured then still counts.
 * **How late an evaluation fired** is recorded for every evaluation (it shows
   a starved runner in the report) but does not by itself distrust a value:
   the value is attributed to the time it was really measured.
@@ -163,10 +166,30 @@ def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | No
     elif windowed and isinstance(readings.get("lag_p99"), int | float) and readings["lag_p99"] > NO_LATENCY_BOUND:
         whys.append(f"the load generator's schedule lag p99 was {readings['lag_p99'] * 1e3:.3g} ms in this window "
                     f"(over {NO_LATENCY_BOUND * 1e3:.0f} ms, arrivals no longer follow the schedule)")
+    # A saturated host matters when it reached the measurement: an instrument of ours was late too. A
+    # system under test that saturates the host by itself (it shares it, as the lab does) keeps its
+    # instruments on time, and its breach stays evidence.
+    strain = _strain(readings, windowed, stall, latency_bound)
     timing = latency_bound is not None or "lag_p99" in readings
-    if timing and ok is False and idle is not None and idle < MIN_IDLE:
-        whys.append(f"the host's CPU was saturated while this was measured ({idle:.0%} idle): a slow or failed "
-                    "answer may be the host's, not the system's")
+    if timing and ok is False and idle is not None and idle < MIN_IDLE and strain:
+        whys.append(f"the host's CPU was saturated while this was measured ({idle:.0%} idle) and {strain}: "
+                    "a slow or failed answer may be the host's, not the system's")
     if whys:
         info["why"] = "; ".join(whys)
     return not whys, info
+
+
+def _strain(readings: dict[str, Any], windowed: bool, stall: float, latency_bound: float | None) -> str:
+    """How an instrument of the run was late, in words ("" when none was): the host reached the measurement."""
+    if windowed:
+        lag, budget = readings.get("lag_max"), readings.get("lag_budget")
+        if latency_bound is not None:
+            budget = lag_budget([latency_bound])
+        if isinstance(lag, int | float) and isinstance(budget, int | float) and lag > budget:
+            return f"the load generator was up to {lag * 1e3:.3g} ms late (budget {budget * 1e3:.3g} ms)"
+        achieved = readings.get("achieved")
+        if isinstance(achieved, int | float) and achieved < MIN_ACHIEVED:
+            return f"the load generator dispatched {achieved:.1%} of its schedule"
+        return ""
+    budget = lag_budget([latency_bound] if latency_bound is not None else [])
+    return f"the runner stalled {stall * 1e3:.3g} ms (budget {budget * 1e3:.3g} ms)" if stall > budget else ""
