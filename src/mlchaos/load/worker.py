@@ -342,7 +342,7 @@ def _install_loop(kind: str) -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             if kind == "uvloop":
-                raise
+                raise SystemExit("--loop uvloop: uvloop is not installed: pip install 'mlchaos[fast]'") from None
 
 
 async def _amain(cfg: dict[str, Any]) -> None:

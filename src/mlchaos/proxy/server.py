@@ -132,7 +132,7 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
             return uvloop.new_event_loop()
         except ImportError:
             if kind == "uvloop":
-                raise ConfigError("uvloop is not installed") from None
+                raise ConfigError("--loop uvloop: uvloop is not installed: pip install 'mlchaos[fast]'") from None
     return asyncio.new_event_loop()
 
 
