@@ -74,11 +74,12 @@ def _args(parser: Any, **_: Any) -> None:
 
 def _spec(opts: Any) -> LoadSpec:
     raw = opts.mlchaos_spec
-    if raw.startswith("@"):
-        import yaml
+    if raw.startswith("@"):  # read like an experiment file: bounded size, depth and aliases, positioned errors
+        from mlchaos.spec.yamlload import parse
 
-        with open(raw[1:]) as fh:
-            return LoadSpec.model_validate(yaml.safe_load(fh))
+        with open(raw[1:], encoding="utf-8") as fh:
+            _, data = parse(fh.read(), raw[1:])
+        return LoadSpec.model_validate(data)
     return LoadSpec.model_validate(json.loads(raw))
 
 
