@@ -44,10 +44,21 @@ class LazyGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return sorted(set(COMMANDS) | set(super().list_commands(ctx)))
 
+    _formatting_help = False
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # click asks for every command object to list them in the top-level help: answer with stubs
+        # while (and only while) the help is being written, so no subcommand module is imported
+        self._formatting_help = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._formatting_help = False
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
-        if ctx.resilient_parsing is False and _listing_help(ctx):
+        if self._formatting_help:
             return _stub(cmd_name)
         module, attr, _ = COMMANDS[cmd_name]
         try:
@@ -126,11 +137,6 @@ def _plain(cmd: Any) -> Any:
     for sub in getattr(cmd, "commands", {}).values():
         _plain(sub)
     return cmd
-
-
-def _listing_help(ctx: Any) -> bool:
-    # click asks for every command object to format the top-level help: answer with stubs.
-    return "--help" in sys.argv[1:2] or "-h" in sys.argv[1:2] or len(sys.argv) <= 1
 
 
 def _stub(name: str) -> TyperCommand:
