@@ -50,7 +50,7 @@ from locust import User, constant, events, task  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 
 from mlchaos.load.runner import make_report, resolve_url  # noqa: E402
-from mlchaos.load.spec import LoadSpec  # noqa: E402
+from mlchaos.load.spec import LoadSpec, read_spec_file  # noqa: E402
 from mlchaos.load.stats import Aggregator, Interval  # noqa: E402
 from mlchaos.load.worker import config_for  # noqa: E402
 
@@ -75,11 +75,7 @@ def _args(parser: Any, **_: Any) -> None:
 def _spec(opts: Any) -> LoadSpec:
     raw = opts.mlchaos_spec
     if raw.startswith("@"):  # read like an experiment file: bounded size, depth and aliases, positioned errors
-        from mlchaos.spec.yamlload import parse
-
-        with open(raw[1:], encoding="utf-8") as fh:
-            _, data = parse(fh.read(), raw[1:])
-        return LoadSpec.model_validate(data)
+        return read_spec_file(raw[1:])
     return LoadSpec.model_validate(json.loads(raw))
 
 

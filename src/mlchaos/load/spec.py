@@ -276,3 +276,13 @@ class LoadSpec(StrictModel):
         if latency_tolerance is None:
             return MIN_BUDGET
         return lag_budget([latency_tolerance])
+
+
+def read_spec_file(path: str) -> LoadSpec:
+    """A LoadSpec from a JSON/YAML file, read like an experiment file: bounded size, depth and aliases,
+    positioned errors (:class:`mlchaos.spec.errors.SpecErrors`).  The distributed workers take one."""
+    from mlchaos.spec.yamlload import parse
+
+    with open(path, encoding="utf-8") as fh:
+        _, data = parse(fh.read(), path)
+    return LoadSpec.model_validate(data)
