@@ -12,6 +12,23 @@ from typing import Any
 import psutil
 import yaml
 
+# The smallest valid experiment file, as text: the spec tests build bad ones from it.
+GOOD = """\
+title: ok
+target:
+  platform: http
+  url: http://127.0.0.1:9
+steady_state:
+  - probe: http
+    url: /health
+    equals: 200
+method:
+  - fault: process-pause
+    pids: [1]
+    at: 1s
+    duration: 2s
+"""
+
 
 def experiment(url: str, pid: int, **over: Any) -> dict[str, Any]:
     """Pause ``pid`` while probing ``url``; override any top-level key."""

@@ -13,22 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlchaos.spec.loader import SpecErrors, load_dict, load_file, load_text
-
-GOOD = """\
-title: ok
-target:
-  platform: http
-  url: http://127.0.0.1:9
-steady_state:
-  - probe: http
-    url: /health
-    equals: 200
-method:
-  - fault: process-pause
-    pids: [1]
-    at: 1s
-    duration: 2s
-"""
+from tests.engine.helpers import GOOD
 
 
 def errors(text: str) -> list[tuple[int, int, str, str]]:

@@ -20,22 +20,7 @@ from mlchaos.spec.check import validate_paths
 from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
 from mlchaos.spec.loader import load_file, load_text
 from mlchaos.spec.yamlload import MAX_BYTES, MAX_DEPTH
-
-GOOD = """\
-title: ok
-target:
-  platform: http
-  url: http://127.0.0.1:9
-steady_state:
-  - probe: http
-    url: /health
-    equals: 200
-method:
-  - fault: process-pause
-    pids: [1]
-    at: 1s
-    duration: 2s
-"""
+from tests.engine.helpers import GOOD
 
 LINE_RE = re.compile(r"^exp\.yaml:(\d+):(\d+): ")
 

@@ -10,24 +10,9 @@ import pytest
 
 from mlchaos.spec.errors import SpecErrors
 from mlchaos.spec.loader import load_text
+from tests.engine.helpers import GOOD
 
-GOOD = """\
-title: ok
-target:
-  platform: http
-  url: http://127.0.0.1:9
-steady_state:
-  - probe: http
-    url: /health
-    equals: 200
-method:
-  - fault: process-pause
-    pids: [1]
-    at: 1s
-    duration: 2s
-shared: &s {a: 1}
-"""
-BASE = GOOD.replace("shared: &s {a: 1}\n", "")
+BASE = GOOD
 
 
 def flag_errors(*sets: str, text: str = BASE) -> list[str]:
