@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from mlchaos.faults.swap import restore_file, swap_file, swap_plan
+from mlchaos.faults.swap import SwappedFileFault, swap_file, swap_plan
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
@@ -155,7 +155,7 @@ def summarize_effects(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- file corruption -------------------------------------------------------------------------
-class FileCorrupt(Fault):
+class FileCorrupt(SwappedFileFault):
     """Swap in a corrupted copy of a parquet/CSV file; the original comes back on removal."""
 
     class Spec(_CorruptionFields):
@@ -223,11 +223,3 @@ class FileCorrupt(Fault):
         return {"seen": s.get("rows", 0), "affected": int(s.get("cells_changed", 0)) + int(s.get("rows_inserted", 0))
                 + (1 if s.get("schema") else 0)}
 
-    async def remove(self) -> None:
-        if self._undo is not None:
-            self.revert(self._undo)
-
-    @classmethod
-    def revert(cls, undo: dict[str, Any]) -> None:
-        if undo.get("path") and undo.get("backup"):
-            restore_file(undo)

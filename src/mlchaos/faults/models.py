@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from mlchaos.atomic import replacing
-from mlchaos.faults.swap import backup_path, restore_file, staged_path, swap_file, swap_plan
+from mlchaos.faults.swap import SwappedFileFault, backup_path, restore_file, staged_path, swap_file, swap_plan
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
@@ -134,7 +134,7 @@ class ModelSwap(Fault):
             restore_file(undo)
 
 
-class ModelTruncate(Fault):
+class ModelTruncate(SwappedFileFault):
     """A corrupted model artifact: the file is cut short (the service must refuse to load it)."""
 
     class Spec(FaultSpec):
@@ -180,11 +180,3 @@ class ModelTruncate(Fault):
         return Applied(targets=[f"model:{self.spec.path}"], planned=planned,
                        actual={"size": self._sizes[0], "kept": self._sizes[1]}, undo=undo)
 
-    async def remove(self) -> None:
-        if self._undo is not None:
-            self.revert(self._undo)
-
-    @classmethod
-    def revert(cls, undo: dict[str, Any]) -> None:
-        if undo.get("path") and undo.get("backup"):
-            restore_file(undo)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mlchaos.atomic import replacing
-from mlchaos.plugin import FaultError
+from mlchaos.plugin import Fault, FaultError
 
-__all__ = ["BACKUP_TAG", "backup_path", "restore_file", "staged_path", "swap_file", "swap_plan"]
+__all__ = ["BACKUP_TAG", "SwappedFileFault", "backup_path", "restore_file", "staged_path", "swap_file", "swap_plan"]
 
 BACKUP_TAG = ".mlchaos-backup-"
 """The backup's name is ``<file><BACKUP_TAG><lease id>``, beside the file."""
@@ -89,3 +89,18 @@ def restore_file(undo: dict[str, Any]) -> None:
             f"{path} changed since the fault was injected; not overwriting it. The original is kept at {backup}"
         )
     os.replace(backup, path)
+
+
+class SwappedFileFault(Fault):
+    """A fault whose whole effect is one file swapped with a backup: removed and reverted by restoring it."""
+
+    _undo: dict[str, Any] | None = None
+
+    async def remove(self) -> None:
+        if self._undo is not None:
+            self.revert(self._undo)
+
+    @classmethod
+    def revert(cls, undo: dict[str, Any]) -> None:
+        if undo.get("path") and undo.get("backup"):
+            restore_file(undo)
