@@ -41,8 +41,10 @@ def _combine(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _replace(arr: pa.Array, idx: np.ndarray, new: pa.Array) -> pa.Array:
     """Scatter ``new`` into positions ``idx`` of ``arr``; buffers are reused where possible."""
     if pa.types.is_dictionary(arr.type):
+        if pa.types.is_dictionary(new.type):
+            new = new.dictionary_decode()
         dense = _replace(arr.dictionary_decode(), idx, new)
-        return dense.dictionary_encode()
+        return _encode_like(dense.dictionary_encode(), arr.type)
     if new.type != arr.type:
         new = new.cast(arr.type)
     if idx.size == 0:
@@ -66,6 +68,19 @@ def _replace(arr: pa.Array, idx: np.ndarray, new: pa.Array) -> pa.Array:
         vals[idx] = new.to_numpy(zero_copy_only=False)
         return pa.array(vals, type=t)
     return pc.replace_with_mask(arr, _bool_mask(len(arr), idx), new)
+
+
+def _encode_like(encoded: pa.DictionaryArray, like: pa.DictionaryType) -> pa.Array:
+    """Re-encoded values in the column's own dictionary type (a pandas category of a few values is
+    ``dictionary<string, int8>``): the same index type when the values still fit in it, else the
+    32-bit indices ``dictionary_encode`` gives (corruption can add new values: 200 typos of four
+    cities need more than 127 codes).  ``ordered`` is kept."""
+    if encoded.type == like:
+        return encoded
+    try:
+        return encoded.cast(like)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return encoded.cast(pa.dictionary(pa.int32(), like.value_type, like.ordered))
 
 
 def _string_offsets(arr: pa.Array) -> np.ndarray:

@@ -84,10 +84,25 @@ def require_numeric(sub: pa.Array, ctx: CellContext, kind: str) -> None:
         raise ValueError(f"columns: {kind} needs a numeric column; {ctx.column!r} is {sub.type}")
 
 
-def require_string(sub: pa.Array, ctx: CellContext, kind: str) -> None:
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def require_string(sub: pa.Array, ctx: CellContext, kind: str) -> pa.Array:
+    """The selected values as a dense string array, or a ValueError naming the column.
+
+    An Arrow ``dictionary<string>`` column (what a pandas category becomes in
+    Arrow and parquet) is text too: its selected values are decoded here, so a
+    string kernel never sees indices; the frame re-encodes the column on the
+    way back (:func:`mlchaos.data.frames._replace`), so the column keeps its
+    dictionary type and only the selected rows change.
+    """
     t = sub.type
-    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+    if pa.types.is_dictionary(t) and _is_text(t.value_type):
+        return sub.dictionary_decode()
+    if not _is_text(t):
         raise ValueError(f"columns: {kind} needs a string column; {ctx.column!r} is {t}")
+    return sub
 
 
 def to_numpy(sub: pa.Array) -> np.ndarray:

@@ -28,7 +28,7 @@ def _offsets(arr: pa.Array) -> np.ndarray:
 
 def typos(sub: pa.Array, ctx: CellContext) -> pa.Array:
     """Swap two adjacent characters at a random position (strings shorter than 2 stay)."""
-    require_string(sub, ctx, "typos")
+    sub = require_string(sub, ctx, "typos")
     k = len(sub)
     if k == 0:
         return sub
@@ -71,7 +71,7 @@ def mojibake(sub: pa.Array, ctx: CellContext) -> pa.Array:
     ASCII strings have no multi-byte characters and come out unchanged (the
     mask says so); use ``typos`` or ``wrong_format`` to break ASCII text.
     """
-    require_string(sub, ctx, "mojibake")
+    sub = require_string(sub, ctx, "mojibake")
     encoding = str(ctx.params.get("encoding", "latin-1"))
     try:
         b"x".decode(encoding)
@@ -93,7 +93,7 @@ FORMAT_STYLES = ("upper", "lower", "whitespace", "truncate", "date_dmy", "date_m
 
 def wrong_format(sub: pa.Array, ctx: CellContext) -> pa.Array:
     """Same information, wrong shape: case, padding, truncation, or ISO dates as d/m/Y or m/d/Y."""
-    require_string(sub, ctx, "wrong_format")
+    sub = require_string(sub, ctx, "wrong_format")
     style = ctx.params.get("style", "whitespace")
     if style == "upper":
         return pc.utf8_upper(sub)
