@@ -8,7 +8,8 @@ drops the fault by itself when the lease lapses, and ``revert`` needs only
 
 Registered names (``mlchaos.registry.BUILTIN``): ``latency``,
 ``bandwidth``, ``timeout``, ``reset``, ``refuse``, ``slow-close``,
-``http-error``, ``abort``, ``json-corrupt``, and ``proxy`` (any kind by name,
+``http-error``, ``abort``, ``json-corrupt``, ``feast-response``, ``stream-delay``, ``stream-stall``,
+``stream-cut``, ``stream-corrupt``, and ``proxy`` (any kind by name,
 parameters under ``params``).
 
 Where is the proxy?  ``control:`` in the step, else the target's
@@ -138,6 +139,13 @@ SlowCloseSpec = spec_for(KINDS["slow-close"], "SlowCloseSpec", "Slow close: the 
 HttpErrorSpec = spec_for(KINDS["http-error"], "HttpErrorSpec", "HTTP error: answer locally with a status.")
 AbortSpec = spec_for(KINDS["abort"], "AbortSpec", "Abort: cut the response mid-body.")
 JsonCorruptSpec = spec_for(KINDS["json-corrupt"], "JsonCorruptSpec", "JSON corruption of named response fields.")
+StreamDelaySpec = spec_for(KINDS["stream-delay"], "StreamDelaySpec", "Stream delay: first event, per event, rate cap.")
+StreamStallSpec = spec_for(KINDS["stream-stall"], "StreamStallSpec", "Stream stall: nothing more after N events or T.")
+StreamCutSpec = spec_for(KINDS["stream-cut"], "StreamCutSpec", "Stream cut: end after N events, without [DONE].")
+StreamCorruptSpec = spec_for(KINDS["stream-corrupt"], "StreamCorruptSpec",
+                             "Stream corruption: malformed, error, duplicated or dropped events.")
+FeastResponseSpec = spec_for(KINDS["feast-response"], "FeastResponseSpec",
+                             "Feast answers: named features stale, null, not found, old, or entities missing.")
 
 
 class GenericSpec(NetworkSpec):
@@ -372,6 +380,41 @@ class JsonCorrupt(ProxyFault):
 
     Spec = JsonCorruptSpec
     kind = "json-corrupt"
+
+
+class FeastResponse(ProxyFault):
+    """Rewrite named features of Feast ``/get-online-features`` answers (see proxy.faults.feast_response)."""
+
+    Spec = FeastResponseSpec
+    kind = "feast-response"
+
+
+class StreamDelay(ProxyFault):
+    """Delay a token stream's first event or every event, or cap its event rate."""
+
+    Spec = StreamDelaySpec
+    kind = "stream-delay"
+
+
+class StreamStall(ProxyFault):
+    """Stall token streams mid-generation: the connection stays open, nothing more comes."""
+
+    Spec = StreamStallSpec
+    kind = "stream-stall"
+
+
+class StreamCut(ProxyFault):
+    """Cut token streams after N events, abruptly or cleanly without [DONE]."""
+
+    Spec = StreamCutSpec
+    kind = "stream-cut"
+
+
+class StreamCorrupt(ProxyFault):
+    """Break chosen events of token streams (malformed JSON, an in-band error, duplicates, gaps)."""
+
+    Spec = StreamCorruptSpec
+    kind = "stream-corrupt"
 
 
 class Generic(ProxyFault):

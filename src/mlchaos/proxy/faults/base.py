@@ -14,12 +14,9 @@ import abc
 import dataclasses
 import http
 import random
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:
-    from mlchaos.proxy.faults.json_corrupt import JsonCorrupt
 
 Direction = Literal["request", "response", "both"]
 
@@ -58,6 +55,19 @@ class LocalResponse:
         return cached
 
 
+class BodyRewrite(Protocol):
+    """What the data path calls to rewrite a buffered response body (``http_wire.corrupt_response``).
+
+    ``corrupt`` returns the new body or None (unchanged); ``needles``/``constant``, when both set,
+    let the C fast path splice one constant at one plain path (``json-corrupt``'s usual case).
+    """
+
+    needles: tuple[bytes, ...] | None
+    constant: bytes | None
+
+    def corrupt(self, body: bytes) -> bytes | None: ...
+
+
 @dataclasses.dataclass(slots=True)
 class Plan:
     """Effects decided for one request (HTTP) or one connection (TCP); the data path executes them.
@@ -77,7 +87,7 @@ class Plan:
     close_delay: float = 0.0
     local: LocalResponse | None = None
     abort_fraction: float | None = None
-    corrupt: list[JsonCorrupt] = dataclasses.field(default_factory=list)
+    corrupt: list[BodyRewrite] = dataclasses.field(default_factory=list)
     rules: list[Any] = dataclasses.field(default_factory=list)
 
     @property
