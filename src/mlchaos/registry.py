@@ -69,6 +69,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "prometheus": "mlchaos.probes.prometheus:PrometheusProbe",
         "drift": "mlchaos.probes.drift:DriftProbe",
         "predictions": "mlchaos.probes.predictions:PredictionsProbe",
+        "features": "mlchaos.probes.features:FeaturesProbe",
         "validation": "mlchaos.probes.validation:ValidationProbe",
         "gx-validation": "mlchaos.probes.gx:GreatExpectationsProbe",
         "deployed-model": "mlchaos.probes.delivery:DeployedModel",

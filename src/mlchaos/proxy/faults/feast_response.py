@@ -189,6 +189,8 @@ class FeastResponse(ProxyFault[FeastResponseParams]):
             if stamps is not None and j < len(stamps):
                 stamps[j] = t
 
+        if before[1] == "NOT_FOUND" and p.action != "missing-entity":
+            return False  # a key the store does not hold stays missing: there is no value to age or null
         match p.action:
             case "stale":
                 values[j] = self._stale(name, entity, values[j])
