@@ -114,6 +114,7 @@ class FeaturesProbe(Probe):
     Spec = FeaturesSpec
     spec: FeaturesSpec
     unit: ClassVar[str] = "ratio"
+    _client: Any = None  # an httpx.AsyncClient while started (httpx is imported only then)
 
     def value_unit(self) -> str:
         return {"age": "s", "value": ""}.get(self.spec.stat, "ratio")
@@ -128,9 +129,8 @@ class FeaturesProbe(Probe):
             self._client = httpx.AsyncClient(timeout=self.spec.timeout)
 
     async def stop(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            await client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
             self._client = None
 
     def _url(self) -> str:
@@ -144,7 +144,7 @@ class FeaturesProbe(Probe):
     async def _ask(self) -> list[Any]:
         import httpx
 
-        if getattr(self, "_client", None) is None:
+        if self._client is None:
             await self.start()
         s = self.spec
         url = self._url()
