@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec, TargetError
 from mlchaos.spec.types import Duration
@@ -26,30 +26,32 @@ class HttpProbeSpec(ProbeSpec):
     json_body: Any = Field(None, alias="json", description="JSON body to send.")
     timeout: Duration = Field(2.0, description="Request timeout; a timeout is a failed observation.")
     value: Literal["status", "latency", "json"] = Field("status", description="What the tolerance applies to.")
-    path: str | None = Field(None, description="Dotted JSON path for value: json, e.g. 'model.version'.")
+    path: str | None = Field(None, description="JSON path for value: json, e.g. 'model.version', "
+                                                "'outputs[name=label].data[0]' (grammar: mlchaos.jsonpath).")
     status: list[int] | None = Field(
         None, description="Acceptable statuses for value latency/json (default: any status below 400)."
     )
 
+    @field_validator("path")
+    @classmethod
+    def _path_parses(cls, v: str | None) -> str | None:
+        """A path that does not parse is a validation error at its line, not a failure mid-run."""
+        from mlchaos import jsonpath
+
+        return v if v is None or not v.strip(". ") else jsonpath.check(v)
+
 
 def json_path(doc: Any, path: str) -> Any:
-    """Follow ``a.b[0].c`` through dicts and lists; raise KeyError with the missing part."""
-    cur = doc
-    for part in path.replace("]", "").replace("[", ".").split("."):
-        if part == "":
-            continue
-        if isinstance(cur, list):
-            try:
-                cur = cur[int(part)]
-            except (ValueError, IndexError):
-                raise KeyError(part) from None
-        elif isinstance(cur, dict):
-            if part not in cur:
-                raise KeyError(part)
-            cur = cur[part]
-        else:
-            raise KeyError(part)
-    return cur
+    """Follow ``a.b[0].c`` through dicts and lists; raise KeyError with the missing part.
+
+    The grammar (wildcards, filters, quoted keys) is :mod:`mlchaos.jsonpath`'s; with a wildcard
+    or a filter this is the first match.  An empty path is the document itself.
+    """
+    from mlchaos import jsonpath
+
+    if not path.strip(". "):
+        return doc
+    return jsonpath.compile(path).find_one(doc)
 
 
 class HttpProbe(Probe):

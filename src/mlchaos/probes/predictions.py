@@ -7,6 +7,14 @@ load``) or a parquet/CSV file of predictions (``source: file``) — and turns a
 field into one number: the share equal to a label (fraud rate, fallback
 rate), a mean, a quantile, the most common value (model version), or a drift
 statistic against what the same field looked like during the baseline phase.
+
+A batched answer is many rows: ``field: predictions[*]`` reads every entry of
+MLflow's ``{"predictions": [0, 1, 1]}`` (three rows, not one list), and
+``outputs[name=probabilities].data`` reads an Open Inference Protocol tensor
+split into rows by its ``shape``; ``column:`` or ``reduce: argmax`` turns a
+row of class probabilities into one value.  ``protocol:`` fills those paths
+(:mod:`mlchaos.probes.protocols`).  Every count (``min_samples``, shares) is
+of rows, not responses.
 """
 
 from __future__ import annotations
@@ -14,14 +22,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import glob
+import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from mlchaos import jsonpath
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
-from mlchaos.probes.http import json_path
+from mlchaos.probes import protocols
 
 _DRIFT = ("psi", "ks", "wasserstein", "jensen_shannon")
 _BASELINED = (*_DRIFT, "changed")
@@ -30,7 +40,17 @@ _BASELINED = (*_DRIFT, "changed")
 class PredictionsSpec(ProbeSpec):
     probe: Literal["predictions"] = "predictions"
     source: Literal["load", "file"] = Field("load", description="Sampled load responses, or a predictions file.")
-    field: str = Field("prediction", description="JSON path in a response (load) or column name (file).")
+    field: str = Field(  # type: ignore[assignment]  # None until _resolve fills it (protocol or 'prediction')
+        None, validate_default=False,
+        description="JSON path to the rows of a response (load), e.g. 'predictions[*]', "
+                    "'outputs[name=probabilities].data', 'predictions[*].score' (wildcards flatten: a batch of N "
+                    "is N rows); or a column name (file).  Default: the protocol's path, else 'prediction'.")
+    protocol: protocols.Protocol | None = Field(None, description=protocols.PROTOCOL_HELP)
+    output: str | None = Field(None, description="protocol: oip: the output tensor to read, e.g. 'probabilities'.")
+    column: int | None = Field(None, description="Rows that are vectors (class probabilities): the value at this "
+                                                 "index (negative counts from the end), e.g. 1 for P(class 1).")
+    reduce: Literal["argmax", "max"] | None = Field(
+        None, description="Rows that are vectors: argmax (the predicted class) or max (its score).")
     path: str | None = Field(None, description="Predictions file (parquet or CSV) for source: file; a glob picks "
                                                 "the newest match; relative paths resolve on the target (lab dir).")
     stat: Literal["rate", "mean", "quantile", "mode", "missing", "changed", "psi", "ks", "wasserstein",
@@ -54,6 +74,45 @@ class PredictionsSpec(ProbeSpec):
             if absent:
                 raise ValueError(extras.message("data", "source: file", absent))
         return v
+
+    @model_validator(mode="after")
+    def _resolve(self) -> PredictionsSpec:
+        """Fill the field from the protocol and parse the path once, so a bad one is an error at its line."""
+        if self.output is not None and not protocols.is_oip(self.protocol):
+            raise ValueError("'output' names an Open Inference Protocol output: it needs protocol: oip")
+        if self.column is not None and self.reduce is not None:
+            raise ValueError("give either 'column' or 'reduce', not both")
+        if self.source == "file":
+            if self.protocol is not None:
+                raise ValueError("'protocol' describes HTTP answers: it applies to source: load")
+            self.field = self.field or "prediction"
+            return self
+        if self.field is None:
+            self.field = protocols.default_field(self.protocol, self.output) or "prediction"
+        try:
+            jsonpath.compile(self.field)
+        except jsonpath.JsonPathError as exc:
+            raise ValueError(f"field: {exc}") from None
+        return self
+
+
+_NO_BODY = object()
+
+
+def _document(sample: dict[str, Any]) -> Any:
+    """The JSON of a sampled answer; a success whose body is not strict JSON counts as one row without the field.
+
+    The load generator parses with orjson, which refuses ``NaN``: Python's parser reads it, so a model (or a
+    fault) that answers NaN shows as NaN values, not as vanished answers.
+    """
+    if "json" in sample:
+        return sample["json"]
+    if int(sample.get("status") or 0) >= 400:
+        return _NO_BODY  # an error answer: the error-rate probe's business, not a row
+    try:
+        return json.loads(sample.get("text") or "")
+    except ValueError:
+        return None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -96,18 +155,17 @@ class PredictionsProbe(Probe):
         if load is None:
             raise ProbeError("source: load needs a 'load' section in the experiment (with 'sample' above 0)")
         window = load.window(s.window or 5.0)
+        jpath = jsonpath.compile(s.field)
         values: list[Any] = []
-        seen = 0
         for sample in window.samples:
-            doc = sample.get("json")
-            if doc is None:
+            doc = _document(sample)
+            if doc is _NO_BODY:
                 continue
-            seen += 1
             try:
-                values.append(json_path(doc, s.field))
-            except KeyError:
-                values.append(None)
-        return values, seen
+                values.extend(protocols.pick(row, s.column, s.reduce) for row in protocols.rows(doc, jpath))
+            except ValueError as exc:
+                raise ProbeError(f"{s.field!r}: {exc}") from None
+        return values, len(values)
 
     def _file(self) -> Path | None:
         """The file to read: relative to the target (the lab dir) if it can resolve paths; newest glob match."""
@@ -147,6 +205,10 @@ class PredictionsProbe(Probe):
             return self._changed(values, detail)
         if not present:
             raise ProbeError(f"no answer in the window has the field {s.field!r}")
+        if s.stat not in ("mode", "changed") and any(isinstance(v, list | dict) for v in present):
+            hint = ("write a wildcard for every row, e.g. 'predictions[*]'" if not jsonpath.compile(s.field).multi
+                    and s.source == "load" else "pick one value with 'column:' or 'reduce: argmax'")
+            raise ProbeError(f"{s.field!r} gives lists or objects, not values: {hint}")
         if s.stat == "rate":
             return Measurement.share(sum(_same(v, s.label) for v in present), len(present), detail)
         if s.stat == "mode":
