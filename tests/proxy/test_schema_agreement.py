@@ -64,12 +64,20 @@ def bad_values(field: FieldInfo, generic: list[Any]) -> list[Any]:
     return vals
 
 
+BASES: dict[str, dict[str, Any]] = {
+    "stream-delay": {"first_event": "200ms"},  # every field is optional, but one of them is needed
+    "stream-stall": {"after_events": 3},  # exactly one of after_events or after
+    "stream-corrupt": {"mode": "drop"},
+}
+"""A valid base for kinds whose required values no plausible value finds."""
+
+
 def valid_base(kind: str) -> dict[str, Any]:
     """The kind's required parameters with a value the proxy accepts (found from plausible values)."""
     model = KINDS[kind].params_model
-    base: dict[str, Any] = {}
+    base: dict[str, Any] = dict(BASES.get(kind, {}))
     for name, f in model.model_fields.items():
-        if not f.is_required():
+        if not f.is_required() or name in base:
             continue
         for v in PLAUSIBLE:
             try:
@@ -164,6 +172,8 @@ def test_schema_is_the_proxy_models() -> None:
     assert schema["properties"]["distribution"]["anyOf"][0]["enum"] == [
         "fixed", "uniform", "normal", "exponential", "lognormal"]
     http = network.HttpErrorSpec.model_json_schema()["properties"]
-    assert http["status"]["minimum"] == 200 and http["status"]["maximum"] == 599
+    status = http["status"]["anyOf"][0]  # optional since the presets: null means the preset's (else 503)
+    assert status["minimum"] == 200 and status["maximum"] == 599
+    assert http["preset"]["anyOf"][0]["enum"] == ["rate-limited", "overloaded", "context-length"]
     assert http["direction"]["anyOf"][0]["const"] == "request"
     assert "median" in schema["properties"]["delay"]["description"]  # the proxy model's own field docs

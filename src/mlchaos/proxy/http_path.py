@@ -50,14 +50,20 @@ from typing import Any, cast
 import httptools
 
 from mlchaos.proxy import clock, sockets
-from mlchaos.proxy.faults import LocalResponse, Plan
+from mlchaos.proxy.faults import LocalResponse, Plan, StreamKind
+from mlchaos.proxy.faults.stream_shaper import Shaper
 from mlchaos.proxy.http_wire import Bounds, Message, corrupt_response, frame, too_big
 from mlchaos.proxy.limits import Limits
 from mlchaos.proxy.pacing import Pacer
-from mlchaos.proxy.rules import FaultTable
+from mlchaos.proxy.rules import MATCH_BODY, FaultTable, body_model
 from mlchaos.proxy.stats import Stats
 
 MAX_IDLE = 512
+
+
+def _expects(m: Message) -> bool:
+    """``Expect: 100-continue``: the client sends its body only after an answer, so the decision cannot wait for it."""
+    return any(k.lower() == b"expect" for k, _ in m.headers)
 
 
 class HttpProxy:
@@ -185,6 +191,10 @@ class Downstream(asyncio.Protocol):
         self.plan: Plan | None = None
         self.up: Upstream | None = None
         self.resp_buf: list[bytes] | None = None
+        self.shaper: Shaper | None = None
+        """The stream faults of the response in progress (None: relayed as it arrives)."""
+        self.deciding = False
+        """The request waits for its body (up to MATCH_BODY bytes): a rule matches on its JSON ``model``."""
         self.timers: list[Any] = []
         self.began = 0
         self.completed = 0
@@ -283,6 +293,8 @@ class Downstream(asyncio.Protocol):
             self._pump()
         elif self.waiting_local and self.cur.complete:
             self._respond_local()
+        elif self.deciding and (self.cur.complete or self.cur.buffered >= MATCH_BODY):
+            self._decide(self.cur)
         if self.cur is not None and self.backlog and not self.paused and self.transport is not None:
             self.paused = True  # pipelined requests wait for the exchange in progress; resumed by _pump
             self.transport.pause_reading()
@@ -453,7 +465,20 @@ class Downstream(asyncio.Protocol):
             return
         self.proxy.stats.requests_total += 1
         table = self.proxy.table
-        plan = table.plan_http(m.method, m.url, m.headers) if table.rules else None
+        if table.body_match and not m.complete and m.buffered < MATCH_BODY and not _expects(m):
+            self.deciding = True  # a rule matches on the body's "model": decide once it is in (data_received)
+            return
+        self._decide(m)
+
+    def _decide(self, m: Message) -> None:
+        self.deciding = False
+        table = self.proxy.table
+        if not table.rules:
+            plan = None
+        elif table.body_match:
+            plan = table.plan_http(m.method, m.url, m.headers, body_model(m.body))
+        else:
+            plan = table.plan_http(m.method, m.url, m.headers)
         self.plan = plan
         if plan is None:
             self._forward(m)
@@ -498,7 +523,16 @@ class Downstream(asyncio.Protocol):
 
     def _forward(self, m: Message) -> None:
         plan = self.plan
-        self.resp_buf = [] if plan is not None and plan.touches_response else None
+        if plan is None:
+            self.resp_buf = self.shaper = None
+        elif plan.touches_response:
+            self.resp_buf, self.shaper = [], None  # buffered whole: stream faults have nothing to act on
+        else:
+            self.resp_buf = None
+            streams = [r for r in plan.rules if isinstance(r.fault, StreamKind)]
+            self.shaper = Shaper(self, streams, self.proxy.table, m.method == b"HEAD") if streams else None
+            if self.shaper is not None:
+                self.timers.append(self.shaper)
         up = self.up
         if up is None or up.closed:
             up = self.proxy.acquire(self)
@@ -545,6 +579,11 @@ class Downstream(asyncio.Protocol):
             up.close()
             self.up = None
         if self.resp_buf is None:
+            shaper = self.shaper
+            if shaper is not None:  # it ends the exchange once its queue is written (or a stall lets go)
+                ka = m.keep_alive and keep_alive
+                shaper.upstream_done(lambda: self._finish(ka), up.done)
+                return
             self._finish(m.keep_alive and keep_alive)
             return
         data = b"".join(self.resp_buf)
@@ -553,6 +592,31 @@ class Downstream(asyncio.Protocol):
         if plan is not None and plan.corrupt:
             data = corrupt_response(data, plan)
         self._deliver(data, m.keep_alive and keep_alive)
+
+    def stream_cut(self, clean: bool, chunked: bool) -> None:
+        """End a faulted stream early (``stream-cut``, an error event, or an upstream lost mid-body).
+
+        ``clean``: a chunked body gets its last chunk and the connection stays usable; a body delimited by
+        the close is ended by the close.  Otherwise the connection closes mid-body (a chunked body without
+        its last chunk) or, without chunking, is reset, so the client cannot take it for a whole answer.
+        The upstream connection, if still streaming, is closed (its state is mid-response).
+        """
+        m = self.cur
+        self.shaper = None
+        if self.closed or m is None or self.transport is None:
+            return
+        up = self.up
+        if up is not None and up.owner is self:
+            up.close()
+            self.up = None
+        if clean and chunked:
+            self.transport.write(b"0\r\n\r\n")
+            self._finish(m.keep_alive)
+        elif clean or chunked:
+            self.black_hole = True
+            self.transport.close()
+        else:
+            self._reset()
 
     def flush_interim(self) -> None:
         """Pass interim (1xx) responses on at once even while the final response is buffered for a fault.
@@ -636,6 +700,7 @@ class Downstream(asyncio.Protocol):
     def _finish(self, keep_alive: bool) -> None:
         self.cur = None
         self.plan = None
+        self.shaper = None
         if self.timers:
             self.timers.clear()
         if not keep_alive:
@@ -723,7 +788,11 @@ class Upstream(asyncio.Protocol):
             return
         self.got_bytes = True
         if owner.resp_buf is None:
-            owner.transport.write(data)  # type: ignore[union-attr]
+            shaper = owner.shaper
+            if shaper is None:
+                owner.transport.write(data)  # type: ignore[union-attr]
+            else:
+                shaper.feed(data)
         else:
             owner.resp_buf.append(data)
         try:

@@ -19,14 +19,22 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from mlchaos.proxy import clock
+from mlchaos.proxy import clock, jsonspan
 from mlchaos.proxy.faults import KINDS, Plan, ProxyFault
 from mlchaos.spec.types import Duration, Percent
 
 MAX_TTL = 24 * 3600.0
 COMMON_KEYS = frozenset({"kind", "probability", "match", "direction", "ttl", "seed", "name", "id"})
+MATCH_BODY = 64 * 1024
+"""Bytes of a request body the proxy reads, at most, to find its JSON ``model`` (``match.model``).
+
+Only while some rule matches on ``model``: the request is then held until its body is in or this many
+bytes arrived, whichever is first.  Chat requests put ``model`` first or near it; a body longer than this
+whose ``model`` comes later is not matched (the rule does not select it)."""
+_MODEL_PATH = jsonspan.parse_path("model")
 
 
 class RuleError(ValueError):
@@ -54,6 +62,26 @@ class Match(BaseModel):
     )
     path: str | None = Field(default=None, description="Glob on the path without query, e.g. '/features/*'.")
     headers: dict[str, str] = Field(default_factory=dict, description="Header name -> glob on the value ('*' = present).")
+    model: str | None = Field(
+        default=None,
+        description="Glob on the 'model' field of a JSON request body (OpenAI-style APIs), e.g. 'llama-*'. "
+                    "The proxy reads up to the first 64 KiB of the body to find it.",
+    )
+
+
+def body_model(pieces: list[bytes]) -> str | None:
+    """The top-level ``model`` string of a JSON request body (its first MATCH_BODY bytes), else None."""
+    if not pieces:
+        return None
+    doc = b"".join(pieces)[:MATCH_BODY]
+    try:
+        span = jsonspan.first(doc, _MODEL_PATH)
+        if span is None:
+            return None
+        value = orjson.loads(doc[span[0] : span[1]])
+    except (jsonspan.JsonSpanError, orjson.JSONDecodeError, ValueError, IndexError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 class Blast(BaseModel):
@@ -135,7 +163,8 @@ class Rule:
         ]
         self.always = self.probability >= 1.0
         self.left = self.gap()
-        self.matchers = bool(self.methods or self.path or self.headers)
+        self.model = re.compile(fnmatch.translate(m.model)) if m.model is not None else None
+        self.matchers = bool(self.methods or self.path or self.headers or self.model)
         self.solo = self.fresh_plan() if fault.fixed_effect else None
         """The plan of a request only this rule hits, built once (see ProxyFault.fixed_effect)."""
 
@@ -165,8 +194,12 @@ class Rule:
         plan.rules.append(self)
         return plan
 
-    def selects(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+    def selects(
+        self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], model: str | None = None
+    ) -> bool:
         """True when the request is inside this rule's blast radius (before its countdown)."""
+        if self.model is not None and (model is None or not self.model.match(model)):
+            return False
         if self.methods is not None and method not in self.methods:
             return False
         if self.path is not None and not self.path.match(url.split(b"?", 1)[0]):
@@ -272,8 +305,9 @@ def parse_rule(data: Any, mode: str) -> Rule:
     if common is not None:
         if cls.http_only and mode != "http":
             errors.append({"field": "kind", "error": f"{kind!r} needs an HTTP-mode proxy (this one is {mode})"})
-        if mode != "http" and (common.match.method or common.match.path or common.match.headers):
-            errors.append({"field": "match", "error": "method/path/header matchers need an HTTP-mode proxy"})
+        if mode != "http" and (common.match.method or common.match.path or common.match.headers
+                               or common.match.model is not None):
+            errors.append({"field": "match", "error": "method/path/header/model matchers need an HTTP-mode proxy"})
         if common.direction is not None and common.direction not in cls.directions:
             errors.append({
                 "field": "direction",
@@ -303,6 +337,8 @@ class FaultTable:
         self.version = 0
         self.matchers = False
         """True while some rule matches on method, path or headers (the HTTP relay path then steps aside)."""
+        self.body_match = False
+        """True while some rule matches on the body's ``model`` (requests then wait for their body)."""
         self.earliest = math.inf
         """The first lease deadline among the rules: per-rule expiry checks only once it has passed."""
         self.count = 0
@@ -403,6 +439,7 @@ class FaultTable:
 
     def _changed(self) -> None:
         self.matchers = any(r.matchers for r in self.rules)
+        self.body_match = any(r.model is not None for r in self.rules)
         self.earliest = min((r.expires_at for r in self.rules), default=math.inf)
         self.next_due = min((r.due for r in self.rules if r.table is self), default=math.inf)
         self.version += 1
@@ -428,12 +465,15 @@ class FaultTable:
         self.by_id = {r.id: r for r in new}
         self.rules = new
         self.matchers = any(r.matchers for r in new)
+        self.body_match = any(r.model is not None for r in new)
         self.earliest = min((r.expires_at for r in new), default=math.inf)
         self.next_due = min((r.due for r in new if r.table is self), default=math.inf)
         self.version += 1
 
     # -- the decision -----------------------------------------------------------------------
-    def plan_http(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> Plan | None:
+    def plan_http(
+        self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], model: str | None = None
+    ) -> Plan | None:
         """Decide one HTTP request: None means pass-through untouched.
 
         Runs for every request while any rule is active.  While no rule has matchers (the
@@ -463,7 +503,7 @@ class FaultTable:
                 if nxt < due:
                     due = nxt
             else:
-                if rule.matchers and not rule.selects(method, url, headers):
+                if rule.matchers and not rule.selects(method, url, headers, model):
                     continue
                 rule._seen += 1
                 left = rule.left - 1

@@ -17,8 +17,8 @@ from mlchaos.proxy.faults.timeout import Timeout
 
 KINDS: dict[str, type[ProxyFault]] = {
     cls.kind: cls
-    for cls in (Latency, Bandwidth, Timeout, Reset, Refuse, SlowClose, HttpError, Abort, JsonCorrupt, FeastResponse,
-                *STREAM_KINDS)
+    for cls in (Latency, Bandwidth, Timeout, Reset, Refuse, SlowClose, HttpError, Abort, JsonCorrupt, FeastResponse)
 }
+KINDS.update({cls.kind: cls for cls in STREAM_KINDS})
 
 __all__ = ["KINDS", "LocalResponse", "Params", "Plan", "ProxyFault", "StreamKind"]
