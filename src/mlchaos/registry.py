@@ -69,6 +69,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "prometheus": "mlchaos.probes.prometheus:PrometheusProbe",
         "drift": "mlchaos.probes.drift:DriftProbe",
         "predictions": "mlchaos.probes.predictions:PredictionsProbe",
+        "model-fingerprint": "mlchaos.probes.fingerprint:FingerprintProbe",
+        "model-version": "mlchaos.probes.modelversion:ModelVersionProbe",
         "features": "mlchaos.probes.features:FeaturesProbe",
         "validation": "mlchaos.probes.validation:ValidationProbe",
         "gx-validation": "mlchaos.probes.gx:GreatExpectationsProbe",
