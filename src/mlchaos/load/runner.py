@@ -268,6 +268,7 @@ def make_report(
         abandoned=sum(int(d.get("abandoned", 0)) for d in done),
         loop=str(done[0].get("loop")) if done else "?",
         connection_errors=dict(agg.conn_kinds),
+        llm=agg.total_llm.to_dict(duration) if agg.total_llm is not None else None,
     )
 
 

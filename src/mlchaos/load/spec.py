@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 
+from mlchaos.load.llmspec import LLMSpec
 from mlchaos.plugin import StrictModel
 from mlchaos.spec.types import Duration, Percent, Rate
 
@@ -51,6 +52,8 @@ MAX_PROCESSES = 1024
 MAX_CONNECTIONS = 65_536
 #: Longest per-request timeout.
 MAX_TIMEOUT = 3600.0
+#: Default whole-request timeout of an LLM load (a stall between events is ``llm.stall_timeout``'s).
+LLM_TIMEOUT = 60.0
 
 
 def usable_cores() -> int:
@@ -208,6 +211,10 @@ class LoadSpec(StrictModel):
     insecure: bool = Field(
         False, description="https: do not verify the server's certificate (self-signed test endpoints only)."
     )
+    llm: LLMSpec | None = Field(
+        None, description="Speak an OpenAI-compatible API and measure tokens (TTFT, ITL, TPOT, goodput): "
+        "see mlchaos.load.llmspec.  Default timeout then 60s; path /v1/chat/completions or /v1/completions."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -241,6 +248,15 @@ class LoadSpec(StrictModel):
     def _check(self) -> LoadSpec:
         if self.rate <= 0 and not isinstance(self.profile, StepProfile):
             raise ValueError("rate must be > 0")
+        if self.llm is not None:
+            req = self.request
+            if req.body is not None or req.body_file is not None:
+                raise ValueError("llm: the request bodies are built from llm.prompts; drop 'body'/'body_file'")
+            req.method = "POST"
+            if req.path == "/" and req.url is None:
+                req.path = self.llm.path
+            if "timeout" not in self.model_fields_set:  # a generation outlives the 5 s of a prediction
+                self.timeout = LLM_TIMEOUT
         return self
 
     def peak_rate(self) -> float:

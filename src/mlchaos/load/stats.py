@@ -22,6 +22,8 @@ from typing import Any
 
 from mlchaos.budget import MIN_ACHIEVED
 from mlchaos.load.histogram import LogHistogram
+from mlchaos.load.llmstats import LLMStats
+from mlchaos.load.report import LoadReport
 
 __all__ = ["ERROR_KINDS", "Aggregator", "Interval", "LoadReport", "Validity", "WindowStats"]
 
@@ -51,6 +53,8 @@ class Interval:
     local: int
     conn_kinds: dict[str, int]
     samples: list[dict[str, Any]]
+    llm: LLMStats | None = None
+    """Token-level figures of an LLM load (``load.llm``); None for a plain HTTP load."""
 
     @classmethod
     def from_msg(cls, m: dict[str, Any], t_offset: float = 0.0) -> Interval:
@@ -74,6 +78,7 @@ class Interval:
             local=int(m.get("local", 0)),
             conn_kinds={str(k): int(v) for k, v in (m.get("conn_kinds") or {}).items()},
             samples=list(m.get("samples") or []),
+            llm=LLMStats.from_msg(m["llm"]) if m.get("llm") else None,
         )
 
     @property
@@ -106,6 +111,8 @@ class WindowStats:
     """Requests the schedule planned in the window's intervals, and how many went out: a
     generator that dispatched fewer than it scheduled offered less load than asked for."""
     dispatched: int = 0
+    llm: LLMStats | None = None
+    """Token-level figures of an LLM load over the window (:mod:`mlchaos.load.llmstats`)."""
 
     @property
     def error_count(self) -> int:
@@ -177,97 +184,6 @@ class Validity:
         return {**dataclasses.asdict(self), "verdict": self.verdict}
 
 
-@dataclasses.dataclass
-class LoadReport:
-    """The whole run: totals, latency quantiles, per-second series, errors and the validity verdict."""
-
-    url: str
-    target_rate: float
-    arrivals: str
-    profile: str
-    processes: int
-    duration: float
-    scheduled: int
-    dispatched: int
-    sent: int
-    completed: int
-    errors: dict[str, int]
-    codes: dict[int, int]
-    latency: LogHistogram
-    service: LogHistogram
-    lag: LogHistogram
-    series: list[dict[str, Any]]
-    validity: Validity
-    peak_connections: int
-    abandoned: int
-    loop: str
-    connection_errors: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Connect failures by errno name (ECONNREFUSED, …), for diagnosis."""
-
-    @property
-    def valid(self) -> bool:
-        """Shortcut for ``validity.valid`` (the engine refuses a ``passed`` verdict when False)."""
-        return self.validity.valid
-
-    @property
-    def invalid_reason(self) -> str:
-        return "; ".join(self.validity.reasons)
-
-    @property
-    def achieved_rate(self) -> float:
-        return self.sent / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def completed_rate(self) -> float:
-        return self.completed / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def scheduled_rate(self) -> float:
-        return self.scheduled / self.duration if self.duration > 0 else 0.0
-
-    @property
-    def error_rate(self) -> float | None:
-        return sum(self.errors.values()) / self.completed if self.completed else None
-
-    def to_dict(self) -> dict[str, Any]:
-        qs = [0.5, 0.9, 0.95, 0.99, 0.999]
-        names = ["p50", "p90", "p95", "p99", "p999"]
-
-        def quant(h: LogHistogram) -> dict[str, float | None]:
-            d: dict[str, float | None] = dict(zip(names, h.quantiles(qs), strict=True))
-            d["max"] = h.max
-            d["mean"] = h.mean
-            return d
-
-        return {
-            "url": self.url,
-            "target_rate": self.target_rate,
-            "arrivals": self.arrivals,
-            "profile": self.profile,
-            "processes": self.processes,
-            "loop": self.loop,
-            "duration": self.duration,
-            "scheduled": self.scheduled,
-            "dispatched": self.dispatched,
-            "sent": self.sent,
-            "completed": self.completed,
-            "scheduled_rate": self.scheduled_rate,
-            "achieved_rate": self.achieved_rate,
-            "completed_rate": self.completed_rate,
-            "errors": dict(self.errors),
-            "error_rate": self.error_rate,
-            "codes": {str(k): v for k, v in sorted(self.codes.items())},
-            "latency": quant(self.latency),
-            "service_time": quant(self.service),
-            "lag": quant(self.lag),
-            "peak_connections": self.peak_connections,
-            "connection_errors": dict(self.connection_errors),
-            "abandoned": self.abandoned,
-            "validity": self.validity.to_dict(),
-            "series": self.series,
-        }
-
-
 class Aggregator:
     """Collects intervals from any number of workers; answers windows and builds the report."""
 
@@ -292,6 +208,7 @@ class Aggregator:
         self.last_t = 0.0
         self.local_errors = 0
         self.conn_kinds: dict[str, int] = {}
+        self.total_llm: LLMStats | None = None
 
     def add(self, iv: Interval) -> None:
         self.intervals.append(iv)
@@ -333,6 +250,8 @@ class Aggregator:
             self.total_lat = LogHistogram.merged([self.total_lat, *(i.lat for i in p)])
             self.total_svc = LogHistogram.merged([self.total_svc, *(i.svc for i in p)])
             self.total_lag = LogHistogram.merged([self.total_lag, *(i.lag for i in p)])
+            if llms := [i.llm for i in p if i.llm is not None]:
+                self.total_llm = LLMStats.merged([*([self.total_llm] if self.total_llm else []), *llms])
             self._pending = []
 
     def window(self, seconds: float, now: float | None = None) -> WindowStats:
@@ -370,6 +289,7 @@ class Aggregator:
             samples=samples,
             scheduled=sum(i.scheduled for i in ivs),
             dispatched=sum(i.dispatched for i in ivs),
+            llm=LLMStats.merged(i.llm for i in ivs if i.llm is not None) if any(i.llm for i in ivs) else None,
         )
 
     def validity(self, lag_budget: float, elapsed: float | None = None) -> Validity:
