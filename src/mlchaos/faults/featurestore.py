@@ -83,7 +83,74 @@ def _open(location: str) -> FeatureStore:
         raise FaultError(str(exc)) from None
 
 
-def _choose(spec: _StoreFaultSpec, store: FeatureStore) -> tuple[list[int], int]:
+class _ReadOnlySqlite:
+    """The SQLite online table opened read-only (``mode=ro`` URI): what preflight may look at.
+
+    It answers ``ids`` only; a missing file, a missing table or wrong columns are a
+    :class:`FaultError` naming the file, and nothing is created on the way.  ``mode=ro`` alone is
+    not enough for a WAL database (the lab's): SQLite still creates its ``-wal``/``-shm`` files
+    beside it.  When the header says WAL and no ``-wal`` file exists, no writer has it open and
+    nothing waits in a log, so the file is read as ``immutable`` (no side files, no locks); a
+    writer that opens it during these few reads can at worst fail this preflight, never be harmed.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        if not Path(path).is_file():
+            raise FaultError(f"SQLite feature store {path} does not exist (is the lab built?)")
+        uri = Path(path).absolute().as_uri() + "?mode=ro"
+        if _wal_header(path) and not Path(path + "-wal").exists():
+            uri += "&immutable=1"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            cols = {r[1] for r in self._conn.execute("PRAGMA table_info(account_features)")}
+        except sqlite3.Error as exc:
+            raise FaultError(f"cannot read the SQLite feature store {path}: {exc}") from None
+        from mlchaos.lab.featurestore import ROW_FIELDS
+
+        need = {"account_id", *ROW_FIELDS}
+        if not need <= cols:
+            self._conn.close()
+            what = "has no table account_features" if not cols else f"lacks columns {sorted(need - cols)}"
+            raise FaultError(f"SQLite feature store {path} {what} (not an mlchaos lab feature store)")
+
+    def ids(self) -> list[int]:
+        import sqlite3
+
+        from mlchaos.lab.featurestore import FeatureStoreError
+
+        try:
+            return [int(r[0]) for r in self._conn.execute("SELECT account_id FROM account_features ORDER BY 1")]
+        except sqlite3.Error as exc:
+            raise FeatureStoreError(f"cannot read the SQLite feature store: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _wal_header(path: str) -> bool:
+    """True when the SQLite file's header says WAL mode (bytes 18 and 19 are 2)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18] == 2 and head[19] == 2
+
+
+def _open_readonly(location: str) -> Any:
+    """The store for preflight: Redis as is (reading ids writes nothing), SQLite through a read-only URI."""
+    from mlchaos.lab.featurestore import is_redis_url
+
+    if is_redis_url(location):
+        return _open(location)
+    return _ReadOnlySqlite(location)
+
+
+def _choose(spec: _StoreFaultSpec, store: FeatureStore | _ReadOnlySqlite) -> tuple[list[int], int]:
     """The entities to hit (sorted) and how many the store holds; raise before touching anything."""
     import numpy as np
 
@@ -150,8 +217,13 @@ class _StoreFault(Fault):
         raise NotImplementedError
 
     def _preflight_sync(self) -> dict[str, Any]:
+        """Open the store read-only and check the entity choice: preflight changes nothing.
+
+        Opening it the way inject does would switch a SQLite file to WAL and create the table in a
+        database mlchaos does not own; a read-only URI can neither (tests/test_preflight_readonly.py).
+        """
         location, _ = _store_location(self.spec, self.ctx)
-        store = _open(location)
+        store = _open_readonly(location)
         try:
             chosen, total = _choose(self.spec, store)
             return {"store": store.backend, "location": location, "entities": len(chosen), "of": total,
