@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mlchaos.spec.types import Duration, Quantity
 
@@ -65,6 +65,46 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True, allow_inf_nan=False)
 
 
+class CommandAction(StrictModel):
+    """A command mlchaos runs itself: a ``command`` step in ``method``, or a fault's ``revert`` action.
+
+    Shell-free on purpose: ``argv`` is executed as is (no quoting, globbing or
+    ``$VAR`` expansion by a shell), so a path with a space or a value taken
+    from a variable can never become a second command.  Write
+    ``argv: [sh, -c, "..."]`` when a shell is really wanted.  It runs in its
+    own process group, which is killed at ``timeout``.
+    """
+
+    argv: list[str] = Field(min_length=1, description="The program and its arguments, e.g. [systemctl, restart, x].")
+    timeout: Duration = Field(60.0, description="Kill the command's process group after this long (an error).")
+    env: dict[str, str] = Field(default_factory=dict, description="Added to mlchaos's own environment.")
+    cwd: str | None = Field(None, description="Working directory; default: mlchaos's own.")
+    expect_exit: int = Field(0, description="The exit code that means success; any other is an error.")
+
+    @field_validator("argv")
+    @classmethod
+    def _argv_program(cls, v: list[str]) -> list[str]:
+        if not v[0].strip():
+            raise ValueError("argv[0] (the program) must not be empty")
+        return v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_text(cls, v: Any) -> Any:
+        # ``PORT: 8080`` is an int in YAML; an environment holds text, so scalars are written as YAML wrote them
+        if isinstance(v, dict):
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) if isinstance(x, int | float) else x
+                    for k, x in v.items()}
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_positive(cls, v: float) -> float:
+        if not 0 < v <= 86400:
+            raise ValueError("timeout must be above 0 and at most 24h")
+        return v
+
+
 class FaultSpec(StrictModel):
     """Fields common to every fault step in ``method``."""
 
@@ -74,6 +114,13 @@ class FaultSpec(StrictModel):
     at: Duration = Field(0.0, description="Offset from the start of the fault phase, e.g. '5s'.")
     duration: Duration | None = Field(
         None, description="How long the fault stays; default: until the end of the fault phase."
+    )
+    revert: CommandAction | None = Field(
+        None,
+        description=(
+            "A command run when the fault is removed, after its own removal (e.g. restart the server so it "
+            "re-reads restored files); kept in the fault's lease, so the watchdog runs it after a crash too."
+        ),
     )
 
 

@@ -68,10 +68,28 @@ def print_plan(v: Any) -> None:
         print(f"    - {f.name or f.fault} on target {f.target!r}: from +{base + start:g}s to +{base + end:g}s,"
               f" blast radius {radius or 'plugin default'}")
         print(f"      {f.model_dump(mode='json', exclude_none=True)}")
+        if f.revert is not None:
+            print(f"      then, when removed, runs: {_argv(f.revert.argv)}")
+    if v.steps:  # never run by a dry run: shown, with the point of the run each waits for
+        print("  steps (commands mlchaos runs):")
+        for i, s in enumerate(v.steps):
+            when = (f"at +{base + (s.at or 0.0):g}s" if s.when is None
+                    else f"after fault {s.of!r} is removed" if s.of is not None
+                    else "after every fault is removed" if s.when == "fault-removed"
+                    else "when the recovery phase begins")
+            print(f"    - {s.name or f'command#{i}'}: {when}: {_argv(s.argv)}"
+                  f" (timeout {s.timeout:g}s, expect exit {s.expect_exit})")
     print("  abort when:")
     for p in v.abort:
         print(f"    - {p.name or p.probe}: {p.model_dump(mode='json', exclude_none=True)}")
     print("dry run: nothing was touched")
+
+
+def _argv(argv: list[str]) -> str:
+    """An argv as a shell would need it typed (for reading only: it is never given to a shell)."""
+    import shlex
+
+    return shlex.join(argv)
 
 
 class _Progress:
@@ -130,6 +148,10 @@ class _Progress:
             line = f"[yellow]baseline not met[/yellow] (check {e['attempt']}; settling up to {e['settle']:g}s): {escape(str(e['reason']))}"
         elif ev == "baseline-settled":
             line = f"[green]baseline settled[/green] after {e['waited']:.1f}s ({e['attempts']} checks)"
+        elif ev in ("step-end", "fault-revert-action"):
+            what = escape(str(e.get("step") or f"revert of {e.get('fault')}"))
+            line = (f"[cyan]step[/cyan] {what}: exit {e.get('exit_code')} ({e.get('duration_s', 0):.2f}s)"
+                    if e.get("ok") else f"[magenta]step failed[/magenta] {what}: {escape(str(e.get('error')))}")
         elif ev in ("stop-requested", "error", "signal-ignored", "fault-inject-failed", "fault-remove-failed"):
             line = f"[magenta]{ev}[/magenta] {escape(str(e.get('reason') or e.get('message') or e.get('error') or ''))}"
         if line:

@@ -61,6 +61,14 @@ class FaultRun:
         return self.injected_at is not None and self.removed_at is None
 
 
+def _revert_action(fr: FaultRun) -> dict[str, Any] | None:
+    """The fault's ``revert:`` command as leases keep it (None: it has none)."""
+    from mlchaos.engine.steps import action_of
+
+    spec = getattr(fr.spec, "revert", None)
+    return action_of(spec) if spec is not None else None
+
+
 class FaultLifecycle:
     """Inject, confirm, renew and remove the run's faults (a mixin of the runner)."""
 
@@ -82,6 +90,7 @@ class FaultLifecycle:
         def log(self, event: str, **fields: Any) -> None: ...
         def request_stop(self, status: Status, reason: str) -> None: ...
         def _error(self, msg: str) -> None: ...
+        def _on_fault_removed(self, fault_label: str) -> None: ...
 
     async def _fault_task(self, fr: FaultRun, phase_start: float) -> None:
         delay = fr.spec.at - (time.monotonic() - phase_start)
@@ -119,6 +128,7 @@ class FaultLifecycle:
         def undo_intent() -> None:
             if intent is not None:
                 type(fr.fault).revert(dict(intent))
+                self._revert_action_sync(fr)  # it may have half happened: what follows a removal follows this one
             self.leases.release(self.run_id, lease.id)
 
         keep: asyncio.Task[None] | None = None
@@ -131,7 +141,7 @@ class FaultLifecycle:
             lease.renew()
             # fsync off the event loop: a stalled loop would delay the probes that judge the run
             await asyncio.to_thread(self.leases.intend, lease, run_id=self.run_id, plugin=fr.plugin, undo=intent,
-                                    runner_pid=os.getpid())
+                                    runner_pid=os.getpid(), action=_revert_action(fr))
             written = True
             self.log("fault-intent", fault=fr.label, plugin=fr.plugin, lease=lease.id, planned_undo=intent is not None)
             kill_point("intent-written")
@@ -155,7 +165,7 @@ class FaultLifecycle:
                 keep.cancel()
             try:
                 await asyncio.to_thread(self.leases.record, lease, run_id=self.run_id, plugin=fr.plugin,
-                                        undo=applied.undo, runner_pid=os.getpid())
+                                        undo=applied.undo, runner_pid=os.getpid(), action=_revert_action(fr))
             except asyncio.CancelledError:  # the run is ending: the fault is in, so take it out now
                 with contextlib.suppress(Exception):
                     type(fr.fault).revert(dict(applied.undo))
@@ -163,6 +173,7 @@ class FaultLifecycle:
                 raise
             fr.applied = applied
             fr.injected_at = injected_at
+            kill_point("fault-confirmed")
             self.log("fault-inject", fault=fr.label, plugin=fr.plugin, targets=applied.targets,
                      planned=applied.planned or fr.planned, actual=applied.actual,
                      lease={"id": lease.id, "ttl": lease.ttl, "expires_at": lease.expires_at})
@@ -202,11 +213,40 @@ class FaultLifecycle:
             self._errors.append(f"fault {fr.label} could not be removed: {msg} (its lease expires by itself)")
             fr.removed_at = time.time()
             return
+        if fr.spec.revert is not None:
+            # before the lease goes: a runner killed while the action runs leaves it to the watchdog, which runs
+            # it again; the heartbeat keeps the lease renewed meanwhile (the fault is still active until it ends)
+            await self._revert_action(fr)
         fr.removed_at = time.time()
         assert fr.lease is not None
         self.leases.release(self.run_id, fr.lease.id)
         self.log("fault-remove", fault=fr.label, observed=fr.observed,
                  active_s=round(fr.removed_at - (fr.injected_at or fr.removed_at), 6))
+        self._on_fault_removed(fr.label)
+
+    async def _revert_action(self, fr: FaultRun) -> None:
+        """Run the fault's ``revert:`` command after its removal; a failure makes the run ``errored``."""
+        from mlchaos.engine.steps import run_async
+
+        action = _revert_action(fr)
+        assert action is not None
+        self.log("fault-revert-action-start", fault=fr.label, argv=action["argv"])
+        outcome = await run_async(action)
+        self.log("fault-revert-action", fault=fr.label, **outcome.fields())
+        if not outcome.ok:
+            self._error(f"revert action of fault {fr.label} failed: {outcome.reason()}")
+
+    def _revert_action_sync(self, fr: FaultRun) -> None:
+        """The same, where the fault is undone off the event loop (a failed or cancelled injection)."""
+        from mlchaos.engine.steps import run_sync
+
+        action = _revert_action(fr)
+        if action is None:
+            return
+        outcome = run_sync(action)
+        self.log("fault-revert-action", fault=fr.label, **outcome.fields())
+        if not outcome.ok:
+            self._errors.append(f"revert action of fault {fr.label} failed: {outcome.reason()}")
 
     async def _remove_all(self, why: str) -> None:
         active = [fr for fr in self.faults if fr.active]

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlchaos.contract.lease import Lease
 from mlchaos.contract.proc import process_start_time
 from mlchaos.engine.state import read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from mlchaos.engine.steps import Outcome
 
 INTENT = "intent"
 """A fault about to be injected (or half injected): the undo record is the plugin's plan."""
@@ -49,24 +52,28 @@ class LeaseStore:
         return self.dir / f"{run_id}--{lease_id}.json"
 
     def intend(self, lease: Lease, *, run_id: str, plugin: str, undo: dict[str, Any] | None,
-               runner_pid: int) -> Path:
+               runner_pid: int, action: dict[str, Any] | None = None) -> Path:
         """Write ahead, durably, what a fault about to be injected will need to be undone.
 
         ``undo`` None means the plugin planned nothing (no :meth:`Fault.intent`):
         the record still makes the half-injected fault visible to the watchdog
         and ``mlchaos stop``, which report it instead of reverting it.
         """
-        return self._write(lease, state=INTENT, run_id=run_id, plugin=plugin, undo=undo, runner_pid=runner_pid)
+        return self._write(lease, state=INTENT, run_id=run_id, plugin=plugin, undo=undo, runner_pid=runner_pid,
+                           action=action)
 
-    def record(self, lease: Lease, *, run_id: str, plugin: str, undo: dict[str, Any], runner_pid: int) -> Path:
+    def record(self, lease: Lease, *, run_id: str, plugin: str, undo: dict[str, Any], runner_pid: int,
+               action: dict[str, Any] | None = None) -> Path:
         """Confirm the fault: replace its intent by the lease with the undo record ``inject`` returned."""
-        return self._write(lease, state=ACTIVE, run_id=run_id, plugin=plugin, undo=undo, runner_pid=runner_pid)
+        return self._write(lease, state=ACTIVE, run_id=run_id, plugin=plugin, undo=undo, runner_pid=runner_pid,
+                           action=action)
 
     def _write(self, lease: Lease, *, state: str, run_id: str, plugin: str, undo: dict[str, Any] | None,
-               runner_pid: int) -> Path:
+               runner_pid: int, action: dict[str, Any] | None) -> Path:
         p = self.path(run_id, lease.id)
         write_json_atomic(p, {
             "state": state, "run_id": run_id, "lease_id": lease.id, "plugin": plugin, "undo": undo,
+            "revert_action": action,
             "ttl": lease.ttl, "expires_at": lease.expires_at, "runner_pid": runner_pid,
             "runner_started": process_start_time(runner_pid), "created": time.time(),
         }, durable=True)
@@ -100,13 +107,20 @@ class Unplanned(Exception):
     """An intent whose plugin planned no undo record: it may be half injected and cannot be reverted."""
 
 
-def revert_record(data: dict[str, Any]) -> None:
+def revert_record(data: dict[str, Any]) -> Outcome | None:
     """Undo one lease's or intent's fault through its plugin's ``revert`` (no runner state needed).
+
+    Then run the fault's ``revert:`` command, if the record names one, and
+    return its outcome (None when there is none).  A failed command does not
+    raise: the fault itself is undone, and running a restart again every poll
+    would only repeat the failure, so the caller logs the outcome and drops
+    the record.  A failed plugin ``revert`` raises, and the caller retries.
 
     Raises :class:`Unplanned` for an intent without an undo record (a plugin
     with no ``intent``): there is nothing to act on, and the caller says so.
     """
     from mlchaos import registry
+    from mlchaos.engine.steps import run_sync
 
     undo = data.get("undo")
     if undo is None:
@@ -117,3 +131,5 @@ def revert_record(data: dict[str, Any]) -> None:
         undo = {}
     cls = registry.get("fault", str(data["plugin"]))
     cls.revert(dict(undo))
+    action = data.get("revert_action")
+    return run_sync(action) if isinstance(action, dict) and action.get("argv") else None

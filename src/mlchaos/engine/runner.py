@@ -46,6 +46,7 @@ from mlchaos.engine.loadservice import RunLoad
 from mlchaos.engine.probing import ProbeLoops, ProbeRun, _Stop
 from mlchaos.engine.records import FaultRecord, ProbeRecord, RunRecords
 from mlchaos.engine.state import is_stopped, state_dir, write_json_atomic
+from mlchaos.engine.steps import StepLifecycle
 from mlchaos.engine.summary import as_dict, build_summary
 from mlchaos.engine.verdict import Status, Verdict
 from mlchaos.plugin import (
@@ -96,7 +97,7 @@ class _Ctx(Context):
         return self._runner.phase
 
 
-class Runner(ProbeLoops, RunLoad, FaultLifecycle):
+class Runner(ProbeLoops, RunLoad, FaultLifecycle, StepLifecycle):
     """Runs one validated experiment.  Use :func:`run_experiment` for the common case."""
 
     def __init__(
@@ -127,6 +128,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
         self._errors: list[str] = []
         self._signals = 0
         self._tasks: list[asyncio.Task[Any]] = []
+        self._step_tasks: list[asyncio.Task[None]] = []
         self._removal_started: float | None = None
         self._load: Any = None
         self._load_report: Any = None
@@ -260,13 +262,20 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
         self._tasks += [asyncio.create_task(self._probe_loop(pr)) for pr in self.probes if pr.role == "abort"]
         phase_start = time.monotonic()
         fault_tasks = [asyncio.create_task(self._fault_task(fr, phase_start)) for fr in self.faults]
+        self._start_timed_steps(phase_start)
         await self._sleep(self.experiment.fault_phase_length())
         await self._remove_all("end of fault phase")
         for t in fault_tasks:
             t.cancel()
         await asyncio.gather(*fault_tasks, return_exceptions=True)
+        # steps still running (an 'at' step, one after a named fault's removal) finish, bounded by their timeouts
+        await self._wait_steps()
+        self._check_stop()
+        await self._run_steps_on("fault-removed")
+        self._check_stop()
         # recovery
         self._set_phase("recovery")
+        await self._run_steps_on("recovery")
         await self._sleep(self.spec.phases.recovery)
         await self._checkpoint("after")
 
@@ -337,6 +346,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
         self._stop.set()
         removal_reason = self._stop_reason[1] if self._stop_reason else "end of run"
         await self._remove_all(removal_reason)
+        await self._cancel_steps()  # a step still running is part of a run that is over: its group is killed
         if self._stop_reason is not None and self._stop_reason[0] is Status.ABORTED:
             self.log("aborted", reason=self._stop_reason[1],
                      removal_latency_s=round(time.time() - (self._removal_started or time.time()), 6))
@@ -370,6 +380,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle):
             "experiment": self.spec.model_dump(mode="json", exclude={"target"}),
             "targets": {k: t.model_dump(mode="json") for k, t in self.experiment.targets.items()},
             "method": [f.model_dump(mode="json") for f in self.experiment.faults],
+            "steps": [s.model_dump(mode="json") for s in self.experiment.steps],
             "steady_state": [p.model_dump(mode="json") for p in self.experiment.steady_state],
             "abort": [p.model_dump(mode="json") for p in self.experiment.abort],
             "load": self.experiment.load.model_dump(mode="json") if self.experiment.load is not None else None,

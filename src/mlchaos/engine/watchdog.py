@@ -79,7 +79,7 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
                 why = "lease expired" if expired else "runner died"
                 state = data.get("state") or "active"
                 try:
-                    revert_record(data)
+                    outcome = revert_record(data)
                 except Unplanned as exc:
                     _log(base, run_id, "intent without an undo record: not reverted", lease=data.get("lease_id"),
                          plugin=data.get("plugin"), error=str(exc))
@@ -94,6 +94,9 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
                 path.unlink(missing_ok=True)
                 _log(base, run_id, f"{why}: fault reverted", lease=data.get("lease_id"), state=state,
                      plugin=data.get("plugin"), late_s=round(now - float(data.get("expires_at", now)), 3))
+                if outcome is not None:  # its revert command ran once; a failure is logged, not retried
+                    _log(base, run_id, "revert action " + ("ran" if outcome.ok else "failed"),
+                         lease=data.get("lease_id"), **outcome.fields())
             if not runner_alive and run_file.exists():
                 _stop_owned(base, run_id, run_file)
             if not records and (not run_file.exists() or not runner_alive):

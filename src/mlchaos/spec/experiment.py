@@ -31,6 +31,8 @@ class Experiment:
     raw: dict[str, Any]
     #: Deprecation notes (an old spelling was used): printed by ``validate`` and ``run``, never fatal.
     notes: list[SpecError] = dataclasses.field(default_factory=list)
+    #: The ``command`` steps of ``method`` (:class:`~mlchaos.spec.model.StepSpec`), in file order.
+    steps: list[Any] = dataclasses.field(default_factory=list)
 
     @property
     def experiment(self) -> ExperimentSpec:

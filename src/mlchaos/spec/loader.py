@@ -23,7 +23,7 @@ from mlchaos import registry
 from mlchaos.spec.aliases import rename_fields
 from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
 from mlchaos.spec.experiment import Experiment
-from mlchaos.spec.model import ExperimentSpec
+from mlchaos.spec.model import ExperimentSpec, StepSpec
 from mlchaos.spec.overrides import apply_overrides, flag_for, plain_copy
 from mlchaos.spec.schema import json_schema
 from mlchaos.spec.yamlload import MAX_BYTES, parse
@@ -235,7 +235,37 @@ def _validate_plugin_items(
     return out
 
 
-def _check_semantics(col: _Collector, v: Experiment) -> None:
+def _validate_steps(col: _Collector, items: list[tuple[Loc, Any]]) -> list[Any]:
+    """``- step: command`` items of ``method``: the engine runs them itself, no plugin involved."""
+    out: list[Any] = []
+    for loc, item in items:
+        kind = item.get("step")
+        if kind != "command":
+            col.add((*loc, "step"), f"unknown step {kind!r}{registry.suggest(str(kind), ['command'])} "
+                    "(known: command)")
+            continue
+        try:
+            out.append(StepSpec.model_validate(item))
+        except ValidationError as exc:
+            col.pydantic(exc, StepSpec, loc)
+    return out
+
+
+def _check_steps(col: _Collector, v: Experiment, step_locs: list[Loc]) -> None:
+    """A step must have a point of the run it can reach: inside the fault phase, or a fault that exists."""
+    labels = {f.name or f"{f.fault}#{i}" for i, f in enumerate(v.faults)}
+    length = v.fault_phase_length()
+    for loc, step in zip(step_locs, v.steps, strict=True):
+        if step.of is not None and step.of not in labels:
+            known = sorted(labels)
+            col.add((*loc, "of"), f"no fault named {step.of!r} in method{registry.suggest(step.of, known)}"
+                    f" (faults: {', '.join(known) or 'none'})")
+        if step.at is not None and step.at > 0 and step.at >= length:
+            col.add((*loc, "at"), f"step at {step.at:g}s does not start inside the fault phase ({length:g}s): "
+                    "set phases.fault or an earlier 'at'")
+
+
+def _check_semantics(col: _Collector, v: Experiment, fault_locs: list[Loc]) -> None:
     exp = v.spec
     names_seen: dict[str, Loc] = {}
     for section, specs in (("steady_state", v.steady_state), ("abort", v.abort)):
@@ -259,7 +289,7 @@ def _check_semantics(col: _Collector, v: Experiment) -> None:
         for i, spec in enumerate(specs):
             if spec.target != "default" and spec.target not in v.targets:
                 known = sorted(v.targets)
-                col.add((section, i, "target"),
+                col.add((*fault_locs[i], "target") if section == "method" else (section, i, "target"),
                         f"unknown target {spec.target!r}{registry.suggest(spec.target, known)}"
                         f" (defined: {', '.join(known) or 'none'})")
     for i, spec in enumerate(v.steady_state):
@@ -272,7 +302,7 @@ def _check_semantics(col: _Collector, v: Experiment) -> None:
         for i, f in enumerate(v.faults):
             end = f.at + (f.duration or 0.0)
             if f.at >= exp.phases.fault or end > exp.phases.fault:
-                col.add(("method", i, "at"), f"fault window [{f.at:g}s, {end:g}s] does not fit in phases.fault ({exp.phases.fault:g}s)")
+                col.add((*fault_locs[i], "at"), f"fault window [{f.at:g}s, {end:g}s] does not fit in phases.fault ({exp.phases.fault:g}s)")
     if v.faults and length <= 0:
         col.add(("method",), "the fault phase has zero length: give the faults a duration or set phases.fault")
     total = v.longest_length()
@@ -350,7 +380,15 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
         value = data.get(section)
         return [((section, i), x) for i, x in enumerate(value)] if isinstance(value, list) else []
 
-    faults = _validate_plugin_items(col, "fault", items("method"), "fault")
+    method = items("method")
+    # an item with 'fault' is a fault (some faults have a 'step' field of their own: a pipeline step's name)
+    def is_step(x: Any) -> bool:
+        return isinstance(x, dict) and "step" in x and "fault" not in x
+
+    step_items = [(loc, x) for loc, x in method if is_step(x)]
+    fault_items = [(loc, x) for loc, x in method if not is_step(x)]
+    faults = _validate_plugin_items(col, "fault", fault_items, "fault")
+    steps = _validate_steps(col, step_items)
     steady = _validate_plugin_items(col, "probe", items("steady_state"), "probe")
     abort = _validate_plugin_items(col, "probe", items("abort"), "probe")
     load = None
@@ -376,8 +414,11 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
         source=positions.source,
         raw=data,
         notes=sorted(col.notes, key=lambda e: (e.line, e.col)),
+        steps=steps,
     )
-    _check_semantics(col, v)
+    # method mixes faults and steps: semantic errors name each item by its place in the file
+    _check_semantics(col, v, [loc for loc, _ in fault_items])
+    _check_steps(col, v, [loc for loc, _ in step_items])
     if col.errors:
         raise col.fail()
     return v

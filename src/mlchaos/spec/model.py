@@ -12,11 +12,11 @@ imports only the plugins it uses.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from mlchaos.plugin import StrictModel
+from mlchaos.plugin import CommandAction, StrictModel
 from mlchaos.spec.types import Duration
 
 
@@ -44,6 +44,41 @@ class Phases(StrictModel):
     )
 
 
+class StepSpec(CommandAction):
+    """A ``command`` step in ``method``: a command mlchaos runs at a point of the run.
+
+    It sits beside the faults (``- step: command``) because it is part of the
+    method, and runs at one point: ``at`` (an offset in the fault phase, like a
+    fault), ``when: fault-removed`` (after the fault named by ``of``, or after
+    every fault is removed) or ``when: recovery`` (when the recovery phase
+    begins; its observation time counts from the steps' end).  The key is
+    ``when``, not ``on``: YAML 1.1 reads a bare ``on`` key as the boolean true.
+    """
+
+    step: Literal["command"] = Field(description="The kind of step; 'command' runs argv.")
+    name: str | None = Field(None, description="Label used in the journal and report.")
+    at: Duration | None = Field(
+        None, description="Offset from the start of the fault phase, e.g. '5s' (default 0s when 'when' is not given)."
+    )
+    when: Literal["fault-removed", "recovery"] | None = Field(
+        None, description="Run after fault removal ('fault-removed', see 'of') or when the recovery phase begins."
+    )
+    of: str | None = Field(
+        None, description="With when: fault-removed, the name of the fault whose removal starts the step; "
+        "default: after every fault is removed.",
+    )
+
+    @model_validator(mode="after")
+    def _one_point(self) -> StepSpec:
+        if self.at is not None and self.when is not None:
+            raise ValueError("give 'at' or 'when', not both: a step runs at one point of the run")
+        if self.of is not None and self.when != "fault-removed":
+            raise ValueError("'of' names a fault for when: fault-removed only")
+        if self.when is None and self.at is None:
+            self.at = 0.0
+        return self
+
+
 class ExperimentSpec(StrictModel):
     """One experiment's frame: a hypothesis, a fault, a blast radius and an abort plan.
 
@@ -68,7 +103,8 @@ class ExperimentSpec(StrictModel):
         default_factory=list, description="Probes with tolerances: what normal looks like."
     )
     method: list[dict[str, Any]] = Field(
-        default_factory=list, description="Faults, each with its offset ('at') and duration."
+        default_factory=list,
+        description="Faults, each with its offset ('at') and duration, and command steps ('step: command').",
     )
     abort: list[dict[str, Any]] = Field(
         default_factory=list, description="Conditions watched continuously; one tripping removes every fault."

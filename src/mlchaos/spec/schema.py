@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mlchaos import registry
-from mlchaos.spec.model import ExperimentSpec
+from mlchaos.spec.model import ExperimentSpec, StepSpec
 
 __all__ = ["json_schema"]
 
@@ -28,7 +28,7 @@ def json_schema() -> dict[str, Any]:
             except Exception:  # a broken third-party plugin must not break the schema
                 continue
             groups[kind].setdefault(cls.Spec, []).append(name)
-    models: list[tuple[type[BaseModel], Any]] = [(ExperimentSpec, "validation")]
+    models: list[tuple[type[BaseModel], Any]] = [(ExperimentSpec, "validation"), (StepSpec, "validation")]
     for by_spec in groups.values():
         models += [(spec, "validation") for spec in by_spec]
     keys, schema = models_json_schema(models, ref_template="#/$defs/{model}")
@@ -44,7 +44,8 @@ def json_schema() -> dict[str, Any]:
     root_ref = keys[(ExperimentSpec, "validation")]["$ref"].rsplit("/", 1)[-1]
     root = defs.pop(root_ref)
     props = root["properties"]
-    props["method"] = {"type": "array", "items": {"anyOf": refs["fault"]}, "description": props["method"].get("description", "")}
+    step_ref = {"$ref": keys[(StepSpec, "validation")]["$ref"]}  # ``- step: command`` beside the faults
+    props["method"] = {"type": "array", "items": {"anyOf": [*refs["fault"], step_ref]}, "description": props["method"].get("description", "")}
     for section in ("steady_state", "abort"):
         props[section] = {"type": "array", "items": {"anyOf": refs["probe"]}, "description": props[section].get("description", "")}
     props["target"] = {"anyOf": refs["target"], "description": props["target"].get("description", "")}
