@@ -84,7 +84,7 @@ class LLMStats:
         return self.done_marker / self.streams if self.streams > 0 else None
 
     def to_dict(self, duration: float | None = None) -> dict[str, Any]:
-        """Counts, error kinds and p50/p90/p99/max/mean of each histogram in **milliseconds** (LLM
+        """Counts, error kinds and p25/p50/p75/p90/p99/max/mean of each histogram in **milliseconds** (LLM
         serving's unit, as vLLM reports them); with ``duration``, goodput and token rates per second."""
         d: dict[str, Any] = {
             "ended": self.ended, "completed": self.completed, "done_marker": self.done_marker, "good": self.good,
@@ -96,8 +96,9 @@ class LLMStats:
             d["output_tokens_per_s"] = self.tokens / duration
         for h in _HISTS:
             hist: LogHistogram = getattr(self, h)
-            qs = hist.quantiles([0.5, 0.9, 0.99])
-            ms = {k: (None if v is None else v * 1e3) for k, v in zip(("p50", "p90", "p99"), qs, strict=True)}
+            qs = hist.quantiles([0.25, 0.5, 0.75, 0.9, 0.99])
+            ms = {k: (None if v is None else v * 1e3)
+                  for k, v in zip(("p25", "p50", "p75", "p90", "p99"), qs, strict=True)}
             ms["max"] = None if hist.max is None else hist.max * 1e3
             ms["mean"] = None if hist.mean is None else hist.mean * 1e3
             d[f"{h}_ms"] = {"count": hist.count, **ms}
