@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "mlflow": ("pandas", "pyarrow", "pandera", "sklearn", "mlflow"),
     "distributed": ("locust",),
     "redis": ("redis",),
+    "feast": ("pandas", "pyarrow", "pandera", "feast"),
 }
 """Extra → the top-level modules it installs that mlchaos imports (a subset of pyproject's lists)."""
 
@@ -51,6 +52,8 @@ PLUGINS: dict[str, dict[str, str]] = {
         "training-poison": _LAB,
         "delivery-run": _LAB,
         "file-corrupt": "data",
+        "feast-stale-rows": "feast",
+        "feast-delete-entities": "feast",
     },
     "probe": {
         "drift": "data",

@@ -29,6 +29,8 @@ BUILTIN: dict[str, dict[str, str]] = {
         "stale-features": "mlchaos.faults.featurestore:StaleFeatures",
         "missing-entities": "mlchaos.faults.featurestore:MissingEntities",
         "out-of-order-writes": "mlchaos.faults.featurestore:OutOfOrderWrites",
+        "feast-stale-rows": "mlchaos.faults.feast:FeastStaleRows",
+        "feast-delete-entities": "mlchaos.faults.feast:FeastDeleteEntities",
         "latency": "mlchaos.faults.network:Latency",
         "bandwidth": "mlchaos.faults.network:Bandwidth",
         "timeout": "mlchaos.faults.network:Timeout",
