@@ -793,6 +793,8 @@ class Upstream(asyncio.Protocol):
                 owner.transport.write(data)  # type: ignore[union-attr]
             else:
                 shaper.feed(data)
+                if self.closed:
+                    return  # the shaper cut the stream and closed this connection
         else:
             owner.resp_buf.append(data)
         try:

@@ -156,7 +156,7 @@ class Shaper:
             else:
                 self._event(piece)
             if self.phase != _BODY:
-                return
+                break
         self._pump()
 
     def _event(self, ev: bytes) -> None:
@@ -258,9 +258,18 @@ class Shaper:
         down = self.down
         while q and self.stalled is None:
             release, item = q[0]
-            if release > clock.now():
-                self.timer = clock.at(self.loop, release, self._tick)
-                return
+            now = clock.now()
+            if release > now:
+                # Only a delay fault sets a time ahead: once none is alive (lease lapsed, fault removed),
+                # what it still holds goes out now.  Else wake at the release, or sooner to check again.
+                delays = [r for r in self.rules if isinstance(r.fault, StreamDelay) and self.alive(r, now)]
+                if delays:
+                    wake = min(release, now + POLL, *(r.expires_at for r in delays))
+                    self.timer = clock.at(self.loop, wake, self._tick)
+                    return
+                self.last = self.last_data = now
+                q = self.queue = collections.deque((now, x) for _, x in q)
+                continue
             q.popleft()
             if down.closed or down.transport is None:
                 q.clear()
