@@ -1,7 +1,7 @@
 """The built-in lab as a target: its systems' URLs, replica PIDs, fault proxies and batch runs.
 
 An experiment names a lab system (``serving``, ``realtime``, ``batch``,
-``recommender``) and gets, with no ports written anywhere: the system's entry
+``recommender``, ``llm``) and gets, with no ports written anywhere: the system's entry
 point for load and HTTP probes, the PIDs of its processes for process faults
 (``select: "serving-[0-9]"`` picks the replicas), the control API of the
 fault proxy the lab keeps on the system's dependency call (network faults
@@ -26,8 +26,8 @@ from pydantic import Field
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
 
-_ENTRY = {"serving": "serving-lb", "realtime": "fraud", "recommender": "recommender"}
-_PROXY = {"realtime": "features-proxy", "recommender": "embedding-proxy"}
+_ENTRY = {"serving": "serving-lb", "realtime": "fraud", "recommender": "recommender", "llm": "llm-gateway"}
+_PROXY = {"realtime": "features-proxy", "recommender": "embedding-proxy", "llm": "llm-primary-proxy"}
 
 
 def lab_dir_for(spec: Any, ctx: Any) -> Path:
@@ -52,7 +52,7 @@ def lab_dir_for(spec: Any, ctx: Any) -> Path:
 
 class LabTargetSpec(TargetSpec):
     platform: Literal["lab"] = "lab"
-    system: Literal["serving", "realtime", "batch", "recommender"] = Field(description="Which lab system.")
+    system: Literal["serving", "realtime", "batch", "recommender", "llm"] = Field(description="Which lab system.")
     lab_dir: str | None = Field(None, description="Lab directory (default: $MLCHAOS_LAB_DIR or the user state dir).")
     entry: str | None = Field(None, description="Service whose URL is the base URL (default: the system's entry).")
     variant: str | None = Field(None, description="Refuse to run unless the system runs this variant.")
