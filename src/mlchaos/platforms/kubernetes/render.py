@@ -14,13 +14,17 @@ difference is stated in each step's note.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, cast
 
 from mlchaos.platforms.kubernetes.labels import dns_name
 
-__all__ = ["API_FAULTS", "CHAOS_FAULTS", "KUBERNETES_FAULTS", "RenderedStep", "render_chaos", "render_plan"]
+__all__ = [
+    "API_FAULTS", "CHAOS_FAULTS", "KUBERNETES_FAULTS", "RenderedStep", "proxy_in_front", "render_chaos", "render_plan",
+    "with_proxy_sidecar",
+]
 
 
 CHAOS_FAULTS = ("k8s-network", "k8s-http", "k8s-stress")
@@ -135,3 +139,99 @@ def render_chaos(
 ) -> list[dict[str, Any]]:
     """The Chaos Mesh objects an experiment would create (``mlchaos k8s render``)."""
     return [s.object for s in render_plan(experiment, run_id=run_id, machine=machine) if s.object is not None]
+
+
+# -- the fault proxy in a cluster (stream faults reach a model server through it) --------------------------
+PROXY_PORT = 8080
+CONTROL_PORT = 8474
+TOKEN_DIR = "/var/run/mlchaos"
+PROXY_LABEL = "mlchaos.io/fault-proxy"
+
+
+def _proxy_container(image: str, upstream: str, token_secret: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``mlchaos proxy`` container (HTTP mode, so stream faults apply) and the Secret volume with its token.
+
+    The control API listens beyond loopback (an experiment reaches it through a Service or a port-forward),
+    so the proxy requires a token: read from a Secret mounted owner-read-only (the proxy refuses a token file
+    that group or others can read).
+    """
+    container = {
+        "name": "fault-proxy",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["mlchaos", "proxy"],
+        "args": ["--listen", f"0.0.0.0:{PROXY_PORT}", "--upstream", upstream, "--mode", "http",
+                 "--control", f"0.0.0.0:{CONTROL_PORT}", "--token-file", f"{TOKEN_DIR}/token"],
+        "ports": [{"name": "proxy", "containerPort": PROXY_PORT, "protocol": "TCP"},
+                  {"name": "proxy-control", "containerPort": CONTROL_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": "proxy"}, "periodSeconds": 2},
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [{"name": "fault-proxy-token", "mountPath": TOKEN_DIR, "readOnly": True}],
+    }
+    volume = {"name": "fault-proxy-token",
+              "secret": {"secretName": token_secret, "defaultMode": 0o400, "items": [{"key": "token", "path": "token"}]}}
+    return container, volume
+
+
+def with_proxy_sidecar(
+    deployment: Mapping[str, Any], *, app_port: int, image: str = "mlchaos:latest", token_secret: str = "mlchaos-proxy-token"
+) -> dict[str, Any]:
+    """A copy of a model server's Deployment with the fault proxy as a sidecar in front of ``app_port``.
+
+    Point the model server's Service at the pod's ``proxy`` port (:func:`proxy_service` does) and every
+    request reaches the server through the proxy on 127.0.0.1: stream faults then hit every replica's
+    streams, chosen per request by the proxy's own ``probability`` and ``match``.
+    """
+    out = copy.deepcopy(dict(deployment))
+    pod = out["spec"]["template"]["spec"]
+    container, volume = _proxy_container(image, f"127.0.0.1:{app_port}", token_secret)
+    pod["containers"] = [*pod.get("containers", []), container]
+    pod["volumes"] = [*pod.get("volumes", []), volume]
+    out["spec"]["template"].setdefault("metadata", {}).setdefault("labels", {})[PROXY_LABEL] = "sidecar"
+    return out
+
+
+def proxy_service(name: str, namespace: str, selector: Mapping[str, str], control: bool = False) -> dict[str, Any]:
+    """A Service sending port 80 to the pods' fault proxy; with ``control``, its control API on 8474 too.
+
+    Only for a single proxy (:func:`proxy_in_front`): behind a Service, a control call reaches one pod, and
+    with sidecars each replica has its own fault table (address each pod's control port instead).
+    """
+    ports = [{"name": "http", "port": 80, "targetPort": "proxy", "protocol": "TCP"}]
+    if control:
+        ports.append({"name": "control", "port": CONTROL_PORT, "targetPort": "proxy-control", "protocol": "TCP"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": {PROXY_LABEL: name}},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(selector),
+            "ports": ports,
+        },
+    }
+
+
+def proxy_in_front(
+    name: str, *, upstream: str, namespace: str = "default", image: str = "mlchaos:latest",
+    token_secret: str = "mlchaos-proxy-token",
+) -> list[dict[str, Any]]:
+    """A fault proxy Deployment and Service in front of an existing Service (``upstream``: HOST:PORT).
+
+    Nothing of the model server changes; clients that should meet the faults (a gateway) use this
+    Service instead.  One replica: one fault table, so a fault's ``probability`` and counters are exact.
+    """
+    labels = {PROXY_LABEL: name, "app.kubernetes.io/name": name}
+    container, volume = _proxy_container(image, upstream, token_secret)
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [container], "volumes": [volume]}},
+        },
+    }
+    return [deployment, proxy_service(name, namespace, labels, control=True)]
