@@ -64,6 +64,9 @@ def test_probes_pass_on_healthy_streams(llm_url: str, tmp_path: Path) -> None:  
     assert by["ttft"]["before"]["value"] >= 0.02 and 0.005 <= by["itl"]["before"]["value"] < 0.1
     assert by["canary"]["before"]["value"] >= 5 and by["completion"]["before"]["value"] == 1.0
     assert res.summary["load"]["llm"]["completed"] > 0  # the run's summary carries the token-level report
+    ticks = [json.loads(ln) for ln in (tmp_path / "j.jsonl").read_text().splitlines()]
+    ticks = [e for e in ticks if e.get("event") == "load-tick"]
+    assert ticks and all("ttft_p99" in e and "goodput" in e for e in ticks)  # and so does the journal, per second
 
 
 def test_stalling_streams_fail_completion_goodput_and_canary_while_health_is_200(llm_url: str,  # noqa: F811

@@ -146,6 +146,15 @@ class WindowStats:
     def max(self) -> float | None:
         return self.latency.max
 
+    def tick_extra(self) -> dict[str, Any]:
+        """Fields a journal tick adds for this kind of load: an LLM load's TTFT/ITL p99 (s), goodput, completion."""
+        llm = self.llm
+        if llm is None:
+            return {}
+        return {"ttft_p99": llm.ttft.quantile(0.99), "itl_p99": llm.itl.quantile(0.99),
+                "e2e_p99": llm.e2e.quantile(0.99), "goodput": llm.good / self.covered if self.covered > 0 else None,
+                "stream_completion": llm.stream_completion, "llm_errors": dict(llm.kinds)}
+
     def to_dict(self) -> dict[str, Any]:
         p50, p90, p99 = self.latency.quantiles([0.5, 0.9, 0.99])
         return {
