@@ -89,8 +89,9 @@ class RunLoad:
                 w = load.window(1.0)
             except Exception:
                 continue
+            extra = getattr(w, "tick_extra", None)  # what a kind of load adds (an LLM load: TTFT, goodput …)
             self.log("load-tick", count=w.count, throughput=w.throughput, p50=w.p50, p99=w.p99,
-                     error_rate=w.error_rate, errors=dict(w.errors))
+                     error_rate=w.error_rate, errors=dict(w.errors), **(extra() if callable(extra) else {}))
 
     def _load_validity(self) -> tuple[bool, str] | None:
         rep = self._load_report
