@@ -60,6 +60,10 @@ class RunLoad:
             spec = spec.model_copy(update={"request": req.model_copy(update={"body_file": body})})
         if ca := beside(getattr(spec, "ca_file", None)):
             spec = spec.model_copy(update={"ca_file": ca})
+        llm = getattr(spec, "llm", None)  # an LLM load's prompts file, like the bodies file
+        if llm is not None and (pf := beside(getattr(llm.prompts, "file", None))):
+            llm = llm.model_copy(update={"prompts": llm.prompts.model_copy(update={"file": pf})})
+            spec = spec.model_copy(update={"llm": llm})
         base_url = None
         tname = getattr(spec, "target", None) or "default"
         if tname in self.targets:
