@@ -119,13 +119,13 @@ def _render(segs: list[Any]) -> str:
     return "".join(out)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(_segment, min_size=1, max_size=6))
 def test_parse_what_is_printed(segs: list[Any]) -> None:
     assert list(jsonpath.compile(_render(segs)).segments) == segs
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(st.one_of(_plain.map(Key), st.integers(0, 3).map(Index)), min_size=1, max_size=5))
 def test_dotted_and_bracketed_spellings_agree(segs: list[Any]) -> None:
     dotted = ".".join(s.name if isinstance(s, Key) else str(s.index) for s in segs)
@@ -161,7 +161,7 @@ def _old_json_path(doc: Any, path: str) -> Any:
     return cur
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(_json, st.lists(st.sampled_from(["a", "b", "0", "1", "[0]", "[1]", "[-1]"]), min_size=1, max_size=4))
 def test_find_one_agrees_with_the_old_reader(doc: Any, parts: list[str]) -> None:
     path = "".join(p if p.startswith("[") else "." + p for p in parts).lstrip(".")
@@ -176,7 +176,7 @@ def test_find_one_agrees_with_the_old_reader(doc: Any, parts: list[str]) -> None
     assert new == old
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(_json)
 def test_a_wildcard_is_every_child(doc: Any) -> None:
     children = doc if isinstance(doc, list) else list(doc.values()) if isinstance(doc, dict) else []

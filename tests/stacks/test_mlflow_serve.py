@@ -147,9 +147,10 @@ def test_a_stale_model_after_a_swap_and_restart_is_seen_by_the_canary(tmp_path: 
     """Runs last: it leaves the server serving model B (files restored, the process not restarted)."""
     restart = [sys.executable, str(SERVE_CTL), "restart", "--pidfile", str(stack.pidfile), "--model",
                str(stack.model), "--port", str(stack.port), "--log", str(stack.log)]
-    # the swap must outlast the restart, or the server would read the restored files; sized from the
-    # first start, so a slow runner gets a longer fault rather than a false result
-    hold = max(6.0, 1.5 * stack.startup_s + 2.0)
+    # the swap must last until the restarted server has copied its model (about half way through its
+    # start), or it would read the restored files; sized from the first start, so a slow runner gets a
+    # longer fault rather than a false result
+    hold = max(5.0, stack.startup_s + 2.0)
     probes = [
         {"name": "canary", "probe": "model-fingerprint", "protocol": "mlflow", "rows": stack.batch,
          "columns": stack.columns, "stat": "changed", "max": 0},
