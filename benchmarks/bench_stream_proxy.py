@@ -33,6 +33,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,8 @@ async def main():
     await asyncio.gather(*(one(random.uniform(0, itl)) for _ in range(conc)))
 
 (uvloop.run if uvloop else asyncio.run)(main())
-print(json.dumps(lat))
+with open(sys.argv[5], "w") as f:
+    json.dump(lat, f)
 '''
 
 RELAY = r'''
@@ -189,10 +191,11 @@ def phase(addr: str, conc: int, itl: float, proxy_pid: int | None) -> dict[str, 
     host, port = addr.rsplit(":", 1)
     c0 = cpu(proxy_pid) if proxy_pid else 0.0
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", CLIENT, host, port, str(conc), str(itl)],
-                         capture_output=True, text=True, timeout=120, check=True)
-    wall = time.monotonic() - t0
-    lat = json.loads(out.stdout)
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        subprocess.run([sys.executable, "-c", CLIENT, host, port, str(conc), str(itl), f.name], timeout=120,
+                       check=True)
+        wall = time.monotonic() - t0
+        lat = json.loads(Path(f.name).read_text())
     res: dict[str, Any] = {"events": len(lat), "p50_ms": pct(lat, 0.5) * 1e3, "p99_ms": pct(lat, 0.99) * 1e3,
                            "max_ms": max(lat) * 1e3, "wall_s": wall}
     if proxy_pid:
