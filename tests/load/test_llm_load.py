@@ -164,3 +164,29 @@ def test_spec_and_bodies(tmp_path: Path) -> None:
     bad.write_text('"ok"\n[{"role": "user", "content": "hi"}]\n{"prompt": "p"}\n42\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:4: expected a prompt"):
         read_prompts(str(bad))
+
+
+@pytest.mark.slow  # two generator runs: ~6 s on the shared machine
+def test_cli_llm(llm_url: str, tmp_path: Path) -> None:
+    """``mlchaos load BASE_URL --llm chat``: the API path is added, the token table printed; bad flags exit 2."""
+    from typer.testing import CliRunner
+
+    from mlchaos.cli import app
+
+    f = prompts(tmp_path, "ttft=0.02 itl=0.01 n=5")
+    r = CliRunner().invoke(app, ["load", llm_url, "--llm", "chat", "--prompts", f, "--rate", "10/s", "--duration",
+                                 "1s", "--lag-budget", "50ms", "--slo", "ttft=500ms,e2e=2s", "--json"])
+    rep = json.loads(r.stdout)
+    assert rep["url"].endswith("/v1/chat/completions") and rep["llm"]["completed"] == 10, r.output
+    assert rep["llm"]["good"] == 10 and rep["llm"]["output_tokens"] == 50
+    r = CliRunner().invoke(app, ["load", llm_url, "--llm", "chat", "--prompts", f, "--rate", "10/s", "--duration",
+                                 "500ms", "--lag-budget", "50ms"])
+    assert "TTFT" in r.stdout and "goodput" in r.stdout, r.output
+    for args, msg in ((["--max-tokens", "uniform:9"], "--max-tokens: expected"),
+                      (["--slo", "ttfb=1s"], "--slo: expected"),
+                      (["--max-tokens", "uniform:9:3"], "--max-tokens: "),
+                      (["--prompts", str(tmp_path / "none.jsonl")], "--prompts: "),
+                      (["--llm", "embeddings"], "--llm: expected")):
+        argv = ["load", llm_url, *(["--llm", "chat"] if "--llm" not in args else []), *args]
+        r = CliRunner().invoke(app, argv)
+        assert r.exit_code == 2 and msg in r.output, (args, r.output)

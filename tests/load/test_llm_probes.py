@@ -56,6 +56,7 @@ def _prompts(tmp_path: Path, *scripts: str) -> Path:
     return f
 
 
+@pytest.mark.slow  # an experiment with a 1.5 s baseline: ~5 s
 def test_probes_pass_on_healthy_streams(llm_url: str, tmp_path: Path) -> None:  # noqa: F811
     exp = _exp(llm_url, _prompts(tmp_path, GOOD), "ttft=0.01 itl=0.01 n=10")
     res = run_experiment(load_dict(exp), journal_path=tmp_path / "j.jsonl")
@@ -69,6 +70,7 @@ def test_probes_pass_on_healthy_streams(llm_url: str, tmp_path: Path) -> None:  
     assert ticks and all("ttft_p99" in e and "goodput" in e for e in ticks)  # and so does the journal, per second
 
 
+@pytest.mark.slow  # an experiment with a 1.5 s baseline: ~5 s
 def test_stalling_streams_fail_completion_goodput_and_canary_while_health_is_200(llm_url: str,  # noqa: F811
                                                                                   tmp_path: Path) -> None:
     exp = _exp(llm_url, _prompts(tmp_path, GOOD, STALL), "ttft=0.01 n=2 end=stall")

@@ -39,7 +39,48 @@ _FLAGS = {
     "profile.over": "--ramp-over", "profile.baseline": "--baseline", "profile.at": "--spike-at",
     "profile.length": "--spike-for", "profile.rise": "--spike-rise", "profile.steps": "--steps",
     "ca_file": "--cacert", "insecure": "--insecure",
+    "llm.api": "--llm", "llm.model": "--model", "llm.stream": "--stream/--no-stream", "llm.prompts": "--prompts",
+    "llm.prompts.generate.tokens": "--prompt-tokens", "llm.max_tokens": "--max-tokens",
+    "llm.stall_timeout": "--stall-timeout", "llm.slo": "--slo", "llm": "--llm",
 }
+
+
+def _dist(flag: str, text: str) -> Any:
+    """``64`` | ``uniform:MIN:MAX`` | ``normal:MEAN:SD`` | ``lognormal:MEAN:SD`` → an llm length law."""
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            return int(parts[0])
+        kind, a, b = parts
+        if kind == "uniform":
+            return {"dist": "uniform", "min": int(a), "max": int(b)}
+        if kind in ("normal", "lognormal"):
+            return {"dist": kind, "mean": float(a), "sd": float(b)}
+    except ValueError:
+        pass
+    raise ValueError(f"{flag}: expected N, uniform:MIN:MAX, normal:MEAN:SD or lognormal:MEAN:SD (got {text!r})")
+
+
+def _llm_block(api: str, model: str, stream: bool, prompts: str | None, prompt_tokens: str, max_tokens: str,
+               stall_timeout: str, slo: str | None) -> dict[str, Any]:
+    """The ``llm:`` block of ``mlchaos load --llm``: the same model as an experiment's."""
+    block: dict[str, Any] = {"api": api, "model": model, "stream": stream, "stall_timeout": stall_timeout,
+                             "max_tokens": _dist("--max-tokens", max_tokens)}
+    if prompts is not None:
+        if not os.path.isfile(prompts):
+            raise ValueError(f"--prompts: {prompts}: no such file")
+        block["prompts"] = {"file": prompts}
+    else:
+        block["prompts"] = {"generate": {"tokens": _dist("--prompt-tokens", prompt_tokens)}}
+    if slo:
+        items = {}
+        for part in slo.split(","):
+            k, sep, v = part.strip().partition("=")
+            if not sep or k.strip() not in ("ttft", "tpot", "e2e", "e2el"):
+                raise ValueError(f"--slo: expected 'ttft=500ms,tpot=50ms,e2e=10s' (got {part.strip()!r})")
+            items[k.strip()] = v.strip()
+        block["slo"] = items
+    return block
 
 
 def _flag_errors(exc: ValidationError) -> list[str]:
@@ -86,6 +127,7 @@ def _build_spec(
     cacert: str | None = None,
     insecure: bool = False,
     force: bool = False,
+    llm: dict[str, Any] | None = None,
 ) -> Any:
     from mlchaos.load.spec import LoadSpec
 
@@ -144,6 +186,17 @@ def _build_spec(
         data["ca_file"] = cacert
     if insecure:
         data["insecure"] = True
+    if llm is not None:
+        from urllib.parse import urlsplit
+
+        from mlchaos.load.llmspec import API_PATHS
+
+        data["llm"] = llm
+        data["request"]["method"] = "POST"
+        if urlsplit(url).path in ("", "/") and llm.get("api") in API_PATHS:  # a base URL: the API's own path
+            data["request"]["url"] = url.rstrip("/") + API_PATHS[llm["api"]]
+        if timeout == "5s":  # the plain default: an LLM load's is longer (LoadSpec's LLM_TIMEOUT)
+            del data["timeout"]
     # every bound (rate, processes per core, pool sizes, durations) is LoadSpec's, shared with experiments
     return LoadSpec.model_validate(data, context={"force": force})
 
@@ -176,6 +229,16 @@ def load(
     cacert: str | None = typer.Option(None, "--cacert", help="https: PEM CA bundle that signed the server's certificate."),
     insecure: bool = typer.Option(False, "--insecure", "-k", help="https: do not verify the server's certificate."),
     force: bool = typer.Option(False, "--force", help="Allow more than 4 generator processes per core."),
+    llm_api: str | None = typer.Option(None, "--llm", help="Speak an OpenAI-compatible API: chat | completions "
+                                       "(URL may be the base URL; TTFT, ITL, TPOT, goodput are reported)."),
+    model: str = typer.Option("default", "--model", help="--llm: the requests' 'model' field."),
+    stream: bool = typer.Option(True, "--stream/--no-stream", help="--llm: ask for an SSE stream."),
+    prompts: str | None = typer.Option(None, "--prompts", help="--llm: JSONL of prompts or message lists, cycled."),
+    prompt_tokens: str = typer.Option("32", "--prompt-tokens", help="--llm: generated prompt length in words "
+                                      "(≈ tokens): N, uniform:MIN:MAX, normal:MEAN:SD, lognormal:MEAN:SD."),
+    max_tokens: str = typer.Option("64", "--max-tokens", help="--llm: max_tokens law, same forms."),
+    stall_timeout: str = typer.Option("30s", "--stall-timeout", help="--llm: the client's limit between events."),
+    slo: str | None = typer.Option(None, "--slo", help="--llm: goodput SLOs, e.g. 'ttft=500ms,tpot=50ms,e2e=10s'."),
     json: bool = typer.Option(False, "--json", help="Print the full report as JSON (machines)."),
     series: bool = typer.Option(False, "--series", help="Also print the per-second series (people)."),
 ) -> None:
@@ -185,9 +248,14 @@ def load(
     from mlchaos.load.runner import LoadError, run_load
 
     try:
+        llm = None
+        if llm_api is not None:
+            if llm_api not in ("chat", "completions"):
+                raise ValueError(f"--llm: expected chat or completions (got {llm_api!r})")
+            llm = _llm_block(llm_api, model, stream, prompts, prompt_tokens, max_tokens, stall_timeout, slo)
         spec = _build_spec(url, rate, duration, arrivals, profile, ramp_from, ramp_over, baseline, spike_at,
                            spike_for, spike_rise, steps, method, header, body, body_file, timeout, processes,
-                           connections, sample, lag_budget, loop, spin, seed, cacert, insecure, force)
+                           connections, sample, lag_budget, loop, spin, seed, cacert, insecure, force, llm)
     except ValidationError as exc:
         for line in _flag_errors(exc):
             print(f"mlchaos load: {line}", file=sys.stderr)
@@ -288,6 +356,8 @@ def _print_report(report: Any, series: bool) -> None:
             s.add_row(str(row["t"]), str(row["sent"]), str(row["done"]), str(row["errors"]),
                       _fmt_ms(row["p50"]), _fmt_ms(row["p99"]), _fmt_ms(row["max"]))
         con.print(s)
+    if report.llm is not None:
+        _print_llm(con, report.llm)
     cpu = f"{v.cpu:.2f} cores" if v.cpu is not None else "?"
     facts = (f"dispatched {v.dispatched}/{v.scheduled} scheduled ({(v.achieved or 0):.2%}), lag p99 {_fmt_ms(v.lag_p99)} ms "
              f"(budget {_fmt_ms(v.lag_budget)} ms), lag max {_fmt_ms(v.lag_max)} ms, generator CPU {cpu}")
@@ -298,3 +368,25 @@ def _print_report(report: Any, series: bool) -> None:
         con.print(Panel(f"{reasons}\n\n{facts}\n\nDo not judge the system on these numbers: the load "
                         "generator itself did not deliver the planned load.",
                         title="INVALID load", border_style="bold red", expand=con.is_terminal))
+
+
+def _print_llm(con: Any, llm: dict[str, Any]) -> None:
+    """The token-level table of an LLM load (vLLM's units: milliseconds; goodput in requests/s)."""
+    from rich.table import Table
+
+    def ms(v: float | None) -> str:
+        return "–" if v is None else f"{v:.1f}"
+
+    t = Table(title="LLM (milliseconds)", title_justify="left")
+    t.add_column("")
+    for c in ("count", "p50", "p90", "p99", "max", "mean"):
+        t.add_column(c, justify="right")
+    for name, key in (("TTFT", "ttft_ms"), ("ITL", "itl_ms"), ("TPOT", "tpot_ms"), ("e2e", "e2e_ms")):
+        q = llm[key]
+        t.add_row(name, str(q["count"]), *(ms(q[k]) for k in ("p50", "p90", "p99", "max", "mean")))
+    con.print(t)
+    sc = llm.get("stream_completion")
+    errs = ", ".join(f"{k} {n}" for k, n in sorted(llm["errors"].items())) or "none"
+    con.print(f"completed {llm['completed']}/{llm['ended']} · with [DONE] "
+              f"{'–' if sc is None else f'{sc:.1%}'} · goodput {llm.get('goodput', 0):.2f}/s · "
+              f"output tokens {llm['output_tokens']} ({llm.get('output_tokens_per_s', 0):.1f}/s) · errors: {errs}")
