@@ -320,3 +320,31 @@ def test_corrupt_and_cut_lease_lapses_mid_stream(sse_proxy: ProxyHandle) -> None
     kept = len(got.events) - 1
     assert 4 <= kept <= 8, got.events  # 2-6 dropped while the lease held (0, 0.1, 0.2, 0.3 s ...)
     assert got.events == events(10)[10 - kept :]
+
+
+# -- the experiment side ------------------------------------------------------------------------------
+def test_experiment_step_drives_a_stream_fault(sse_proxy: ProxyHandle) -> None:
+    """``fault: stream-stall`` with ``match.model``: the step's JSON is what the proxy applies, under a lease."""
+    from mlchaos.contract.lease import Lease
+    from mlchaos.faults import network
+    from tests.proxy.test_plugins import Ctx
+
+    spec = network.StreamStall.Spec.model_validate(
+        {"fault": "stream-stall", "control": sse_proxy.control_url, "after_events": 1, "probability": "100%",
+         "match": {"path": "/v1/*", "model": "primary"}})
+    fault = network.StreamStall(spec, Ctx())
+
+    async def go() -> tuple[Got, Got]:
+        planned = await fault.preflight()
+        assert planned["kind"] == "stream-stall" and planned["match"] == {"path": "/v1/*", "model": "primary"}
+        await fault.inject(Lease.new("l1", 5.0))
+        stalled = await one(sse_proxy.listen_addr, {"model": "primary", "n": 3}, idle=0.6)
+        other = await one(sse_proxy.listen_addr, {"model": "fallback", "n": 3})
+        assert (await fault.observed())["affected"] == 1
+        await fault.remove()
+        return stalled, other
+
+    stalled, other = run(go())
+    assert stalled.events == events(1, "primary", done=False) and stalled.end == "silent"
+    assert other.events == events(3, "fallback") and other.end == "done"
+    assert sse_proxy.client.list() == []
