@@ -120,3 +120,16 @@ def test_probe_errors_are_clear(llm_url: str) -> None:  # noqa: F811
                                    _Ctx({}))
     with pytest.raises(ProbeError, match="no URL"):
         asyncio.run(canary.measure())
+
+
+def test_output_validity_without_jsonschema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """jsonschema is optional: a schema is refused at validation with the install line; parse-only still works."""
+    import importlib.util
+
+    from pydantic import ValidationError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jsonschema" else real(name, *a))
+    with pytest.raises(ValidationError, match="pip install jsonschema"):
+        OutputValidityProbe.Spec.model_validate({"probe": "output-validity", "schema": {"type": "object"}})
+    assert OutputValidityProbe.Spec.model_validate({"probe": "output-validity"}).json_schema is None
