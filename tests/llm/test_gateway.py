@@ -266,3 +266,20 @@ def test_bad_flags_exit_2_naming_the_flag(capsys: pytest.CaptureFixture[str]) ->
         with pytest.raises(SystemExit) as exc:
             llm_gateway.main(["--port", "1", *args])
         assert exc.value.code == 2 and flag in capsys.readouterr().err, args
+
+
+def test_a_client_that_goes_away_frees_its_slot(gateways: dict[str, str], scripted: Any) -> None:
+    """Streams dropped by their clients (mid-stream, on a stalled backend) give their slots back."""
+    primary, _ = scripted
+    url = gateways["mitigated"]
+    primary.plan = ["slow:0.2"] * 2
+    for _ in range(2):
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=3, json={
+                "model": "llm", "messages": [{"role": "user", "content": "x"}], "max_tokens": 8,
+                "stream": True}) as r:
+            next(r.iter_lines())  # the first event, then the client hangs up
+    deadline = time.monotonic() + 3
+    while httpx.get(url + "/gateway/status", timeout=2).json()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert httpx.get(url + "/gateway/status", timeout=2).json()["in_flight"] == 0
+    assert ask(url).done  # both slots free again

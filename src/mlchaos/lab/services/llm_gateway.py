@@ -90,6 +90,28 @@ async def assemble(gw: Gateway, call: Call, attempt: Attempt) -> Response:
     })
 
 
+class _Stream(StreamingResponse):
+    """The client's event stream; its slot and backend connection are let go however the response ends.
+
+    A generator's ``finally`` is not enough: a client gone before the first byte is sent cancels the
+    response before the generator ever starts, and its ``finally`` would never run.
+    """
+
+    def __init__(self, gw: Gateway, attempt: Attempt, events: AsyncIterator[bytes]) -> None:
+        super().__init__(events, media_type="text/event-stream",
+                         headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self.gw, self.attempt, self.events = gw, attempt, events
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.events.aclose()  # type: ignore[attr-defined]
+            self.attempt.response.close()
+            self.gw.release()
+
+
 def create_app(name: str, gw: Gateway, canary_interval: float, canary_timeout: float) -> FastAPI:
     log = gw.log
 
@@ -173,16 +195,8 @@ def create_app(name: str, gw: Gateway, canary_interval: float, canary_timeout: f
             if not body.get("stream"):
                 return await assemble(gw, call, got)
 
-            async def stream(attempt: Attempt = got) -> AsyncIterator[bytes]:
-                try:
-                    async for raw in gw.relay(call, attempt):
-                        yield raw
-                finally:
-                    gw.release()
-
             handed = True
-            return StreamingResponse(stream(), media_type="text/event-stream",
-                                     headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+            return _Stream(gw, got, gw.relay(call, got))
         finally:
             if not handed:
                 gw.release()
