@@ -13,12 +13,10 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,10 @@ import httpx
 import psutil
 
 from mlchaos.lab import auth, lifetime
+from mlchaos.lab.lifetime import reap_if_child as _reap_if_child
+from mlchaos.lab.lifetime import stop_pid as _stop_pid
 from mlchaos.lab.paths import LabPaths, free_port, resolve_lab_dir
+from mlchaos.lab.status import ServiceStatus
 from mlchaos.lab.topology import BY_NAME, ENTRYPOINTS, SYSTEMS, VARIANTS
 
 
@@ -36,44 +37,6 @@ class LabError(RuntimeError):
 
 class LabInputError(LabError):
     """A name given to the lab (a model version, a service) that cannot be one: bad input, not a lab failure."""
-
-
-@dataclass(frozen=True)
-class ServiceStatus:
-    """One process of the lab as the supervisor sees it (``batch`` has no process: pid and port are None)."""
-
-    name: str
-    system: str
-    role: str
-    pid: int | None
-    port: int | None
-    url: str | None
-    ready: bool
-    variant: str | None
-    model_version: str | None
-    restarts: int = 0
-    group: str | None = None
-    model_alias: str | None = None
-    control_url: str | None = None
-    """A fault proxy's control API (role ``proxy``): what network faults drive."""
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ServiceStatus:
-        return cls(
-            d["name"],
-            d["system"],
-            d["role"],
-            d.get("pid"),
-            d.get("port"),
-            d.get("url"),
-            bool(d.get("ready")),
-            d.get("variant"),
-            d.get("model_version"),
-            int(d.get("restarts") or 0),
-            d.get("group"),
-            d.get("model_alias"),
-            d.get("control_url"),
-        )
 
 
 class Lab:
@@ -420,40 +383,3 @@ class Lab:
         out: dict[str, Any] = json.loads(lines[-1])
         out["exit_code"] = r.returncode
         return out
-
-
-def _reap_if_child(pid: int) -> None:
-    """Collect the exit status of a supervisor this process started through another ``Lab`` handle."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-            time.sleep(0.02)
-
-
-def _stop_pid(pid: int, deadline: float) -> None:
-    try:
-        proc = psutil.Process(pid)
-        # a pid from an old state.json may have been reused: only ever stop our own kind of process
-        cmd = " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return
-    if "mlchaos" not in cmd and "multiprocessing" not in cmd:
-        return
-    try:
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return
-        try:  # give helpers that exit on their own (fork server, resource tracker) a moment first
-            proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-            return
-        except psutil.TimeoutExpired:
-            pass
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    except psutil.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-    except psutil.NoSuchProcess:
-        return

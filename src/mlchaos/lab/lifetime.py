@@ -178,3 +178,41 @@ def reap(pids: Mapping[int, str], timeout: float = 3.0) -> list[int]:
             p.kill()
     psutil.wait_procs(alive, timeout=2.0)
     return [p.pid for p in procs]
+
+
+def reap_if_child(pid: int) -> None:
+    """Collect the exit status of a supervisor this process started through another ``Lab`` handle."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.02)
+
+
+def stop_pid(pid: int, deadline: float) -> None:
+    """Stop one process a lab started (TERM, then KILL at ``deadline``), never a reused pid's new owner."""
+    try:
+        proc = psutil.Process(pid)
+        # a pid from an old state.json may have been reused: only ever stop our own kind of process
+        cmd = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return
+    if "mlchaos" not in cmd and "multiprocessing" not in cmd:
+        return
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return
+        try:  # give helpers that exit on their own (fork server, resource tracker) a moment first
+            proc.wait(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+            return
+        except psutil.TimeoutExpired:
+            pass
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    except psutil.NoSuchProcess:
+        return
