@@ -47,18 +47,22 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", "load_experiment", "run", *_LAZY]
 
 
-def load_experiment(source: str | os.PathLike[str] | dict[str, Any]) -> Experiment:
+def load_experiment(source: str | os.PathLike[str] | dict[str, Any], *,
+                    variables: dict[str, str] | None = None) -> Experiment:
     """Validate an experiment: a YAML file's path, or the same document as a dict.
 
-    Raises :class:`mlchaos.SpecErrors` listing every problem (with file, line
-    and column for a file), exactly what ``mlchaos validate`` reports.
+    ``variables`` define a file's ``${NAME}`` (as ``--var NAME=VALUE``; the environment
+    is used for the rest).  Raises :class:`mlchaos.SpecErrors` listing every problem (with
+    file, line and column for a file), exactly what ``mlchaos validate`` reports.
     """
     from mlchaos.spec.loader import load_dict, load_file
 
     if isinstance(source, dict):
+        if variables:
+            raise TypeError("variables apply to an experiment file; a dict is already Python data")
         return load_dict(source)
     if isinstance(source, str | os.PathLike):
-        return load_file(source)
+        return load_file(source, variables=variables)
     raise TypeError(f"load_experiment takes a path or a dict, got {type(source).__name__}")
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import psutil
 import pytest
 
-from mlchaos.contract.lease import KILL_AT_ENV
+from mlchaos.contract.lease import KILL_AT_ENV, Lease
+from mlchaos.engine.lease import LeaseStore
 from mlchaos.engine.runner import run_experiment
 from mlchaos.engine.steps import TAIL_BYTES, run_sync
 from mlchaos.spec.loader import load_dict
@@ -174,3 +175,24 @@ def test_watchdog_runs_the_revert_action_once_after_kill_9(tmp_path: Path, sleep
     assert out.read_text().splitlines() == ["reverted"]
     log = (state / "watchdog.log").read_text()
     assert "runner died: fault reverted" in log and "revert action ran" in log
+
+
+def test_the_next_run_reverts_a_lease_whose_runner_and_watchdog_are_gone(tmp_path: Path, sleeper: psutil.Popen) -> None:
+    """A reboot or a killed session leaves a lease nobody watches: the next run reverts the fault and runs
+    its revert command once, before its own preflight."""
+    out = tmp_path / "reverted.txt"
+    state = Path(os.environ["MLCHAOS_STATE_DIR"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a runner that is gone (its watchdog too: none was ever started)
+    sleeper.suspend()
+    st = psutil.Process(sleeper.pid).create_time()
+    LeaseStore(state).record(Lease.new("0-stale", 1.0), run_id="old-run", plugin="process-pause",
+                             undo={"pids": [[sleeper.pid, st]]}, runner_pid=dead.pid,
+                             action={"argv": append(out, "reverted"), "timeout": 10.0})
+    j = tmp_path / "j.jsonl"
+    run_experiment(load_dict(exp(sleeper.pid, [])), journal_path=j)
+    assert psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED
+    assert out.read_text().splitlines() == ["reverted"]
+    stale = next(e for e in events(j) if e["event"] == "stale-lease")
+    assert stale["reverted"] and stale["run"] == "old-run" and stale["revert_action"]["exit_code"] == 0
+    assert not list((state / "leases").glob("*.json"))

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,19 @@ def _default_journal(title: str) -> Path:
     return Path("mlchaos-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}.jsonl"
 
 
-def load_validated(experiment: Path, sets: list[str], json_out: bool = False) -> Any:
+def load_variables(flags: list[str]) -> dict[str, str]:
+    """``--var NAME=VALUE`` flags as a mapping; a bad one is an error naming the flag (exit 2)."""
+    from mlchaos.spec.variables import parse_flags
+
+    try:
+        return parse_flags(flags)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(INVALID) from None
+
+
+def load_validated(experiment: Path, sets: list[str], json_out: bool = False,
+                   variables: Sequence[str] = ()) -> Any:
     """Load, override and validate; print FILE:LINE:COL errors and exit 2 on failure.
 
     Under ``--json`` the errors are also one JSON object on stdout (file, line, col, path, message),
@@ -38,7 +51,7 @@ def load_validated(experiment: Path, sets: list[str], json_out: bool = False) ->
 
     try:
         # errors in the file keep their FILE:LINE:COL; errors in what a --set gave point at that flag
-        loaded = load_file(experiment, overrides=sets)
+        loaded = load_file(experiment, overrides=sets, variables=load_variables(list(variables)))
     except SpecErrors as exc:
         raise invalid(exc.errors) from None
     for note in loaded.notes:  # an old spelling: a warning line, never a reason not to run
@@ -163,6 +176,8 @@ def run(
     journal: Path | None = typer.Option(None, "--journal", "-j", help="Journal path (JSON Lines)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and touch nothing."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: --set phases.baseline=2s (repeatable)."),
+    var: list[str] = typer.Option([], "--var", help="Give a variable of the file a value: --var PORT=8080 (repeatable; "
+                                  "the environment gives the others)."),
     report: Path | None = typer.Option(None, "--report", help="Write a report directory for this run."),
     postmortem: bool = typer.Option(False, "--postmortem", help="With --report: also write a blameless experiment record."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the verdict."),
@@ -175,7 +190,7 @@ def run(
     6 inconclusive (the instruments could not be trusted or nothing was measured under the fault),
     7 refused ('mlchaos stop' is in force; nothing was touched).
     """
-    v = load_validated(experiment, set_, json_out)
+    v = load_validated(experiment, set_, json_out, var)
     if dry_run:
         print_plan(v)
         raise typer.Exit(0)

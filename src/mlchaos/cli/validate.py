@@ -12,19 +12,23 @@ def validate(
     files: list[Path] = typer.Argument(..., help="Experiment files (YAML).", show_default=False),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: each file, valid or its errors."),
+    var: list[str] = typer.Option([], "--var", help="Give a variable of the files a value: --var PORT=8080 (repeatable; "
+                                  "the environment gives the others)."),
 ) -> None:
     """Check experiment files; print every error as FILE:LINE:COL: field.path: message.
 
     Exit 0 when every file is valid, 2 when any is not.
     """
+    from mlchaos.cli.run import load_variables
     from mlchaos.spec.check import validate_paths
 
+    variables = load_variables(var)
     if not json_out:
-        raise typer.Exit(validate_paths([str(f) for f in files], quiet=quiet))
-    raise typer.Exit(_validate_json([str(f) for f in files]))
+        raise typer.Exit(validate_paths([str(f) for f in files], quiet=quiet, variables=variables))
+    raise typer.Exit(_validate_json([str(f) for f in files], variables))
 
 
-def _validate_json(paths: list[str]) -> int:
+def _validate_json(paths: list[str], variables: dict[str, str] | None = None) -> int:
     """``--json``: the same checks, one object on stdout (errors keep file, line, col, path, message)."""
     import sys
 
@@ -34,7 +38,7 @@ def _validate_json(paths: list[str]) -> int:
     results = []
     for f in paths:
         try:
-            experiment = load_file(f)
+            experiment = load_file(f, variables=variables)
         except SpecErrors as exc:
             for e in exc.errors:
                 print(e, file=sys.stderr)

@@ -25,6 +25,7 @@ faults receive it; this module only keeps its files.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,3 +134,36 @@ def revert_record(data: dict[str, Any]) -> Outcome | None:
     cls.revert(dict(undo))
     action = data.get("revert_action")
     return run_sync(action) if isinstance(action, dict) and action.get("argv") else None
+
+
+def recover_stale(base: Path, own_run: str, log: Callable[..., None]) -> None:
+    """Revert faults left by runs whose runner and watchdog are both dead (a reboot, a killed session).
+
+    A run calls this before its preflight.  Such a fault's watchdog would have
+    reverted it; with none alive, nothing else would until ``mlchaos stop``.  A
+    record whose runner or watchdog still lives is left to them, so a fault's
+    revert command never runs twice at once.  Each record handled is one
+    ``stale-lease`` event in the new run's journal.
+    """
+    from mlchaos.contract.proc import process_alive
+    from mlchaos.engine.watchdog import ready_file
+
+    for path, data in LeaseStore(base).all():
+        run_id = str(data.get("run_id"))
+        if run_id == own_run or process_alive(int(data.get("runner_pid") or 0), data.get("runner_started")):
+            continue
+        dog = read_json(ready_file(base, run_id)) or {}
+        if dog.get("pid") and process_alive(int(dog["pid"]), dog.get("started")):
+            continue
+        fields = {"lease": data.get("lease_id"), "run": run_id, "plugin": data.get("plugin")}
+        try:
+            outcome = revert_record(data)
+        except Unplanned as exc:
+            log("stale-lease", **fields, reverted=False, error=str(exc))
+        except Exception as exc:  # left for 'mlchaos stop'; the new run's own faults are unaffected
+            log("stale-lease", **fields, reverted=False, error=f"{type(exc).__name__}: {exc}")
+            continue
+        else:
+            log("stale-lease", **fields, reverted=True,
+                revert_action=outcome.fields() if outcome is not None else None)
+        path.unlink(missing_ok=True)

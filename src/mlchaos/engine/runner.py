@@ -41,7 +41,7 @@ from mlchaos.engine import verdict
 from mlchaos.engine.faultlife import INJECT_TIMEOUT, FaultLifecycle, FaultRun
 from mlchaos.engine.instruments import LoopMonitor
 from mlchaos.engine.journal import Journal
-from mlchaos.engine.lease import LeaseStore
+from mlchaos.engine.lease import LeaseStore, recover_stale
 from mlchaos.engine.loadservice import RunLoad
 from mlchaos.engine.probing import ProbeLoops, ProbeRun, _Stop
 from mlchaos.engine.records import FaultRecord, ProbeRecord, RunRecords
@@ -209,6 +209,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle, StepLifecycle):
             return self._finish(verdict.judge(self.records()), t_start)
         write_json_atomic(run_file, {"run_id": self.run_id, "pid": os.getpid(), "started": t_start,
                                      "source": self.experiment.source})
+        await asyncio.to_thread(recover_stale, self.base, self.run_id, self.log)
         try:
             with self._signal_handlers():
                 self._tasks.append(asyncio.create_task(self._loop_monitor.run()))

@@ -78,6 +78,7 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
                     continue
                 why = "lease expired" if expired else "runner died"
                 state = data.get("state") or "active"
+                outcome = None
                 try:
                     outcome = revert_record(data)
                 except Unplanned as exc:

@@ -7,12 +7,12 @@ and exit alike: 0 when every file is valid, 2 when any is not.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 
 def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | None = None,
-                   err: TextIO | None = None) -> int:
+                   err: TextIO | None = None, variables: Mapping[str, str] | None = None) -> int:
     """Check each file; never a traceback for a user's file. Returns the exit code.
 
     Every line printed goes through :func:`~mlchaos.spec.errors.escape` (``str(SpecError)``
@@ -26,7 +26,7 @@ def validate_paths(paths: Sequence[str], *, quiet: bool = False, out: TextIO | N
     bad = 0
     for f in paths:
         try:
-            experiment = load_file(f)
+            experiment = load_file(f, variables=variables)  # ``--var`` values for ${NAME}
         except SpecErrors as exc:
             bad += 1
             for e in exc.errors:

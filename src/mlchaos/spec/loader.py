@@ -12,7 +12,7 @@ import difflib
 import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from mlchaos.spec.experiment import Experiment
 from mlchaos.spec.model import ExperimentSpec, StepSpec
 from mlchaos.spec.overrides import apply_overrides, flag_for, plain_copy
 from mlchaos.spec.schema import json_schema
+from mlchaos.spec.variables import lookup
 from mlchaos.spec.yamlload import MAX_BYTES, parse
 
 Loc = tuple[str | int, ...]
@@ -312,14 +313,18 @@ def _check_semantics(col: _Collector, v: Experiment, fault_locs: list[Loc]) -> N
                 f"the phases add up to {total:g}s{settle}, more than max_duration ({exp.max_duration:g}s)")
 
 
-def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = ()) -> Experiment:
+def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = (),
+              variables: Mapping[str, str] | None = None) -> Experiment:
     """Parse and validate YAML text; raise :class:`SpecErrors` with every problem found.
 
-    ``overrides`` are ``--set KEY=VALUE`` flags applied before validation: errors in what
-    they set point at the flag, every other error keeps its position in the text.
+    ``${NAME}`` in the text is substituted from ``variables`` (``--var``), then the environment
+    (:mod:`mlchaos.spec.variables`), before YAML types each value.  ``overrides`` are
+    ``--set KEY=VALUE`` flags applied before validation: errors in what they set point at the
+    flag, every other error keeps its position in the text.
     """
     positions = _Positions(source)
-    node, data = parse(text, source)  # bounded: size, depth, aliases; every failure positioned
+    # bounded: size, depth, aliases; every failure positioned (an undefined variable too)
+    node, data = parse(text, source, lookup(variables))
     positions.walk(node)
     applied: dict[Loc, str] = {}
     if overrides:
@@ -330,8 +335,10 @@ def load_text(text: str, source: str = "<string>", overrides: Sequence[str] = ()
     return _validate(data, positions, applied)
 
 
-def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Experiment:
-    """Read and validate an experiment file (with ``--set`` overrides, see :func:`load_text`)."""
+def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = (),
+              variables: Mapping[str, str] | None = None) -> Experiment:
+    """Read and validate an experiment file (with ``--var`` variables and ``--set`` overrides, see
+    :func:`load_text`)."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
@@ -347,7 +354,7 @@ def load_file(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Ex
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise SpecErrors([SpecError(str(p), line, col, "", f"not UTF-8 text: {exc.reason}")]) from None
-    return load_text(text, str(p), overrides)
+    return load_text(text, str(p), overrides, variables)
 
 
 def load_dict(data: dict[str, Any], source: str = "<dict>") -> Experiment:

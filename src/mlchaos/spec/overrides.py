@@ -15,6 +15,7 @@ duration, exit 2, not a traceback).
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,9 +65,10 @@ def apply_overrides(data: dict[str, Any], sets: Sequence[str]) -> dict[Loc, str]
         if not eq or not key:
             bad(flag, "", "expected KEY=VALUE, e.g. --set phases.baseline=2s")
             continue
-        parts = key.split(".")
-        if any(not p for p in parts) or len(parts) > MAX_DEPTH:
-            bad(flag, "", f"invalid key {key!r}: expected dotted names, e.g. phases.baseline or method.0.at")
+        parts = _split_key(key)
+        if parts is None or len(parts) > MAX_DEPTH:
+            bad(flag, "", f"invalid key {key!r}: expected dotted names, e.g. phases.baseline, method.0.at "
+                "or method[0].at")
             continue
         try:
             value = parse(raw, flag)[1] if raw.strip() else ""
@@ -110,6 +112,21 @@ def apply_overrides(data: dict[str, Any], sets: Sequence[str]) -> dict[Loc, str]
     if errors:
         raise SpecErrors(errors)
     return applied
+
+
+_PART = re.compile(r"([^.\[\]]+)((?:\[-?\d+\])*)")
+
+
+def _split_key(key: str) -> list[str] | None:
+    """``method[0].at`` or ``method.0.at`` → ``["method", "0", "at"]``; None when it is neither."""
+    parts: list[str] = []
+    for piece in key.split("."):
+        m = _PART.fullmatch(piece)
+        if m is None:
+            return None
+        parts.append(m.group(1))
+        parts += re.findall(r"-?\d+", m.group(2))
+    return parts
 
 
 def flag_for(loc: Loc, applied: dict[Loc, str]) -> str | None:

@@ -29,12 +29,13 @@ about 2 KiB, 130 nodes and 5 levels deep) and are documented in docs/experiment.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError
-from yaml.events import AliasEvent
+from yaml.events import AliasEvent, ScalarEvent
 
 from mlchaos.spec.errors import SpecError, SpecErrors
 
@@ -85,7 +86,7 @@ def _short(value: object, limit: int = 40) -> str:
 class _BoundedLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
     """A safe loader that counts expanded size and depth while composing and never raises unmarked."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, variables: Mapping[str, str] | None = None) -> None:
         _Parser.__init__(self, stream)
         Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
@@ -93,6 +94,23 @@ class _BoundedLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.r
         self._depth = 0
         self._expanded = 0
         self._sizes: dict[int, int] = {}
+        self._vars = variables
+        self.var_errors: list[tuple[int, int, str]] = []
+
+    def _substitute(self, event: Any) -> None:
+        """``${VAR}`` in a scalar, before the resolver types it (:mod:`mlchaos.spec.variables`)."""
+        from mlchaos.spec.variables import substitute
+
+        assert self._vars is not None
+        value, errors = substitute(event.value, self._vars)
+        mark: Any = event.start_mark
+        for err in errors:
+            col = mark.column + 1
+            before = event.value[:err.offset]
+            if "\n" not in before and "\\" not in before:  # the reference's own column on the scalar's line
+                col += err.offset + (1 if event.style in ("'", '"') else 0)
+            self.var_errors.append((mark.line + 1, col, str(err)))
+        event.value = value
 
     def _grow(self, n: int, event: Any) -> None:
         self._expanded += n
@@ -105,6 +123,8 @@ class _BoundedLoader(Composer, _Parser, yaml.constructor.SafeConstructor, yaml.r
     def compose_node(self, parent: Any, index: Any) -> Any:
         event: Any = self.peek_event()
         mark: Any = event.start_mark
+        if self._vars is not None and isinstance(event, ScalarEvent) and "$" in event.value:
+            self._substitute(event)
         if isinstance(event, AliasEvent):
             node = super().compose_node(parent, index)
             size = self._sizes.get(id(node))
@@ -142,19 +162,25 @@ def check_size(text: str, source: str) -> None:
                                     "(request bodies belong in a body_file)")])
 
 
-def parse(text: str, source: str) -> tuple[yaml.Node, Any]:
-    """Return (root node, constructed data); raise :class:`SpecErrors` for anything else."""
+def parse(text: str, source: str, variables: Mapping[str, str] | None = None) -> tuple[yaml.Node, Any]:
+    """Return (root node, constructed data); raise :class:`SpecErrors` for anything else.
+
+    With ``variables``, every scalar's ``${NAME}`` is substituted before YAML types it
+    (:mod:`mlchaos.spec.variables`); undefined ones are errors at their position.
+    """
     check_size(text, source)
     bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
     if bad:  # PyYAML would report an offset, libyaml a byte offset: give LINE:COL
         line, col = _line_col(text, bad.start())
         raise SpecErrors([SpecError(source, line, col, "", f"invalid YAML: unacceptable character "
                                     f"U+{ord(bad.group()):04X}: control characters are not allowed")])
-    loader = _BoundedLoader(text)
+    loader = _BoundedLoader(text, variables)
     try:
         node = loader.get_single_node()
         if node is None:
             raise SpecErrors([SpecError(source, 1, 1, "", "empty document: expected an experiment mapping")])
+        if loader.var_errors:
+            raise SpecErrors([SpecError(source, line, col, "", msg) for line, col, msg in loader.var_errors])
         return node, loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
