@@ -1,4 +1,4 @@
-"""Set-up of a lab directory: generate data, fill the feature stores, train the models.
+"""Set-up of a lab directory: generate data, fill the feature stores, train the models (and the LLMs).
 
 Runs once per lab directory (the data is seeded, so a rebuild gives the same
 data and models); ``ensure_built`` skips the work when the marker is present.
@@ -13,7 +13,8 @@ from typing import Any
 from mlchaos.lab import data, featurestore, models
 from mlchaos.lab.paths import LabPaths
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
+"""2: the LLM system's two language models (``models/llm/``)."""
 
 
 def ensure_built(paths: LabPaths, force: bool = False) -> dict[str, Any]:
@@ -30,6 +31,9 @@ def ensure_built(paths: LabPaths, force: bool = False) -> dict[str, Any]:
     featurestore.build_online(paths.feature_db, history)
     dates = featurestore.build_offline(paths.offline, tx)
     meta = models.build_models(paths.models, tx)
+    from mlchaos.lab.llm.train import build_models as build_llms  # numpy only; imported when a lab is built
+
+    llms = build_llms(paths.models / "llm")
     rec = {
         "format": BUILD_FORMAT,
         "seed": data.SEED,
@@ -37,6 +41,7 @@ def ensure_built(paths: LabPaths, force: bool = False) -> dict[str, Any]:
         "seconds": round(time.monotonic() - t0, 3),
         "offline_dates": dates,
         "models": {v: {k: m[k] for k in ("version", "trained_at") if k in m} for v, m in meta.items()},
+        "llm": llms,
     }
     marker.write_text(json.dumps(rec, indent=2))
     return rec
