@@ -193,3 +193,19 @@ def test_sdk_fault_reverted_from_the_undo_record_alone(repo: FeastRepo, tmp_path
     FeastStaleRows.revert(undo)
     FeastStaleRows.revert(undo)  # idempotent
     assert online_rows(repo, hit) == before
+
+
+def test_probe_reads_the_sampled_load_answers(server: str, tmp_path: Path) -> None:
+    """``source: load``: the probe reads what the load generator's requests got back, through the proxy."""
+    body = {"features": FEATURES, "entities": {"driver_id": DRIVERS[:4]}}
+    nulls = {"name": "nulls", "fault": "feast-response", "action": "null", "features": [f"{VIEW}:trips"],
+             "entity_share": 0.5, "seed": 3, "at": "0s", "duration": "1500ms"}
+    probe = {"name": "null share", "probe": "features", "source": "load", "features": FEATURES, "stat": "null",
+             "window": "750ms", "max": 0, "min_cells": 8}
+    exp = experiment(server, [nulls], proxy=True, probes=[probe],
+                     load={"rate": "20/s", "request": {"path": "/get-online-features", "body": body},
+                           "sample": 1.0})
+    res = mlchaos.run(exp, journal=tmp_path / "load.jsonl")
+    seen_then_recovered(res, "null share")
+    p = res.summary["probes"][0]
+    assert 0 < p["during"]["max"] <= 0.5  # at most trips' half of the cells: a share of entities, one feature
