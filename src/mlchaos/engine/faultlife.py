@@ -278,7 +278,8 @@ class FaultLifecycle:
                 if fr.active and fr.lease is not None:
                     try:
                         self.leases.renew(self.run_id, fr.lease)
-                        await asyncio.wait_for(fr.fault.renew(fr.lease), period)
+                        if fr.removal is None:  # removed, its revert command running: only the lease file lives on
+                            await asyncio.wait_for(fr.fault.renew(fr.lease), period)
                     except Exception as exc:
                         self.log("lease-renew-failed", fault=fr.label, error=str(exc))
 

@@ -261,7 +261,7 @@ def _check_steps(col: _Collector, v: Experiment, step_locs: list[Loc]) -> None:
             known = sorted(labels)
             col.add((*loc, "of"), f"no fault named {step.of!r} in method{registry.suggest(step.of, known)}"
                     f" (faults: {', '.join(known) or 'none'})")
-        if step.at is not None and step.at > 0 and step.at >= length:
+        if step.at is not None and step.at >= length:
             col.add((*loc, "at"), f"step at {step.at:g}s does not start inside the fault phase ({length:g}s): "
                     "set phases.fault or an earlier 'at'")
 
@@ -388,6 +388,11 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
         return [((section, i), x) for i, x in enumerate(value)] if isinstance(value, list) else []
 
     method = items("method")
+    for loc, x in method:
+        if isinstance(x, dict) and True in x:  # YAML 1.1 reads a bare 'on' key as the boolean true
+            col.add((*loc, "on"), "YAML reads the key 'on' as true; a step runs 'when: fault-removed' or "
+                    "'when: recovery'", key=True)
+    method = [(loc, x) for loc, x in method if not (isinstance(x, dict) and True in x)]
     # an item with 'fault' is a fault (some faults have a 'step' field of their own: a pipeline step's name)
     def is_step(x: Any) -> bool:
         return isinstance(x, dict) and "step" in x and "fault" not in x

@@ -102,7 +102,8 @@ class ExperimentSpec(StrictModel):
     steady_state: list[dict[str, Any]] = Field(
         default_factory=list, description="Probes with tolerances: what normal looks like."
     )
-    method: list[dict[str, Any]] = Field(
+    # keys of any type: a bare 'on' key is the boolean true in YAML 1.1, which the loader names as such
+    method: list[dict[Any, Any]] = Field(
         default_factory=list,
         description="Faults, each with its offset ('at') and duration, and command steps ('step: command').",
     )
