@@ -52,3 +52,6 @@ def test_head() -> None:
     assert h.status == 200 and h.sse and h.chunked and h.streams(head_request=False)
     assert not sse.Head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").streams(False)
     assert not h.streams(head_request=True) and sse.Head(b"HTTP/1.1 100 Continue\r\n\r\n").interim
+    gz = sse.Head(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+    assert not gz.sse and gz.streams(False)  # compressed: events are the chunks

@@ -34,6 +34,7 @@ class Head:
         self.chunked = False
         self.length: int | None = None
         self.sse = False
+        encoded = False
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -47,6 +48,10 @@ class Head:
                     self.length = None
             elif name == b"content-type":
                 self.sse = value.startswith(b"text/event-stream")
+            elif name == b"content-encoding":
+                encoded = value not in (b"", b"identity")
+        if encoded:
+            self.sse = False  # compressed events cannot be told apart: the stream's chunks are its events
 
     @property
     def interim(self) -> bool:
