@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_llm_load.py [--out benchmarks/results/llm-load.json] [--quick]
+    python benchmarks/bench_llm_load.py [--out benchmarks/results/llm-load-DATE.json] [--quick] [--repeats 3]
 
 What it does (all on 127.0.0.1; every process it starts is stopped, also on failure):
 
@@ -287,7 +287,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--serve", nargs=3, metavar=("TTFT", "ITL", "N"))
     ap.add_argument("--reference", nargs=3, metavar=("URL", "RATE", "DURATION"))
-    ap.add_argument("--out", default=str(HERE / "results" / "llm-load.json"))
+    ap.add_argument("--out", default=str(HERE / "results" / f"llm-load-{time.strftime('%Y-%m-%d', time.gmtime())}.json"))
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of part A (the host's noise differs per run)")
     a = ap.parse_args()
