@@ -348,3 +348,25 @@ def test_experiment_step_drives_a_stream_fault(sse_proxy: ProxyHandle) -> None:
     assert stalled.events == events(1, "primary", done=False) and stalled.end == "silent"
     assert other.events == events(3, "fallback") and other.end == "done"
     assert sse_proxy.client.list() == []
+
+
+def test_stall_lapses_in_a_worker_process(sse_upstream: str) -> None:
+    """``--workers 2``: the rule lives in a worker's copy of the table; its lease and its removal still end
+    a stall there (the worker sees both through the control plane's broadcast and its own clock)."""
+    h = spawn(upstream=sse_upstream, mode="http", workers=2)
+    try:
+        h.client.add({"kind": "stream-stall", "after_events": 2}, ttl=0.8)
+        lapsed = run(one(h.listen_addr, {"model": "m", "n": 4}, idle=3.0))
+        fid = h.client.add({"kind": "stream-stall", "after_events": 1}, ttl=30)
+
+        async def removed_mid_stall() -> Got:
+            task = asyncio.create_task(one(h.listen_addr, {"model": "m", "n": 4}, idle=3.0))
+            await asyncio.sleep(0.4)
+            await asyncio.to_thread(h.client.remove, fid)
+            return await task
+
+        gone = run(removed_mid_stall())
+    finally:
+        h.stop()
+    assert lapsed.events == events(4) and lapsed.end == "done" and lapsed.times[2] >= 0.5, lapsed.times
+    assert gone.events == events(4) and gone.end == "done" and gone.times[1] >= 0.3, gone.times
