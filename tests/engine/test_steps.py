@@ -196,3 +196,20 @@ def test_the_next_run_reverts_a_lease_whose_runner_and_watchdog_are_gone(tmp_pat
     stale = next(e for e in events(j) if e["event"] == "stale-lease")
     assert stale["reverted"] and stale["run"] == "old-run" and stale["revert_action"]["exit_code"] == 0
     assert not list((state / "leases").glob("*.json"))
+
+
+def test_mlchaos_stop_runs_the_revert_command(tmp_path: Path, sleeper: psutil.Popen) -> None:
+    """``mlchaos stop`` reverts a lease left behind and runs its revert command, once."""
+    out = tmp_path / "reverted.txt"
+    state = Path(os.environ["MLCHAOS_STATE_DIR"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    sleeper.suspend()
+    st = psutil.Process(sleeper.pid).create_time()
+    LeaseStore(state).record(Lease.new("0-left", 60.0), run_id="gone", plugin="process-pause",
+                             undo={"pids": [[sleeper.pid, st]]}, runner_pid=dead.pid,
+                             action={"argv": append(out, "reverted"), "timeout": 10.0})
+    cp = subprocess.run([sys.executable, "-m", "mlchaos", "stop", "--json"], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr
+    assert psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED
+    assert out.read_text().splitlines() == ["reverted"]
