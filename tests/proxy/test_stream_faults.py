@@ -224,8 +224,10 @@ def test_stall_after_time_then_lease_lapses_and_stream_resumes(sse_proxy: ProxyH
     assert got.events == events(8) and got.end == "done"
     gaps = [b - a for a, b in zip(got.times, got.times[1:], strict=False)]
     k = max(range(len(gaps)), key=gaps.__getitem__)
-    assert gaps[k] >= 0.7 and 1 <= k + 1 <= 3, (k, gaps)  # 2-3 events (0, 0.1, 0.2 s), then the stall
-    assert got.times[k + 1] >= 1.1, got.times  # released when the lease lapsed, not before
+    assert gaps[k] >= 0.6 and 1 <= k + 1 <= 3, (k, gaps)  # 2-3 events (0, 0.1, 0.2 s), then the stall
+    # released when the lease lapsed (1.2 s after the add, which precedes this request by the client's
+    # start-up: up to a few 100 ms on a busy host), not before
+    assert got.times[k + 1] >= 0.85, got.times
 
 
 # -- cut ----------------------------------------------------------------------------------------------
