@@ -189,7 +189,14 @@ class StepLifecycle:
         action = action_of(spec)
         self.log("step-start", step=label, trigger=trigger, argv=action["argv"], cwd=action["cwd"],
                  timeout=action["timeout"])
-        outcome = await run_async(action)
+        started = time.monotonic()
+        try:
+            outcome = await run_async(action)
+        except asyncio.CancelledError:  # the run is ending: run_async killed the command's group
+            self.log("step-end", step=label, trigger=trigger, argv=action["argv"], exit_code=None,
+                     duration_s=round(time.monotonic() - started, 6), ok=False,
+                     error="cancelled: the run is ending (its process group was killed)")
+            raise
         self.log("step-end", step=label, trigger=trigger, **outcome.fields())
         if not outcome.ok:
             self._error(f"step {label} failed: {outcome.reason()}")
