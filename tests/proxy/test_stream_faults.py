@@ -320,7 +320,8 @@ def test_corrupt_and_cut_lease_lapses_mid_stream(sse_proxy: ProxyHandle) -> None
     got = run(one(sse_proxy.listen_addr, {"model": "m", "n": 10, "gap": 0.1}))
     assert got.end == "done" and got.events[-1] == DONE
     kept = len(got.events) - 1
-    assert 4 <= kept <= 8, got.events  # 2-6 dropped while the lease held (0, 0.1, 0.2, 0.3 s ...)
+    assert 4 <= kept <= 9, got.events  # 1-6 dropped while the lease held (0, 0.1, 0.2, 0.3 s ...; the client
+    # starts a little after the add, up to a few 100 ms on a busy host)
     assert got.events == events(10)[10 - kept :]
 
 
