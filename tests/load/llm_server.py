@@ -13,7 +13,7 @@ content, or ``prompt``) after ``@@``, else the default, as ``key=value`` words:
 * ``status``: answer this HTTP status with OpenAI's error body instead (e.g. 429);
 * ``answer``: ``json`` streams the pieces of ``{"ok": true, "n": 1}``, ``bad`` of ``not json``; default
   ``tok0 tok1 …``;
-* ``usage=0``: never send a usage chunk.
+* ``usage=0``: never send a usage chunk; ``nostream=1``: answer one JSON object even to a streaming request.
 
 Non-streaming requests get one ``chat.completion`` (or ``text_completion``) after ``ttft + (n-1)·itl``.
 """
@@ -91,7 +91,7 @@ async def _respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
     async def at(t: float) -> None:
         await asyncio.sleep(max(0.0, t_req + t - time.monotonic()))
 
-    if not req.get("stream"):
+    if not req.get("stream") or s.get("nostream") == "1":
         await at(ttft + (len(pieces) - 1) * itl)
         text = "".join(pieces)
         choice = {"index": 0, "finish_reason": "length"}

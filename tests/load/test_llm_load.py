@@ -97,14 +97,15 @@ def test_error_kinds_by_construction(llm_url: str, tmp_path: Path) -> None:
     """Each way a stream can end is counted as its own kind; stream completion leaves HTTP refusals out."""
     f = prompts(tmp_path, "n=3 itl=0.005 ttft=0.01", "n=3 ttft=0.01 end=stall", "n=3 ttft=0.01 end=cut",
                 "n=3 ttft=0.01 end=clean", "n=3 ttft=0.01 end=error", "n=3 ttft=0.01 end=malformed",
-                "status=429", "n=3 ttft=0.01 usage=0")
-    rep = run({"rate": "16/s", "duration": "1s", "lag_budget": "50ms",
+                "status=429", "n=3 ttft=0.01 usage=0", "n=3 ttft=0.01 nostream=1")
+    rep = run({"rate": "18/s", "duration": "1s", "lag_budget": "50ms",
                "llm": {"prompts": {"file": f}, "stall_timeout": "0.5s"}}, llm_url)
     llm = rep.llm
     assert llm["errors"] == {"stall": 2, "cut": 4, "error_event": 2, "malformed": 2, "status": 2}, llm
-    assert llm["ended"] == 16 and llm["completed"] == llm["done_marker"] == 4
-    assert llm["stream_completion"] == pytest.approx(4 / 14)
-    assert llm["output_tokens"] == 7 * 2 * 3  # the usage=0 streams count their content events
+    # a JSON answer to a streaming request completes, as a non-streaming one, but not "with [DONE]"
+    assert llm["ended"] == 18 and llm["completed"] == 6 and llm["done_marker"] == 4
+    assert llm["stream_completion"] == pytest.approx(4 / 16)
+    assert llm["output_tokens"] == 8 * 2 * 3  # the usage=0 streams count their content events
     # the stalled streams ended at the client's stall timeout, not before, and are in the e2e tail
     assert 0.5 <= llm["e2e_ms"]["max"] / 1e3 <= 0.5 + 0.01 + 0.15
     assert rep.errors["timeout"] == 2  # a stall is the client's timeout for the plain error counts too

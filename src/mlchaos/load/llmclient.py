@@ -23,6 +23,7 @@ and ``calculate_metrics`` in ``vllm/benchmarks/serve.py``) and of the DistServe 
 * **output tokens**: ``usage.completion_tokens`` when the server sends it, else the content events.
 * **completed**: a 2xx stream that ended with ``data: [DONE]`` and no error; non-streaming: a 2xx JSON
   answer without an ``error`` (TTFT = e2e there, the first token reaches the user with the last; no ITL).
+  A server that answers a streaming request with JSON (not ``text/event-stream``) is judged the same way.
 * **errors by kind**: ``status`` (HTTP ≥ 400), ``error_event`` (an in-band ``{"error": ...}`` event),
   ``malformed`` (an event whose data is not JSON), ``cut`` (the connection closed, or the body ended,
   without ``[DONE]``), ``stall`` (this client's ``stall_timeout`` between two events, or before the
@@ -71,8 +72,8 @@ class LLMOutcomes(Outcomes):
 class _LLMConn(_Conn):
     """A connection whose response body is read as SSE events (or kept whole when not streaming)."""
 
-    __slots__ = ("act_t", "buf", "done_marker", "err", "first_t", "head", "last_t", "now", "ntok", "raw", "status",
-                 "usage")
+    __slots__ = ("act_t", "buf", "done_marker", "err", "first_t", "head", "last_t", "now", "ntok", "raw", "sse",
+                 "status", "usage")
 
     def __init__(self, pool: ClientPool) -> None:
         super().__init__(pool)
@@ -91,6 +92,11 @@ class _LLMConn(_Conn):
         self.ntok = 0
         self.usage = 0
         self.done_marker = False
+        self.sse = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"content-type":
+            self.sse = value.lower().startswith(b"text/event-stream")
 
     def data_received(self, data: bytes) -> None:
         self.now = _mono()  # one timestamp per read: the events in it reached the client together
@@ -106,7 +112,7 @@ class _LLMConn(_Conn):
         if self.status >= 300:
             return
         pool: LLMPool = self.pool  # type: ignore[assignment]
-        if not pool.stream:
+        if not (pool.stream and self.sse):  # a JSON answer (asked for, or sent instead of a stream)
             self.raw.append(body)
             return
         buf = self.buf + body if self.buf else body
@@ -218,7 +224,7 @@ class LLMPool(ClientPool):
         tpot = 0.0
         if not 200 <= status < 300:
             kind = "status"
-        elif self.stream:
+        elif self.stream and c.sse:
             if c.err:
                 kind = c.err
             elif not c.done_marker:
