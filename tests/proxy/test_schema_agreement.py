@@ -97,7 +97,8 @@ def cases(kind: str) -> list[dict[str, Any]]:
         fields[name] = Blast.model_fields[name]
     per_field = {name: bad_values(f, GENERIC_BAD) for name, f in fields.items()}
     per_field["direction"] += ["request", "response", "both"]
-    per_field["match"] += [{"method": "GET"}, {"method": 5}, {"path": 5}, {"headers": {"a": 1}}, {"bogus": 1}]
+    per_field["match"] += [{"method": "GET"}, {"method": 5}, {"path": 5}, {"headers": {"a": 1}}, {"bogus": 1},
+                          {"model": "llama-*"}, {"model": 5}, {"model": ["a"]}]
     base = valid_base(kind)
     out = [{**base, name: v} for name, vals in per_field.items() for v in vals]
     names = list(cls.params_model.model_fields)  # pairs among the kind's own fields: the cross-field rules
