@@ -16,7 +16,11 @@ Design (measured in docs/proxy.md and the research note):
   connection is reused (Toxiproxy's per-connection coin makes "10 %" mean
   "all or nothing" behind a keep-alive pool).
 * Responses a fault must transform (corrupt, delay, throttle, abort) are
-  buffered whole; everything else streams.
+  buffered whole; everything else streams.  A stream fault (``stream-*``) hands
+  the response to a :class:`~mlchaos.proxy.faults.stream_shaper.Shaper`, which
+  acts per event as the bytes arrive; a rule matching on the JSON body's
+  ``model`` makes requests wait for their body (at most ``rules.MATCH_BODY``)
+  before the decision.
 * While no active fault matches on method, path or headers (the proxy's usual
   state: no fault, or faults with a probability only), a request that arrives
   whole in one read on an idle connection takes a relay path: a second parser
