@@ -23,9 +23,10 @@ from mlchaos import registry
 from mlchaos.spec.aliases import rename_fields
 from mlchaos.spec.errors import MAX_ERRORS, SpecError, SpecErrors, escape
 from mlchaos.spec.experiment import Experiment
-from mlchaos.spec.model import ExperimentSpec, StepSpec
+from mlchaos.spec.model import ExperimentSpec
 from mlchaos.spec.overrides import apply_overrides, flag_for, plain_copy
 from mlchaos.spec.schema import json_schema
+from mlchaos.spec.steps import check_steps, split_method, validate_steps
 from mlchaos.spec.variables import lookup
 from mlchaos.spec.yamlload import MAX_BYTES, parse
 
@@ -236,36 +237,6 @@ def _validate_plugin_items(
     return out
 
 
-def _validate_steps(col: _Collector, items: list[tuple[Loc, Any]]) -> list[Any]:
-    """``- step: command`` items of ``method``: the engine runs them itself, no plugin involved."""
-    out: list[Any] = []
-    for loc, item in items:
-        kind = item.get("step")
-        if kind != "command":
-            col.add((*loc, "step"), f"unknown step {kind!r}{registry.suggest(str(kind), ['command'])} "
-                    "(known: command)")
-            continue
-        try:
-            out.append(StepSpec.model_validate(item))
-        except ValidationError as exc:
-            col.pydantic(exc, StepSpec, loc)
-    return out
-
-
-def _check_steps(col: _Collector, v: Experiment, step_locs: list[Loc]) -> None:
-    """A step must have a point of the run it can reach: inside the fault phase, or a fault that exists."""
-    labels = {f.name or f"{f.fault}#{i}" for i, f in enumerate(v.faults)}
-    length = v.fault_phase_length()
-    for loc, step in zip(step_locs, v.steps, strict=True):
-        if step.of is not None and step.of not in labels:
-            known = sorted(labels)
-            col.add((*loc, "of"), f"no fault named {step.of!r} in method{registry.suggest(step.of, known)}"
-                    f" (faults: {', '.join(known) or 'none'})")
-        if step.at is not None and step.at >= length:
-            col.add((*loc, "at"), f"step at {step.at:g}s does not start inside the fault phase ({length:g}s): "
-                    "set phases.fault or an earlier 'at'")
-
-
 def _check_semantics(col: _Collector, v: Experiment, fault_locs: list[Loc]) -> None:
     exp = v.spec
     names_seen: dict[str, Loc] = {}
@@ -387,20 +358,9 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
         value = data.get(section)
         return [((section, i), x) for i, x in enumerate(value)] if isinstance(value, list) else []
 
-    method = items("method")
-    for loc, x in method:
-        if isinstance(x, dict) and True in x:  # YAML 1.1 reads a bare 'on' key as the boolean true
-            col.add((*loc, "on"), "YAML reads the key 'on' as true; a step runs 'when: fault-removed' or "
-                    "'when: recovery'", key=True)
-    method = [(loc, x) for loc, x in method if not (isinstance(x, dict) and True in x)]
-    # an item with 'fault' is a fault (some faults have a 'step' field of their own: a pipeline step's name)
-    def is_step(x: Any) -> bool:
-        return isinstance(x, dict) and "step" in x and "fault" not in x
-
-    step_items = [(loc, x) for loc, x in method if is_step(x)]
-    fault_items = [(loc, x) for loc, x in method if not is_step(x)]
+    fault_items, step_items = split_method(col, items("method"))
     faults = _validate_plugin_items(col, "fault", fault_items, "fault")
-    steps = _validate_steps(col, step_items)
+    steps = validate_steps(col, step_items)
     steady = _validate_plugin_items(col, "probe", items("steady_state"), "probe")
     abort = _validate_plugin_items(col, "probe", items("abort"), "probe")
     load = None
@@ -430,7 +390,7 @@ def _validate(data: Any, positions: _Positions, applied: dict[Loc, str] | None =
     )
     # method mixes faults and steps: semantic errors name each item by its place in the file
     _check_semantics(col, v, [loc for loc, _ in fault_items])
-    _check_steps(col, v, [loc for loc, _ in step_items])
+    check_steps(col, v, [loc for loc, _ in step_items])
     if col.errors:
         raise col.fail()
     return v
