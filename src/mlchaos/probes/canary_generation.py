@@ -7,7 +7,10 @@ when at least ``tokens`` content events arrive within ``within``: it sees what a
 
 The value is the number of content events received within the deadline; without a tolerance of its own
 the probe holds it to ``min: tokens``.  The detail carries the time to the first and to the ``tokens``-th
-token and whether ``[DONE]`` came.  One request per evaluation, through httpx (core): it measures the
+token and whether ``[DONE]`` came.  A failed canary during which the probe's own event loop stalled for
+more than a tenth of the deadline judges its instrument untrustworthy (the tokens may have arrived and
+waited unread): evidence of nothing, as the engine's instrument rules treat a late load generator.  One
+request per evaluation, through httpx (core): it measures the
 system, not a load, so it needs no pre-encoded pool.
 """
 
@@ -26,6 +29,7 @@ from mlchaos.spec.types import Duration
 __all__ = ["CanaryGenerationProbe"]
 
 _PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_STALL_SHARE = 0.1
 
 
 class CanaryGenerationSpec(ProbeSpec):
@@ -72,6 +76,7 @@ class CanaryGenerationProbe(Probe):
             body["prompt"] = spec.prompt
         state: dict[str, Any] = {"tokens": 0, "first": None, "nth": None, "done": False, "status": None, "error": None}
         t0 = time.monotonic()
+        beat = asyncio.ensure_future(_heartbeat(state))
         try:
             async with asyncio.timeout(spec.within), httpx.AsyncClient(timeout=None) as client:
                 await _stream(client, url, body, spec, state, t0)
@@ -79,10 +84,28 @@ class CanaryGenerationProbe(Probe):
             state["error"] = f"deadline {spec.within:g}s passed"
         except httpx.HTTPError as exc:
             state["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            beat.cancel()
+        stall = state.get("stall", 0.0)
+        instrument: dict[str, Any] = {"stall": round(stall, 6)}
+        if state["tokens"] < spec.tokens and stall > _STALL_SHARE * spec.within:
+            # the probe's own loop was held up for a tenth of the deadline: the tokens may have come and
+            # waited unread, so a failed canary is not evidence (engine.instruments: a probe judges its own)
+            instrument.update(ok=False, why=f"the runner's loop stalled {stall * 1e3:.3g} ms while the canary "
+                                            f"waited (over 10 % of its {spec.within:g}s deadline)")
         detail = {"url": url, "within": spec.within, "need": spec.tokens, "tokens": state["tokens"],
                   "ttft": state["first"], "time_to_n": state["nth"], "done": state["done"],
                   "status": state["status"], "error": state["error"]}
-        return Measurement(value=state["tokens"], samples=1, detail=detail)
+        return Measurement(value=state["tokens"], samples=1, detail=detail, instrument=instrument)
+
+
+async def _heartbeat(state: dict[str, Any], period: float = 0.01) -> None:
+    """The worst lateness of this loop while the canary waits (its own instrument's health)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(period)
+        state["stall"] = max(state.get("stall", 0.0), loop.time() - t - period)
 
 
 async def _stream(client: Any, url: str, body: dict[str, Any], spec: CanaryGenerationSpec, state: dict[str, Any],
