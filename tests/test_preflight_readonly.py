@@ -44,6 +44,7 @@ CANNOT: dict[str, str] = {
     "k8s-network": "reads pods from a Kubernetes API server (no cluster here)",
     "k8s-http": "reads pods from a Kubernetes API server (no cluster here)",
     "k8s-stress": "reads pods from a Kubernetes API server (no cluster here)",
+    "llm-engine-hang": "asks a running lab LLM engine (GET /info); tests/lab/test_llm_engine.py runs one",
 }
 """Faults whose preflight cannot run on this machine, and why."""
 

@@ -62,6 +62,7 @@ BUILTIN: dict[str, dict[str, str]] = {
         "k8s-network": "mlchaos.faults.chaosmesh:K8sNetwork",
         "k8s-http": "mlchaos.faults.chaosmesh:K8sHttp",
         "k8s-stress": "mlchaos.faults.chaosmesh:K8sStress",
+        "llm-engine-hang": "mlchaos.faults.llm_lab:LlmEngineHang",
     },
     "probe": {
         "http": "mlchaos.probes.http:HttpProbe",

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -22,8 +22,10 @@ from mlchaos.lab.paths import free_port
 
 
 class Engine:
-    def __init__(self, url: str, proc: subprocess.Popen[bytes], token: str | None) -> None:
-        self.url, self.proc, self.token = url, proc, token
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], token_file: Path | None) -> None:
+        self.url, self.proc = url, proc
+        self.token = auth.read_token(token_file) if token_file else None
+        self.token_dir = token_file.parent if token_file else None
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = httpx.get(self.url + "/info", timeout=5).json()["scheduler"]
@@ -40,9 +42,8 @@ def engine(models: Path, name: str, *flags: str, token_file: Path | None = None)
     port = free_port()
     env = {**os.environ}
     env.pop("MLCHAOS_LAB_PARENT", None)
-    token = None
     if token_file is not None:
-        token = auth.write_token(token_file)
+        auth.write_token(token_file)
         env[auth.TOKEN_ENV] = str(token_file)
     proc = subprocess.Popen([sys.executable, "-m", "mlchaos.lab.services.llm_engine", "--port", str(port),
                              "--model", str(models), "--name", name, *flags], env=env,
@@ -57,7 +58,7 @@ def engine(models: Path, name: str, *flags: str, token_file: Path | None = None)
                     break
             assert time.monotonic() < deadline, "engine did not start in 60 s"
             time.sleep(0.1)
-        yield Engine(url, proc, token)
+        yield Engine(url, proc, token_file)
     finally:
         proc.terminate()
         try:
@@ -68,9 +69,11 @@ def engine(models: Path, name: str, *flags: str, token_file: Path | None = None)
 
 
 @pytest.fixture(scope="module")
-def big(built_lab_dir: Path) -> Iterator[Engine]:
+def big(built_lab_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """The primary model with room to batch."""
-    with engine(built_lab_dir / "models", "llm-primary", "--kv-tokens", "4096", "--max-batch", "16") as e:
+    token_file = tmp_path_factory.mktemp("llm-token") / "admin.token"
+    with engine(built_lab_dir / "models", "llm-primary", "--kv-tokens", "4096", "--max-batch", "16",
+                token_file=token_file) as e:
         yield e
 
 
@@ -164,3 +167,113 @@ def test_concurrent_requests_share_steps(big: Engine) -> None:
     assert s1 - s0 == 48
     assert s2 - s1 < 2 * 48, f"8 requests took {s2 - s1} steps: not batched"
     assert eight < 0.5 * 8 * single, f"8 concurrent: {eight:.2f}s, one: {single:.2f}s"
+
+
+def test_kv_budget_bounds_the_batch_and_preempts(tight: Engine) -> None:
+    """Two 25-token prompts fit the 64-token budget together, not while both grow: the newest is preempted
+    (its cache dropped, recomputed later) and both still finish with every token."""
+    before = tight.info()["preemptions"]
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as c:
+            body = {"prompt": "the " * 25, "max_tokens": 30, "ignore_eos": True}
+            return list(await asyncio.gather(*(c.post(tight.url + "/v1/completions", json=body) for _ in range(3))))
+
+    answers = [r.json() for r in asyncio.run(run())]
+    assert all(a["usage"] == {"prompt_tokens": 25, "completion_tokens": 30, "total_tokens": 55} for a in answers)
+    info = tight.info()
+    assert info["preemptions"] > before
+    assert info["peak_kv_used"] <= 64  # the context of every running sequence, with the token it is adding
+    assert info["peak_running"] == 2  # three requests, never three running: 3 × 26 > 64
+    metrics = httpx.get(tight.url + "/metrics", timeout=5).text
+    assert 'vllm:num_preemptions_total{model_name="fallback"}' in metrics
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc",
+                 "vllm:time_to_first_token_seconds_bucket", "vllm:inter_token_latency_seconds_bucket",
+                 "vllm:generation_tokens_total", "vllm:prompt_tokens_total"):
+        assert name + "{" in metrics, name
+
+
+class _Ctx:
+    run_id = "test"
+    lease_ttl = 30.0
+    phase = "fault"
+    services: ClassVar[dict[str, Any]] = {}
+
+    def target(self, name: str) -> Any:
+        raise KeyError(name)
+
+    def log(self, event: str, **fields: Any) -> None:
+        pass
+
+
+def test_gray_failure_stops_tokens_while_health_is_200(big: Engine) -> None:
+    """llm-engine-hang: a stream stalls mid-generation while /health and /ready answer 200; removal resumes
+    it to [DONE]."""
+    from mlchaos.contract.lease import Lease
+    from mlchaos.faults.llm_lab import LlmEngineHang
+
+    assert httpx.post(big.url + "/admin/hang", json={"id": "x", "ttl": 1}, timeout=5).status_code == 401
+    spec = {"fault": "llm-engine-hang", "url": big.url, "lab_dir": str(big.token_dir)}
+    fault = LlmEngineHang(LlmEngineHang.Spec.model_validate(spec), _Ctx())  # type: ignore[arg-type]
+
+    async def run() -> None:
+        got: list[bytes] = []
+        async with httpx.AsyncClient(timeout=60) as c:
+            async def stream() -> None:
+                body = {"prompt": "return", "max_tokens": 1500, "ignore_eos": True, "stream": True}
+                async with c.stream("POST", big.url + "/v1/completions", json=body) as r:
+                    async for line in r.aiter_lines():
+                        if line:
+                            got.append(line.encode())
+
+            task = asyncio.create_task(stream())
+            while len(got) < 3:
+                await asyncio.sleep(0.001)
+            lease = Lease.new("l1", 30.0)
+            await fault.intent(lease)
+            applied = await fault.inject(lease)
+            assert applied.actual["hung"] is True
+            await asyncio.sleep(0.3)  # what was produced before the hang drains
+            n_hung = len(got)
+            await asyncio.sleep(1.0)
+            assert len(got) == n_hung < 1500, "tokens kept coming during the hang"
+            assert (await c.get(big.url + "/health")).status_code == 200
+            assert (await c.get(big.url + "/ready")).status_code == 200
+            await fault.renew(lease)
+            await fault.remove()
+            await asyncio.wait_for(task, 60)
+            assert got[-1] == b"data: [DONE]" and len(got) == 1500 + 2
+            await fault.remove()  # idempotent
+            LlmEngineHang.revert({"url": big.url, "id": "never-hung", "lab_dir": str(big.token_dir)})
+
+    asyncio.run(run())
+
+
+def test_full_waiting_queue_answers_429(tight: Engine) -> None:
+    """With the loop hung nothing is admitted: two requests wait (--max-waiting 2), the third gets 429 with
+    Retry-After; when the hang ends the two are served."""
+    assert tight.admin("POST", "/admin/hang", {"id": "q", "ttl": 30}).json()["hung"] is True
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=60) as c:
+            short = {"prompt": "the", "max_tokens": 3, "ignore_eos": True}
+            waiting = [asyncio.create_task(c.post(tight.url + "/v1/completions", json=short)) for _ in range(2)]
+            while (await c.get(tight.url + "/info")).json()["scheduler"]["waiting"] < 2:
+                await asyncio.sleep(0.01)
+            full = await c.post(tight.url + "/v1/completions", json=short)
+            assert full.status_code == 429 and full.headers["retry-after"] == "1"
+            assert full.json()["error"]["type"] == "rate_limit_exceeded"
+            assert not any(w.done() for w in waiting)
+            assert tight.admin("DELETE", "/admin/hang/q").json()["removed"] is True
+            assert all(r.status_code == 200 for r in await asyncio.gather(*waiting))
+
+    asyncio.run(run())
+
+
+def test_hang_lease_lapses_by_itself(tight: Engine) -> None:
+    """The engine's own clock: a hang whose lease is not renewed ends, and the request waiting is served."""
+    assert tight.admin("POST", "/admin/hang", {"id": "lapse", "ttl": 0.5}).json()["hung"] is True
+    t = time.monotonic()
+    r = httpx.post(tight.url + "/v1/completions", json={"prompt": "the", "max_tokens": 2}, timeout=30)
+    assert r.status_code == 200 and time.monotonic() - t >= 0.3
+    assert tight.info()["hung"] is False

@@ -99,6 +99,9 @@ class Scheduler:
         self.kv_used = 0
         self.preemptions = 0
         self.steps = 0
+        self.peak_running = 0
+        self.peak_kv_used = 0
+        """High-water marks after each step's scheduling (what the KV budget and ``max_batch`` bound)."""
         self.hangs: dict[str, float] = {}
         """Active hang leases: id → monotonic expiry."""
         self._cond = threading.Condition()
@@ -155,7 +158,8 @@ class Scheduler:
         with self._cond:
             return {"running": len(self.running), "waiting": len(self.waiting), "kv_used": self.kv_used,
                     "kv_tokens": self.kv_tokens, "max_batch": self.max_batch, "max_waiting": self.max_waiting,
-                    "preemptions": self.preemptions, "steps": self.steps, "hung": self._hung_locked(time.monotonic()),
+                    "preemptions": self.preemptions, "steps": self.steps,
+                    "peak_running": self.peak_running, "peak_kv_used": self.peak_kv_used, "hung": self._hung_locked(time.monotonic()),
                     "hangs": sorted(self.hangs)}
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -184,6 +188,8 @@ class Scheduler:
                     self._admit()
                     self._make_room()
                     batch = list(self.running)
+                    self.peak_running = max(self.peak_running, len(batch))
+                    self.peak_kv_used = max(self.peak_kv_used, self.kv_used + len(batch))
                 t0 = time.perf_counter()
                 events += self._step(batch)
                 with self._cond:
