@@ -191,3 +191,27 @@ def test_cli_llm(llm_url: str, tmp_path: Path) -> None:
         argv = ["load", llm_url, *(["--llm", "chat"] if "--llm" not in args else []), *args]
         r = CliRunner().invoke(app, argv)
         assert r.exit_code == 2 and msg in r.output, (args, r.output)
+
+
+def test_sse_parsing_under_every_split() -> None:
+    """Events end with \\n\\n, \\r\\n\\r\\n or \\r\\r; comments are skipped; any split of the reads gives the same events."""
+    from mlchaos.load.llmclient import LLMPool, _LLMConn
+
+    def ev(text: str) -> bytes:
+        return b"data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": text}}]}).encode()
+
+    wire = (ev("a") + b"\r\n\r\n" + b": ping\n\n" + ev("b") + b"\r\r" + ev("") + b"\n\n" + ev("c") + b"\n\n"
+            + b'data: {"choices": [], "usage": {"completion_tokens": 3}}\r\n\r\n' + b"data: [DONE]\r\n\r\n")
+
+    async def feed(step: int) -> tuple[int, bool, str | None, int, int]:
+        pool = LLMPool("127.0.0.1", 9, [b""], sample_every=1)
+        conn = _LLMConn(pool)
+        conn.status, conn.body = 200, []
+        conn.sse = True
+        for i in range(0, len(wire), step):
+            conn.now = float(i)
+            conn.on_body(wire[i:i + step])
+        return conn.ntok, conn.done_marker, conn.err, conn.usage, len(pool.out.itl)
+
+    for step in (1, 2, 3, 7, 64, len(wire)):
+        assert asyncio.run(feed(step)) == (3, True, None, 3, 2), step

@@ -116,13 +116,16 @@ class _LLMConn(_Conn):
             self.raw.append(body)
             return
         buf = self.buf + body if self.buf else body
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
+        cr = b""
+        if b"\r" in buf:  # SSE ends lines with \n, \r\n or \r; a final \r may be half of a \r\n: kept for later
+            if buf.endswith(b"\r"):
+                buf, cr = buf[:-1], b"\r"
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         start = 0
         while (i := buf.find(b"\n\n", start)) >= 0:
             self._event(buf[start:i], pool)
             start = i + 2
-        self.buf = buf[start:]
+        self.buf = buf[start:] + cr
 
     def _event(self, raw: bytes, pool: LLMPool) -> None:
         data = b""
