@@ -215,3 +215,21 @@ def test_sse_parsing_under_every_split() -> None:
 
     for step in (1, 2, 3, 7, 64, len(wire)):
         assert asyncio.run(feed(step)) == (3, True, None, 3, 2), step
+
+
+def test_cli_progress_line_shows_tokens() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from mlchaos.cli.load import _Progress
+    from mlchaos.load.histogram import LogHistogram
+    from mlchaos.load.llmstats import LLMStats
+
+    con = Console(record=True, width=200)
+    h = LogHistogram.from_values
+    llm = LLMStats(ttft=h([0.05]), itl=h([0.02]))
+    _Progress(con).feed(SimpleNamespace(done=1, status_errors=0, timeouts=0, conn=0, t=1.0, lat=h([0.3]),
+                                        lag=h([0.001]), llm=llm))
+    out = con.export_text()
+    assert "ttft p99=50.0" in out and "itl p99=20.0" in out, out

@@ -310,9 +310,11 @@ class _Progress:
         if s != self.sec:
             self.sec = s
             p99 = iv.lat.quantile(0.99)
+            tokens = (f" ttft p99={_fmt_ms(iv.llm.ttft.quantile(0.99))} ms itl p99={_fmt_ms(iv.llm.itl.quantile(0.99))} ms"
+                      if iv.llm is not None else "")
             self.console.print(
                 f"[dim]t={iv.t:5.1f}s done={self.done} errors={self.errors} "
-                f"interval p99={_fmt_ms(p99)} ms lag p99={_fmt_ms(iv.lag.quantile(0.99))} ms[/]"
+                f"interval p99={_fmt_ms(p99)} ms{tokens} lag p99={_fmt_ms(iv.lag.quantile(0.99))} ms[/]"
             )
 
 
