@@ -38,7 +38,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from mlchaos.proxy.faults.base import Params, Plan, ProxyFault
-from mlchaos.spec.types import Duration
+from mlchaos.spec.types import Duration, Percent
 
 EPOCH = "1970-01-01T00:00:00Z"
 """The timestamp Feast gives entity key columns and keys it does not hold."""
@@ -107,8 +107,8 @@ class FeastResponseParams(Params):
     """What happens to the chosen features of the chosen entities (see the module's docstring)."""
     features: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     """Features by name: 'view:feature', 'view__feature' or 'feature'; '*' for every feature column."""
-    entity_share: float = Field(1.0, gt=0, le=1)
-    """Share of the entity rows of a hit answer that are changed (drawn per row)."""
+    entity_share: Percent = Field(1.0, gt=0, le=1)
+    """Share of the entity rows of a hit answer that are changed (drawn per row), e.g. '20%'."""
     value: float | int | str | bool | None = None
     """action stale: the value served instead (default: the first value this fault saw per feature and entity)."""
     age: Duration = Field(7200.0, gt=0)
