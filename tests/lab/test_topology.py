@@ -86,7 +86,8 @@ def test_every_entry_starts_is_ready_and_is_torn_down(make_lab: Callable[..., La
     lab = make_lab()
     # pin every entry's ports by the table's port names: the supervisor must honour each of them
     pinned = {k: free_port() for e in TABLE for k in e.port_names}
-    status = {s.name: s for s in lab.up(variant="mitigated", ports=pinned, timeout=120)}
+    # every system, the opt-in llm one included
+    status = {s.name: s for s in lab.up(list(SYSTEMS), variant="mitigated", ports=pinned, timeout=180)}
     replicas = {"serving": 3, "features": 1}  # the table's count; features: the autoscaler's minimum
     for e in TABLE:
         if e.role == "job":  # no process: it runs on demand, once its input is built

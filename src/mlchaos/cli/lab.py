@@ -75,7 +75,7 @@ def _table(lab: Lab) -> Table:
 @app.command()
 def up(
     systems: Annotated[
-        list[str] | None, typer.Argument(help=f"Systems to start: {', '.join(SYSTEMS)} (default all).")
+        list[str] | None, typer.Argument(help=f"Systems to start: {', '.join(SYSTEMS)} (default: all but llm).")
     ] = None,
     variant: Annotated[str, typer.Option(help=f"One of {', '.join(VARIANTS)}.")] = "naive",
     lab_dir: DirOpt = None,

@@ -18,7 +18,7 @@ from fastapi import Body, FastAPI, HTTPException
 from mlchaos.lab import auth, monitor
 from mlchaos.lab import observability as obs
 from mlchaos.lab.paths import HOST
-from mlchaos.lab.topology import SYSTEMS, VARIANTS, callers
+from mlchaos.lab.topology import DEFAULT_SYSTEMS, SYSTEMS, VARIANTS, callers
 
 if TYPE_CHECKING:
     from mlchaos.lab.supervisor import Supervisor
@@ -38,7 +38,7 @@ def create_control_app(sup: Supervisor, holder: dict[str, Any]) -> FastAPI:
 
     @app.post("/up")
     async def up(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        systems, variant, ports = body.get("systems") or list(SYSTEMS), body.get("variant", "naive"), body.get("ports") or {}
+        systems, variant, ports = body.get("systems") or list(DEFAULT_SYSTEMS), body.get("variant", "naive"), body.get("ports") or {}
         if not isinstance(systems, list) or not set(systems) <= set(SYSTEMS):
             raise HTTPException(422, f"systems: expected some of {', '.join(SYSTEMS)}, got {systems!r}")
         if variant not in VARIANTS:

@@ -28,7 +28,7 @@ from mlchaos.lab.lifetime import reap_if_child as _reap_if_child
 from mlchaos.lab.lifetime import stop_pid as _stop_pid
 from mlchaos.lab.paths import LabPaths, free_port, resolve_lab_dir
 from mlchaos.lab.status import ServiceStatus
-from mlchaos.lab.topology import BY_NAME, ENTRYPOINTS, SYSTEMS, VARIANTS
+from mlchaos.lab.topology import BY_NAME, DEFAULT_SYSTEMS, ENTRYPOINTS, SYSTEMS, VARIANTS
 
 
 class LabError(RuntimeError):
@@ -173,7 +173,7 @@ class Lab:
         fault proxy.  Adding systems to a running lab keeps the running ones
         (switched to ``variant`` if they run another one).
         """
-        chosen = list(systems or SYSTEMS)
+        chosen = list(systems or DEFAULT_SYSTEMS)
         for s in chosen:
             if s not in SYSTEMS:
                 raise LabError(f"unknown system {s!r}; choose from {', '.join(SYSTEMS)}")

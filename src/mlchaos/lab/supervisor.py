@@ -128,6 +128,8 @@ class Supervisor:
             values["upstream"] = f"{HOST}:{self.procs[e.upstream or ''].port}"
         if "dependency" in needed:
             values["dependency"] = self.dependency_url(p.name)
+        if "routes" in needed:
+            values["routes"] = [a for label, n in e.routes for a in ("--backend", f"{label}={self.procs[n].url}")]
         return expand(e.args, values)
 
     def group(self, g: str) -> list[Proc]:

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender")
+SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender", "llm")
+DEFAULT_SYSTEMS: tuple[str, ...] = ("serving", "realtime", "batch", "recommender")
+"""What ``lab up`` starts when no system is named: ``llm`` is opt-in (it trains two language models at
+build time and its two engines keep the cores busy while they generate)."""
 VARIANTS: tuple[str, ...] = ("naive", "mitigated", "silent-zeros")
 ROLES: tuple[str, ...] = ("replica", "lb", "proxy", "service", "job")
 
@@ -27,6 +30,7 @@ ENTRYPOINTS: dict[str, str] = {
     "realtime": "fraud",
     "recommender": "recommender",
     "features": "features-lb",
+    "llm": "llm-gateway",
 }
 
 PLACEHOLDERS: dict[str, str] = {
@@ -41,9 +45,11 @@ PLACEHOLDERS: dict[str, str] = {
     "listen": "host:port the process listens on (a fault proxy's own flag)",
     "upstream": "host:port of the entry a fault proxy forwards to",
     "control": "host:port of a fault proxy's control API",
+    "routes": "``--backend label=url`` for each ``(label, entry)`` of the entry's ``routes``, in order",
 }
 
 PROXY_MODULE = "mlchaos.proxy.__main__"
+LLM_ENGINE = "mlchaos.lab.services.llm_engine"
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Entry:
     """The process takes only ``args`` (no ``--name``/``--port``): a fault proxy has flags of its own."""
     control_port: bool = False
     """The process has a second port for its control API (a fault proxy)."""
+    routes: tuple[tuple[str, str], ...] = ()
+    """Named backends that are other entries (``{routes}``): the LLM gateway's primary and fallback."""
 
     @property
     def replicated(self) -> bool:
@@ -94,6 +102,14 @@ class Entry:
 
 
 _MODELS = ("--models", "{models}")
+_PROXY_ARGS = ("--listen", "{listen}", "--upstream", "{upstream}", "--mode", "http", "--control", "{control}")
+_ENGINE = ("--model", "{models}", "--kv-tokens", "4096", "--max-batch", "16")
+_GATEWAY = (
+    # the mitigated gateway's defences, sized for the lab engines on 2 cores (docs/llm.md, "The lab system")
+    "--ttft-timeout", "2", "--chunk-timeout", "1", "--max-attempts", "3", "--max-inflight", "4",
+    "--max-queue", "4", "--queue-timeout", "1", "--retry-after", "1", "--deadline", "30",
+    "--canary-interval", "0.5", "--canary-timeout", "1",
+)
 
 TABLE: tuple[Entry, ...] = (
     # serving: 3 model replicas behind a load balancer (naive or readiness-gated)
@@ -125,6 +141,19 @@ TABLE: tuple[Entry, ...] = (
     Entry("recommender", "recommender", "service", "mlchaos.lab.services.recommender_service",
           (*_MODELS, "--embedding-url", "{dependency}", "--variant", "{variant}"),
           model_version="recs-v1", depends_on=("embedding-proxy",), calls="embedding-proxy",
+          variant_route=("/admin/variant", "variant")),
+    # llm: two engines (a larger primary model, a smaller fallback), a fault proxy in front of each (stream
+    # faults act between the gateway and the engine), the gateway (naive or mitigated) in front of both
+    # (an engine takes its model, models/llm/<size>.npz, from the last part of its name: primary or fallback)
+    Entry("llm-primary", "llm", "service", LLM_ENGINE, _ENGINE, model_version="primary"),
+    Entry("llm-fallback", "llm", "service", LLM_ENGINE, _ENGINE, model_version="fallback"),
+    Entry("llm-primary-proxy", "llm", "proxy", PROXY_MODULE, _PROXY_ARGS, depends_on=("llm-primary",),
+          upstream="llm-primary", own_flags=True, control_port=True),
+    Entry("llm-fallback-proxy", "llm", "proxy", PROXY_MODULE, _PROXY_ARGS, depends_on=("llm-fallback",),
+          upstream="llm-fallback", own_flags=True, control_port=True),
+    Entry("llm-gateway", "llm", "service", "mlchaos.lab.services.llm_gateway", ("--variant", "{variant}",
+          "{routes}", *_GATEWAY), depends_on=("llm-primary-proxy", "llm-fallback-proxy"),
+          routes=(("primary", "llm-primary-proxy"), ("fallback", "llm-fallback-proxy")),
           variant_route=("/admin/variant", "variant")),
 )
 

@@ -54,8 +54,9 @@ class Backend:
 
 async def probe(session: aiohttp.ClientSession, b: Backend, timeout: float) -> tuple[float | None, str | None]:
     """One canary generation: ``(seconds to its first token, None)`` or ``(None, why not)``."""
+    # ignore_eos (vLLM's extension, which the lab engines take): a model that ends at once is not dead
     body = {"model": b.name, "messages": [{"role": "user", "content": "def"}], "max_tokens": 2,
-            "temperature": 0, "stream": True}
+            "temperature": 0, "stream": True, "ignore_eos": True}
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
