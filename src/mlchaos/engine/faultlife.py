@@ -213,7 +213,7 @@ class FaultLifecycle:
             self._errors.append(f"fault {fr.label} could not be removed: {msg} (its lease expires by itself)")
             fr.removed_at = time.time()
             return
-        if fr.spec.revert is not None:
+        if _revert_action(fr) is not None:
             # before the lease goes: a runner killed while the action runs leaves it to the watchdog, which runs
             # it again; the heartbeat keeps the lease renewed meanwhile (the fault is still active until it ends)
             await self._revert_action(fr)
