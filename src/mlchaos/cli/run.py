@@ -81,8 +81,9 @@ def print_plan(v: Any) -> None:
         print(f"    - {f.name or f.fault} on target {f.target!r}: from +{base + start:g}s to +{base + end:g}s,"
               f" blast radius {radius or 'plugin default'}")
         print(f"      {f.model_dump(mode='json', exclude_none=True)}")
-        if f.revert is not None:
-            print(f"      then, when removed, runs: {_argv(f.revert.argv)}")
+        revert = getattr(f, "revert", None)
+        if revert is not None:
+            print(f"      then, when removed, runs: {_argv(revert.argv)}")
     if v.steps:  # never run by a dry run: shown, with the point of the run each waits for
         print("  steps (commands mlchaos runs):")
         for i, s in enumerate(v.steps):
