@@ -26,8 +26,10 @@ and ``calculate_metrics`` in ``vllm/benchmarks/serve.py``) and of the DistServe 
   A server that answers a streaming request with JSON (not ``text/event-stream``) is judged the same way.
 * **errors by kind**: ``status`` (HTTP ≥ 400), ``error_event`` (an in-band ``{"error": ...}`` event),
   ``malformed`` (an event whose data is not JSON), ``cut`` (the connection closed, or the body ended,
-  without ``[DONE]``), ``stall`` (this client's ``stall_timeout`` between two events, or before the
-  first, fired; the connection is then dropped), ``timeout`` (the whole-request timeout), ``connection``.
+  without ``[DONE]``), ``stall`` (this client's ``stall_timeout`` between two ``data`` events, or before
+  the first, fired; the connection is then dropped; SSE comments, e.g. keep-alive pings, are not
+  progress: a server that pings while its generation loop is dead is stalled to its user),
+  ``timeout`` (the whole-request timeout), ``connection``.
 * **good** (goodput): completed and within every SLO given (ttft, tpot, e2e), vLLM's ``--goodput``.
 
 Hot path: one ``orjson.loads`` per event (≈ 1 µs for a chunk) and a few attribute stores; the per-request
