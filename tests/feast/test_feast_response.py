@@ -136,3 +136,32 @@ def test_probe_cells_and_timestamps() -> None:
     with pytest.raises(ValidationError, match="reads one feature"):
         FeaturesSpec.model_validate({"probe": "features", "features": ["a", "b"], "entities": {"k": [1]},
                                      "stat": "value"})
+
+
+def test_status_shares_count_cells_not_answers() -> None:
+    """Share stats are over entity x feature cells; OUTSIDE_MAX_AGE as Feast's precomputed read path writes it."""
+    from mlchaos.probes.features import FeaturesProbe
+
+    doc = orjson.loads(ANSWER.replace(b'"PRESENT","PRESENT","NOT_FOUND"]', b'"OUTSIDE_MAX_AGE","PRESENT","NOT_FOUND"]',
+                                      1))
+    spec = FeaturesSpec.model_validate({"probe": "features", "features": ["trips", "conv_rate"],
+                                        "entities": {"driver_id": [1]}, "stat": "outside-max-age"})
+    probe = FeaturesProbe(spec, None)  # type: ignore[arg-type]
+    m = probe._stat(cells(doc, spec.features), now=0.0, answers=1)
+    assert m.fraction is not None and (m.fraction.numerator, m.fraction.denominator) == (1, 6)
+    nf = FeaturesProbe(spec.model_copy(update={"stat": "not-found"}), None)  # type: ignore[arg-type]
+    assert nf._stat(cells(doc, spec.features), now=0.0, answers=1).value == pytest.approx(2 / 6)
+    few = FeaturesProbe(spec.model_copy(update={"min_cells": 7}), None)  # type: ignore[arg-type]
+    assert few._stat(cells(doc, spec.features), now=0.0, answers=1).insufficient
+
+
+def test_the_sdk_faults_without_the_feast_extra_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A core install without Feast: one line naming the extra, at validation, not a traceback at injection."""
+    from mlchaos import extras, registry
+
+    monkeypatch.setitem(extras.EXTRAS, "feast", (*extras.EXTRAS["feast"], "mlchaos_no_such_module_for_tests"))
+    for name in ("feast-stale-rows", "feast-delete-entities"):
+        with pytest.raises(registry.PluginNeedsExtra, match=r"pip install 'mlchaos\[feast\]'"):
+            registry.get("fault", name)
+    registry.get("probe", "features")  # the probe and the proxy fault need only the core
+    registry.get("fault", "feast-response")
