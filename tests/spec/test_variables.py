@@ -42,21 +42,24 @@ def test_text_without_a_dollar_is_untouched(text: str) -> None:
 def test_a_template_resolves_piece_by_piece(pieces: list, env: dict[str, str]) -> None:
     """Literal text (escaped), ``${NAME}`` and ``${NAME:-default}`` compose: each piece resolves on its own,
     a value is inserted as is (never re-read), and each undefined name is one error."""
-    template, expected, undefined = "", "", []
-    for kind, x in pieces:
+    template, expected, undefined, literal = "", "", [], ""
+    for kind, x in [*pieces, ("end", "")]:
+        if kind == "lit":  # consecutive literal pieces are one literal text, escaped as a whole
+            literal += x
+            continue
+        template += escape(literal)
+        expected += literal
+        literal = ""
         # '$' written right before a reference reads as the escape '$${': the one text that does not compose
-        assume(kind == "lit" or not template.endswith("$"))
-        if kind == "lit":
-            template += escape(x)
-            expected += x
-        elif kind == "var":
+        assume(kind == "end" or not template.endswith("$"))
+        if kind == "var":
             template += "${" + x + "}"
             if x in env:
                 expected += env[x]
             else:
                 expected += "${" + x + "}"
                 undefined.append(x)
-        else:
+        elif kind == "dflt":
             name, default = x
             template += "${" + name + ":-" + default + "}"
             expected += env[name] if env.get(name) else default
