@@ -44,14 +44,14 @@ def _alive(pid: int) -> bool:
 
 
 def stop(pidfile: Path) -> None:
-    """Stop the server's whole process group (the mlflow CLI and its uvicorn), SIGKILL after 5 s."""
+    """Stop the server's whole process group (the mlflow CLI and its uvicorn), SIGKILL after 2 s."""
     try:
         pid = int(pidfile.read_text())
     except (OSError, ValueError):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 2
     while _alive(pid) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (the fixture's first start)

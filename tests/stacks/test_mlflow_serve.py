@@ -82,10 +82,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     t0 = time.monotonic()
     try:
         serve_ctl.start(pidfile, model, port, log)
-        yield Stack(f"http://127.0.0.1:{port}", port, model, other, columns, batch, pidfile, log,
-                    time.monotonic() - t0)
+        startup = time.monotonic() - t0
+        _warm_up(f"http://127.0.0.1:{port}", columns, batch)
+        yield Stack(f"http://127.0.0.1:{port}", port, model, other, columns, batch, pidfile, log, startup)
     finally:
         serve_ctl.stop(pidfile)  # whichever server is up now: the first one, or the one a step restarted
+
+
+def _warm_up(url: str, columns: list[str], batch: list[list[float]]) -> None:
+    """A few scoring calls first: the first answers of a fresh server are slow (lazy imports), not its p99."""
+    import httpx
+
+    body = {"dataframe_split": {"columns": columns, "data": batch}}
+    for _ in range(5):
+        httpx.post(url + "/invocations", json=body, timeout=30).raise_for_status()
 
 
 def _exp(stack: Stack, *, proxy: bool, probes: list[dict[str, Any]], method: list[dict[str, Any]],
@@ -116,15 +126,17 @@ SHARE = {"name": "class-1 share", "probe": "predictions", "protocol": "mlflow", 
 
 
 def test_latency_on_the_path_breaches_p99_and_the_class_share_holds(tmp_path: Path, stack: Stack) -> None:
+    # bounds far apart (a starved runner's own stalls stay under 500 ms; the fault adds a full second),
+    # and a settle window for a baseline that a neighbour's burst disturbed
     probes = [{"name": "p99", "probe": "latency", "percentile": 99, "window": "1s", "min_samples": 10,
-               "max": "250ms"}, SHARE]
-    method = [{"name": "slow", "fault": "latency", "delay": "400ms", "at": "0s", "duration": "1500ms"}]
+               "max": "500ms"}, SHARE]
+    method = [{"name": "slow", "fault": "latency", "delay": "1s", "at": "0s", "duration": "1500ms"}]
     res = _run(_exp(stack, proxy=True, probes=probes, method=method,
-                    phases={"baseline": "1200ms", "recovery": "1200ms"}), tmp_path / "j.jsonl")
+                    phases={"baseline": "1200ms", "settle": "4s", "recovery": "1200ms"}), tmp_path / "j.jsonl")
     assert res.status.value == "failed", res.reason
     by = {p["name"]: p for p in res.summary["probes"]}
     assert by["class-1 share"]["before"]["value"] == 0.6  # every row of each batched answer: 6 of 10
-    assert by["p99"]["during"]["breaches"] >= 1 and by["p99"]["during"]["max"] >= 0.4
+    assert by["p99"]["during"]["breaches"] >= 1 and by["p99"]["during"]["max"] >= 1.0
     assert by["class-1 share"]["during"]["breaches"] == 0
 
 
@@ -147,10 +159,10 @@ def test_a_stale_model_after_a_swap_and_restart_is_seen_by_the_canary(tmp_path: 
     """Runs last: it leaves the server serving model B (files restored, the process not restarted)."""
     restart = [sys.executable, str(SERVE_CTL), "restart", "--pidfile", str(stack.pidfile), "--model",
                str(stack.model), "--port", str(stack.port), "--log", str(stack.log)]
-    # the swap must last until the restarted server has copied its model (about half way through its
-    # start), or it would read the restored files; sized from the first start, so a slow runner gets a
-    # longer fault rather than a false result
-    hold = max(5.0, stack.startup_s + 2.0)
+    # the swap must outlast the restart (a stop, then a start like the first one), or the server would
+    # read the restored files; sized from the first start, so a slow runner gets a longer fault rather
+    # than a false result
+    hold = max(8.0, 2.0 * stack.startup_s + 3.0)
     probes = [
         {"name": "canary", "probe": "model-fingerprint", "protocol": "mlflow", "rows": stack.batch,
          "columns": stack.columns, "stat": "changed", "max": 0},
