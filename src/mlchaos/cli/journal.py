@@ -21,6 +21,7 @@ def journal(
 
     from mlchaos import fmt
     from mlchaos.engine.journal import read, summarize
+    from mlchaos.report.llm import llm_line
 
     try:
         events = read(file)
@@ -41,6 +42,8 @@ def journal(
     if lv is not None:
         c.print("load: VALID" if lv.get("valid") else
                 f"load: INVALID ({escape(str(lv.get('reason')))}): it cannot support a pass")
+    if (llm := llm_line(s)) is not None:  # an LLM load: the same line as at the end of 'mlchaos run'
+        c.print(escape(llm))
     inst = s.get("instruments") or {}
     if inst.get("untrusted"):
         c.print(f"instruments: {inst['untrusted']} of {inst['evaluations']} evaluations untrustworthy, "

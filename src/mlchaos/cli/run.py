@@ -250,6 +250,10 @@ def _print_verdict(s: dict[str, Any], jpath: Path) -> None:
     lv = s.get("load_validity")
     if lv is not None:
         c.print("load: VALID" if lv.get("valid") else f"load: INVALID ({escape(str(lv.get('reason')))})")
+    from mlchaos.report.llm import llm_line
+
+    if (llm := llm_line(s)) is not None:  # an LLM load: TTFT, ITL, TPOT, e2e, goodput, [DONE], errors by kind
+        c.print(escape(llm))
     inst = s.get("instruments") or {}
     if inst.get("untrusted"):
         c.print(f"instruments: {inst['untrusted']} of {inst['evaluations']} evaluations untrustworthy "

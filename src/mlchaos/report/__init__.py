@@ -28,6 +28,7 @@ from xml.etree import ElementTree as ET
 from mlchaos import fmt
 from mlchaos.engine.runsummary import RunSummary
 from mlchaos.report.charts import line_chart
+from mlchaos.report.llm import LLMFigures, llm_charts, llm_table_html
 from mlchaos.report.postmortem import postmortem
 
 __all__ = ["load_runs", "postmortem", "resilience_score", "write_report"]
@@ -162,6 +163,8 @@ def _charts(run: RunSummary) -> str:
                                                 windows, marks, unit="ms", x_range=x_range)))
         figs.append(("Error rate (%)", line_chart([("errors", [(t, v * 100) for t, v in series("error_rate")])],
                                                   windows, marks, unit="%", x_range=x_range)))
+    llm = LLMFigures.of(run)  # an LLM load's TTFT/ITL/goodput per second; nothing for a plain load
+    figs += llm_charts(events, t0, windows, marks, x_range, slo=llm.slo if llm else None)
     by_probe: dict[str, list[tuple[float, float]]] = {}
     bad: dict[str, list[float | tuple[float, float, bool]]] = {}
     for e in events:
@@ -247,6 +250,7 @@ def _run_html(r: RunSummary, idx: int) -> str:
     return (f"<section class='run' id='run-{idx}'><h2>{head}{title}</h2>"
             f"<p class='badge {r.status}'>{r.status} (exit {exit_code}){expected}</p>"
             f"<p>{html.escape(str(r.reason))}</p>{decided}{settle}{_instruments_html(r)}{_charts(r)}"
+            f"{llm_table_html(r)}"
             "<h3>Steady state</h3><table><tr><th>probe</th><th>role</th><th>tolerance</th><th>before</th>"
             f"<th>during the faults</th><th>after</th></tr>{''.join(rows)}</table>"
             "<h3>Blast radius</h3><table><tr><th>fault</th><th>plugin</th><th>planned</th><th>applied</th>"
