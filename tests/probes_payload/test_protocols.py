@@ -78,3 +78,27 @@ def test_protocol_defaults_and_their_errors() -> None:
     v = ModelVersionSpec(probe="model-version", protocol="mlflow", expect="3.1")
     assert (v.url, v.field, v.equals) == ("/version", None, "3.1")
     assert ModelVersionSpec(probe="model-version", url="/meta", field="model.version", stat="changed").max == 0
+
+
+def test_canary_rows_from_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mlchaos.plugin import ProbeError
+    from mlchaos.probes.fingerprint import read_rows
+
+    (tmp_path / "c.csv").write_text("mean radius,label\n14.2,a\n9,b\n")
+    assert read_rows(str(tmp_path / "c.csv")) == ([[14.2, "a"], [9, "b"]], ["mean radius", "label"])
+    (tmp_path / "c.json").write_text("[[1, 2], [3, 4]]")
+    assert read_rows(str(tmp_path / "c.json")) == ([[1, 2], [3, 4]], None)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ProbeError, match=r"bad\.json: canary rows are a non-empty JSON list"):
+        read_rows(str(tmp_path / "bad.json"))
+
+
+def test_sampled_answers_that_are_not_strict_json() -> None:
+    from mlchaos.probes.predictions import _NO_BODY, _document
+
+    nan = _document({"status": 200, "text": '{"predictions": [NaN, 1]}'})  # what json-corrupt action: nan sends
+    got = rows(nan, "predictions[*]")
+    assert isinstance(got[0], float) and got[0] != got[0] and got[1] == 1  # NaN is a value, not a lost answer
+    assert rows(_document({"status": 200, "text": "<html>"}), "predictions[*]") == [None]  # one row, missing
+    assert _document({"status": 503, "text": "busy"}) is _NO_BODY  # the error-rate probe's business
+    assert _document({"status": 200, "json": {"a": 1}}) == {"a": 1}
