@@ -9,6 +9,7 @@ milliseconds.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -213,3 +214,5 @@ def test_mlchaos_stop_runs_the_revert_command(tmp_path: Path, sleeper: psutil.Po
     assert cp.returncode == 0, cp.stderr
     assert psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED
     assert out.read_text().splitlines() == ["reverted"]
+    report = json.loads(cp.stdout)  # what the command did is reported, not only done
+    assert [(c["plugin"], c["exit_code"], c["ok"]) for c in report["revert_commands"]] == [("process-pause", 0, True)]

@@ -126,3 +126,23 @@ def test_k8s_render_cli(tmp_path: Path) -> None:
     assert located.exit_code == 2  # positioned as `mlchaos validate` does, no pydantic report
     assert f"{wrong}:{line}:" in located.output and "method[0].delay: invalid duration 'forever'" in located.output
     assert "pydantic" not in located.output
+
+
+def test_k8s_render_resolves_variables_and_lists_command_steps(tmp_path: Path) -> None:
+    """`k8s render` renders what `run` would run: ${VAR}s resolved (--var, defaults), steps listed."""
+    from mlchaos.cli.k8s import app
+
+    exp = K8S_EXPERIMENTS / "p1-http-delay.yaml"
+    templ = tmp_path / "templ.yaml"
+    text = exp.read_text().replace("delay: 200ms", "delay: ${DELAY:-150ms}")
+    step = "    duration: 30s\n  - step: command\n    argv: [kubectl, rollout, restart, deploy/model]\n    at: 1s\n"
+    templ.write_text(text.replace("    duration: 30s\n", step, 1))
+    default = CliRunner().invoke(app, ["render", str(templ), "--format", "json"])
+    assert default.exit_code == 0, default.output
+    assert "\"delay\": \"150ms\"" in default.output and "${" not in default.output
+    given = CliRunner().invoke(app, ["render", str(templ), "--var", "DELAY=300ms"])
+    assert given.exit_code == 0, given.output
+    assert "delay: 300ms" in given.output
+    assert "# method[1] step: command: runs on this machine: kubectl rollout restart deploy/model" in given.output
+    bad = CliRunner().invoke(app, ["render", str(templ), "--var", "no-equals"])
+    assert bad.exit_code == 2 and "--var" in bad.output

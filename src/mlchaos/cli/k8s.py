@@ -12,25 +12,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Kubernetes and Chaos Mesh helpers.")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        typer.echo(f"{path}: {exc}", err=True)
-        raise typer.Exit(2) from None
-    if not isinstance(data, dict):
-        typer.echo(f"{path}: an experiment file must be a mapping", err=True)
-        raise typer.Exit(2)
-    return data
 
 
 @app.command()
@@ -42,6 +28,8 @@ def render(
     output: Annotated[
         str | None, typer.Option("--output", hidden=True, help="Deprecated spelling of --format.")
     ] = None,
+    var: Annotated[list[str] | None, typer.Option(
+        "--var", metavar="NAME=VALUE", help="Set ${NAME} in the experiment file (repeatable), as in run.")] = None,
 ) -> None:
     """Print the Chaos Mesh objects EXPERIMENT would create (dry run, no cluster).
 
@@ -57,16 +45,17 @@ def render(
     import yaml
     from pydantic import ValidationError
 
+    from mlchaos.cli.run import load_variables
     from mlchaos.platforms.kubernetes.render import render_plan
     from mlchaos.spec.loader import SpecErrors, load_file
 
     try:  # the whole experiment first, so errors carry FILE:LINE:COL as in `mlchaos validate`
-        load_file(experiment)
+        loaded = load_file(experiment, variables=load_variables(list(var or [])))
     except SpecErrors as exc:
         for e in exc.errors:
             typer.echo(str(e), err=True)
         raise typer.Exit(2) from None
-    data = _load(experiment)
+    data = loaded.raw  # ${VAR}s resolved, aliases applied: what `mlchaos run` would run
     try:
         steps = render_plan(data, run_id=run_id)
     except (ValidationError, ValueError) as exc:

@@ -48,11 +48,12 @@ def stop(
     reverted, half, failed = 0, 0, 0
     warnings: list[str] = []
     errors: list[str] = []
+    commands: list[dict[str, object]] = []
     leases = LeaseStore(base).all()
     for path, data in leases:
         what = "intent" if data.get("state") == INTENT else "lease"
         try:
-            revert_record(data)
+            outcome = revert_record(data)
         except Unplanned as exc:
             warnings.append(str(exc))
             say(f"warning: {exc}")
@@ -66,12 +67,19 @@ def stop(
         path.unlink(missing_ok=True)
         reverted += 1
         half += what == "intent"
+        if outcome is not None:  # the fault's revert: command ran; say what it did, failed or not
+            commands.append({"plugin": data.get("plugin"), "lease_id": data.get("lease_id"), **outcome.fields()})
+            line = f"revert command {' '.join(outcome.argv)}: " + ("ok" if outcome.ok else outcome.reason())
+            if not outcome.ok:
+                warnings.append(line)
+            say(("warning: " if not outcome.ok else "") + line)
     k8s = _kubernetes_cleanup([d for _, d in leases])
     if json_out:
         print(json.dumps({"status": "stopped" if (runners or leases) else "nothing-running",
                           "exit_code": 5 if failed else 0, "runners_signalled": runners,
                           "faults_removed": reverted, "intents_reverted": half, "faults_not_removed": failed,
-                          "kubernetes": k8s or None, "warnings": warnings, "errors": errors,
+                          "kubernetes": k8s or None, "revert_commands": commands, "warnings": warnings,
+                          "errors": errors,
                           "refusing_new_runs": True}))
     elif not runners and not leases:
         print("nothing was running: no runner and no fault on this machine")

@@ -66,6 +66,10 @@ def render_plan(
     targets = _targets(experiment)
     steps: list[RenderedStep] = []
     for i, raw in enumerate(experiment.get("method") or []):
+        if "step" in raw and "fault" not in raw:  # a command step runs where mlchaos runs, not in the cluster
+            argv = " ".join(str(a) for a in raw.get("argv") or [])
+            steps.append(RenderedStep(i, f"step: {raw.get('step')}", None, f"runs on this machine: {argv}"))
+            continue
         fault = str(raw.get("fault", ""))
         if fault not in KUBERNETES_FAULTS:
             steps.append(
