@@ -198,7 +198,8 @@ def test_the_intent_is_on_disk_before_inject_and_durable(tmp_path: Path, tiny_se
     registry.register("fault", "writeahead-probe", Probe)
     try:
         exp = experiment(url, 0, lease_ttl="1s", steady_state=PATIENT, phases={"baseline": "100ms", "recovery": "100ms"})
-        exp["method"] = [{"fault": "writeahead-probe", "at": "0s", "duration": "100ms"}]
+        # 1 s, not 100 ms: on a busy host the phase could end before the injection began ("never injected")
+        exp["method"] = [{"fault": "writeahead-probe", "at": "0s", "duration": "1s"}]
         run_experiment(load_dict(exp), journal_path=tmp_path / "j.jsonl")
     finally:
         registry.unregister("fault", "writeahead-probe")
