@@ -149,8 +149,9 @@ def test_report_charts_and_tables_the_llm_figures(llm_run: Recorded) -> None:
     assert _html(f"{f.completed} of {f.ended} ended ({f.offered} offered)") in page
     assert _html(f.goodput_text()) in page and _html(f.errors_text()) in page
     # the same report rebuilt from the journal alone (mlchaos report JOURNAL) shows the same
-    rebuilt = write_report(load_runs([llm_run.journal]), llm_run.report.parent / "rebuilt")
+    rebuilt = write_report(load_runs([llm_run.journal]), llm_run.report.parent / "rebuilt", postmortems=True)
     assert list(_figures((rebuilt / "index.html").read_text())) == list(figs)
+    assert f"\n{llm_line(llm_run.summary)}\n" in (rebuilt / "postmortem-0.md").read_text()  # the record too
 
 
 def _html(text: str) -> str:

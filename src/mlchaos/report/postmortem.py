@@ -13,6 +13,7 @@ from typing import Any
 
 from mlchaos import fmt
 from mlchaos.engine.runsummary import FaultSummary, RunSummary
+from mlchaos.report.llm import llm_line
 
 
 def _when(t: float | None) -> str:
@@ -65,6 +66,8 @@ def postmortem(run: RunSummary | Mapping[str, Any]) -> str:
 
         lines.append(f"| {p.name} | {cell(p.before)} | {p.during.breaches} breach(es) in "
                      f"{p.during.evaluations} evaluations | {cell(p.after)} |")
+    if (llm := llm_line(s)) is not None:  # an LLM load: the token-level figures of the whole run
+        lines += ["", llm]
     lines += ["", "## Verdict", "", f"**{s.status}**: {s.reason}"]
     if s.decided_by:
         lines.append(f"Decided by: {', '.join(s.decided_by)}.")
