@@ -60,7 +60,7 @@ class PredictionsSpec(ProbeSpec):
                             "drift against the values seen during the baseline phase.")
     label: Any = Field(1, description="Value counted by stat: rate (e.g. 1 for fraud, true for fallback).")
     q: float = Field(0.5, ge=0, le=1, description="Quantile for stat: quantile.")
-    min_samples: int = Field(50, ge=1, description="Fewer values in the window means 'insufficient data'.")
+    min_samples: int = Field(50, ge=1, description="Fewer values (rows) in the window means 'insufficient data'.")
     last: int | None = Field(None, ge=1, description="source: file: only the last N rows.")
 
     @field_validator("source")
@@ -83,8 +83,8 @@ class PredictionsSpec(ProbeSpec):
         if self.column is not None and self.reduce is not None:
             raise ValueError("give either 'column' or 'reduce', not both")
         if self.source == "file":
-            if self.protocol is not None:
-                raise ValueError("'protocol' describes HTTP answers: it applies to source: load")
+            if self.protocol is not None or self.column is not None or self.reduce is not None:
+                raise ValueError("'protocol', 'column' and 'reduce' read HTTP answers: they apply to source: load")
             self.field = self.field or "prediction"
             return self
         if self.field is None:
