@@ -15,21 +15,14 @@ reused pid is never touched).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mlchaos.faults.data import FailpointFault
+from mlchaos.faults.delivery_run import DeliveryRun  # its own module; registered by this module's name
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Duration, Percent
 from mlchaos.targets.lab import lab_dir_for
@@ -45,20 +38,61 @@ class _LabFields(FaultSpec):
     lab_dir: str | None = Field(None, description="Lab directory (default: $MLCHAOS_LAB_DIR or the default lab).")
 
 
+class _StepFields(_LabFields):
+    step: str | None = Field(None, description="A step of your own pipeline (`delivery-run` with `pipeline:`) "
+                             "by name: the fault is acted out around that step's command. Default: the lab's.")
+    failpoint: str | None = Field(None, description="Instead of `step`: a failpoint name in your own code "
+                                  "(mlchaos.failpoint(name, data)), armed for this fault.")
+    directory: str | None = Field(None, description="With `step`/`failpoint`: the failpoint directory your "
+                                  "pipeline reads (default: $MLCHAOS_FAILPOINT_DIR or <state dir>/failpoints, "
+                                  "where delivery-run points its steps).")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _StepFields:
+        if self.step is not None and self.failpoint is not None:
+            raise ValueError("give `step` or `failpoint`, not both")
+        return self
+
+
 class _MarkerFault(Fault):
-    """Arms one delivery failpoint with ``kind="raise"`` and a ``mode`` the step acts out."""
+    """Arms one delivery failpoint with ``kind="raise"`` and a ``mode`` the step acts out.
+
+    Three places a fault can land: the lab's pipeline (no ``step``), a step of
+    the user's pipeline by name (``step``: the record ``<point>.<step>`` that
+    :mod:`mlchaos.lab.delivery.stepwrap` reads around the command), or a
+    failpoint in the user's own code (``failpoint``: armed under that name, as
+    a ``raise`` or a data corruption the user's call applies).
+    """
 
     point: ClassVar[str]
+    step_modes: ClassVar[frozenset[str]] = frozenset()
+    """Modes a wrapped command step can act out (others need the lab's pipeline or a proxy)."""
+    step_hint: ClassVar[str] = ""
     spec: Any
 
     def __init__(self, spec: FaultSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
         self._lease_id: str | None = None
 
+    def _user(self) -> bool:
+        return bool(self.spec.step or self.spec.failpoint)
+
+    def _name(self) -> str:
+        """The failpoint record this fault arms."""
+        if self.spec.failpoint:
+            return str(self.spec.failpoint)
+        if self.spec.step:
+            return self.point if self.spec.step == "*" else f"{self.point}.{self.spec.step}"
+        return self.point
+
     def _root(self) -> Path:
         return lab_dir_for(self.spec, self.ctx)
 
     def _directory(self) -> Path:
+        if self._user():
+            from mlchaos.failpoints import failpoint_dir
+
+            return failpoint_dir(self.spec.directory)
         from mlchaos.lab.delivery.layout import DeliveryPaths
 
         return DeliveryPaths(self._root()).failpoints
@@ -67,7 +101,25 @@ class _MarkerFault(Fault):
         """The marker parameters; ``mode`` first."""
         raise NotImplementedError
 
+    def arming(self) -> tuple[str, dict[str, Any]]:
+        """(kind, arguments of :func:`mlchaos.failpoints.arm`): a ``raise`` record with the mode's parameters;
+        a ``failpoint`` in user code may need a data corruption instead (see ValidationNan)."""
+        return "raise", self.params()
+
     async def preflight(self) -> dict[str, Any]:
+        if self._user():
+            from mlchaos.failpoints import _check_name
+
+            try:
+                _check_name(self._name())
+            except ValueError as exc:
+                raise FaultError(f"{'failpoint' if self.spec.failpoint else 'step'}: {exc}") from None
+            mode = self.params().get("mode")
+            if self.spec.step and mode not in self.step_modes:
+                raise FaultError(f"mode {mode!r} cannot be acted out around a command step "
+                                 f"(possible: {', '.join(sorted(self.step_modes))}){self.step_hint}")
+            kind, _ = self.arming()
+            return {"failpoint": self._name(), "kind": kind, "directory": str(self._directory()), **self.params()}
         root = self._root()
         if not (root / "models").is_dir():
             raise FaultError(f"no lab built in {root} (run `mlchaos lab up serving`)")
@@ -76,22 +128,23 @@ class _MarkerFault(Fault):
     async def intent(self, lease: Lease) -> dict[str, Any]:
         """The arming's id, chosen ahead: ``revert`` disarms this arming only, armed or not yet."""
         self._planned_lease = uuid.uuid4().hex
-        return {"name": self.point, "directory": str(self._directory()), "lease_id": self._planned_lease}
+        return {"name": self._name(), "directory": str(self._directory()), "lease_id": self._planned_lease}
 
     async def inject(self, lease: Lease) -> Applied:
         from mlchaos.failpoints import arm
 
         planned = await self.preflight()
         directory = self._directory()
+        kind, args = self.arming()
         try:
-            rec = arm(self.point, "raise", ttl=lease.ttl, directory=directory,
-                      lease_id=getattr(self, "_planned_lease", None), **self.params())
+            rec = arm(self._name(), kind, ttl=lease.ttl, directory=directory,
+                      lease_id=getattr(self, "_planned_lease", None), **args)
         except (ValueError, OSError) as exc:
-            raise FaultError(f"could not arm {self.point!r}: {exc}") from None
+            raise FaultError(f"could not arm {self._name()!r}: {exc}") from None
         self._lease_id = rec["lease_id"]
-        return Applied(targets=[f"failpoint:{self.point}"], planned=planned,
+        return Applied(targets=[f"failpoint:{self._name()}"], planned=planned,
                        actual={"armed_lease": rec["lease_id"], "expires_at": rec["expires_at"]},
-                       undo={"name": self.point, "directory": str(directory), "lease_id": rec["lease_id"]})
+                       undo={"name": self._name(), "directory": str(directory), "lease_id": rec["lease_id"]})
 
     async def renew(self, lease: Lease) -> None:
         from mlchaos.failpoints import renew
@@ -99,7 +152,7 @@ class _MarkerFault(Fault):
         if self._lease_id is None:
             return
         try:
-            renew(self.point, lease.ttl, directory=self._directory(), lease_id=self._lease_id)
+            renew(self._name(), lease.ttl, directory=self._directory(), lease_id=self._lease_id)
         except ValueError as exc:
             raise FaultError(str(exc)) from None
 
@@ -108,12 +161,14 @@ class _MarkerFault(Fault):
 
         if self._lease_id is None:
             return {}
-        hits = effects(self.point, self._lease_id, directory=self._directory())
-        return {"hits": len(hits), "ops": sorted({str(h.get("op") or h.get("run") or "") for h in hits} - {""})}
+        hits = effects(self._name(), self._lease_id, directory=self._directory())
+        return {"hits": len(hits), "ops": sorted({str(h.get("op") or h.get("run") or h.get("step") or "")
+                                                  for h in hits} - {""}),
+                "errors": [str(h["error"]) for h in hits if h.get("error")][:5]}
 
     async def remove(self) -> None:
         if self._lease_id is not None:
-            self.revert({"name": self.point, "directory": str(self._directory()), "lease_id": self._lease_id})
+            self.revert({"name": self._name(), "directory": str(self._directory()), "lease_id": self._lease_id})
 
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
@@ -127,8 +182,9 @@ class ValidationCrash(_MarkerFault):
     """The validation step crashes (an exception, exit code 1) before writing any metrics."""
 
     point = "delivery.validate"
+    step_modes = frozenset({"crash"})
 
-    class Spec(_LabFields):
+    class Spec(_StepFields):
         fault: Literal["validation-crash"] = "validation-crash"
         message: str = Field("injected crash", description="Text of the crash in the step's log.")
 
@@ -140,34 +196,62 @@ class ValidationHang(_MarkerFault):
     """The validation step hangs (sleeps ``hang`` seconds), past the pipeline's step timeout."""
 
     point = "delivery.validate"
+    step_modes = frozenset({"hang"})
 
-    class Spec(_LabFields):
+    class Spec(_StepFields):
         fault: Literal["validation-hang"] = "validation-hang"
         hang: Duration = Field(3600.0, description="How long the step hangs; the step timeout kills it first.")
 
     def params(self) -> dict[str, Any]:
         return {"mode": "hang", "hang_s": self.spec.hang}
 
+    def arming(self) -> tuple[str, dict[str, Any]]:
+        if self.spec.failpoint:
+            raise FaultError("failpoint: a failpoint in your code cannot hang; name the step (`step:`) instead")
+        return super().arming()
+
 
 class ValidationNan(_MarkerFault):
-    """The validation step finishes with exit code 0 but its metrics are NaN (or missing)."""
+    """The validation step finishes with exit code 0 but its metrics are NaN (or missing).
+
+    Around a command step, the step's declared ``metrics`` JSON file is
+    rewritten after it succeeds; in your code, the frame passed to the
+    failpoint comes back all-null (``nulls`` on every cell; ``nan`` only).
+    """
 
     point = "delivery.validate"
+    step_modes = frozenset({"nan", "missing"})
 
-    class Spec(_LabFields):
+    class Spec(_StepFields):
         fault: Literal["validation-nan"] = "validation-nan"
         mode: Literal["nan", "missing"] = Field("nan", description="NaN metric values, or no metrics at all.")
 
     def params(self) -> dict[str, Any]:
         return {"mode": self.spec.mode}
 
+    def arming(self) -> tuple[str, dict[str, Any]]:
+        if self.spec.failpoint:
+            if self.spec.mode != "nan":
+                raise FaultError("mode: a failpoint in your code can make metrics NaN, not missing; "
+                                 "name the step (`step:`) for `missing`")
+            return "nulls", {"fraction": 1.0}
+        return super().arming()
+
 
 class RegistryOutage(_MarkerFault):
-    """The model registry refuses connections (``unreachable``) or answers after ``delay`` (``slow``)."""
+    """The model registry refuses connections (``unreachable``) or answers after ``delay`` (``slow``).
+
+    Around a command step (``step: NAME``, or ``"*"`` for every step) the
+    step's MLflow URIs point at a port that refuses connections; ``slow``
+    needs the lab's pipeline — for your own registry server put a ``latency``
+    fault of the fault proxy on its URL.
+    """
 
     point = "delivery.registry"
+    step_modes = frozenset({"unreachable"})
+    step_hint = "; for a slow registry server put a `latency` proxy fault on its URL"
 
-    class Spec(_LabFields):
+    class Spec(_StepFields):
         fault: Literal["registry-outage"] = "registry-outage"
         mode: Literal["unreachable", "slow"] = "unreachable"
         delay: Duration = Field(5.0, description="slow: added to every registry call.")
@@ -175,25 +259,49 @@ class RegistryOutage(_MarkerFault):
     def params(self) -> dict[str, Any]:
         return {"mode": self.spec.mode, "delay_s": self.spec.delay}
 
+    def arming(self) -> tuple[str, dict[str, Any]]:
+        if self.spec.failpoint and self.spec.mode != "unreachable":
+            raise FaultError("mode: a failpoint in your code can refuse the call (unreachable), not slow it; "
+                             "put a `latency` proxy fault on the registry's URL")
+        return super().arming()
+
 
 class ArtifactCorrupt(_MarkerFault):
     """The stored artifact of the next registered version changes after upload (checksum mismatch).
 
     ``swap`` replaces it with another loadable model (default: the lab's
     stale model) — the dangerous case, a wrong model that loads fine;
-    ``bitflip`` / ``truncate`` damage the bytes.
+    ``bitflip`` / ``truncate`` damage the bytes.  Around a command step
+    (``step: register``), once the step succeeded, the newest version of
+    ``model`` in your registry has its stored ``file`` changed through the
+    MLflow client (the server's artifact store).
     """
 
     point = "delivery.artifact"
+    step_modes = frozenset({"swap", "bitflip", "truncate"})
 
-    class Spec(_LabFields):
+    class Spec(_StepFields):
         fault: Literal["artifact-corrupt"] = "artifact-corrupt"
         mode: Literal["swap", "bitflip", "truncate"] = "swap"
         replacement: str | None = Field(None, description="swap: the file put in its place (default: the "
                                                           "lab's stale model).")
+        model: str | None = Field(None, description="With `step`: the registered model whose newest version "
+                                                    "is damaged.")
+        file: str | None = Field(None, description="With `step`: the file inside the version's artifacts "
+                                                   "(default: the largest), e.g. model.pkl.")
+        registry_uri: str | None = Field(None, description="With `step`: MLflow registry URI (default: the "
+                                                           "step's MLFLOW_REGISTRY_URI / MLFLOW_TRACKING_URI).")
+        tracking_uri: str | None = Field(None, description="With `step`: MLflow tracking URI, if distinct.")
 
     def params(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.spec.mode}
+        if self.spec.step:
+            out.update({k: v for k, v in {"model": self.spec.model, "file": self.spec.file,
+                                          "registry_uri": self.spec.registry_uri,
+                                          "tracking_uri": self.spec.tracking_uri}.items() if v})
+            if self.spec.mode == "swap" and self.spec.replacement:
+                out["replacement"] = self.spec.replacement
+            return out
         if self.spec.mode == "swap":
             if self.spec.replacement:
                 out["replacement"] = self.spec.replacement
@@ -203,6 +311,17 @@ class ArtifactCorrupt(_MarkerFault):
                 models = self._root() / "models"
                 out["replacement"] = str(models / "fraud" / f"{resolve_fraud_version(models, 'stale')}.pkl")
         return out
+
+    def arming(self) -> tuple[str, dict[str, Any]]:
+        if self.spec.failpoint:
+            raise FaultError("failpoint: a stored artifact is damaged around the step that registers it; "
+                             "name that step (`step:`) and `model:`")
+        if self.spec.step:
+            if not self.spec.model:
+                raise FaultError("model: name the registered model whose newest version is damaged")
+            if self.spec.mode == "swap" and not (self.spec.replacement and Path(self.spec.replacement).is_file()):
+                raise FaultError(f"replacement: swap needs an existing file (got {self.spec.replacement!r})")
+        return super().arming()
 
 
 class TrainingPoison(FailpointFault):
@@ -225,149 +344,11 @@ class TrainingPoison(FailpointFault):
     spec: Spec
 
     async def preflight(self) -> dict[str, Any]:
-        if self.spec.directory is None:  # the lab's delivery failpoints, where its train step looks
+        # the lab's delivery failpoints, where its train step looks; a point of your own (a failpoint in your
+        # train step's code) without lab_dir stays in the default directory, where delivery-run points its steps
+        lab = self.spec.lab_dir is not None or self.spec.point == "delivery.train.after_extract"
+        if self.spec.directory is None and lab:
             from mlchaos.lab.delivery.layout import DeliveryPaths
 
             self.spec.directory = str(DeliveryPaths(lab_dir_for(self.spec, self.ctx)).failpoints)
         return await super().preflight()
-
-
-class DeliveryRun(Fault):
-    """Run the delivery pipeline once (a release) inside the fault window; removal stops a run still going.
-
-    Not a failure by itself: it is the *event* the other delivery faults
-    break, the way a scheduled CI job or a Kubeflow run would start.
-    """
-
-    class Spec(_LabFields):
-        fault: Literal["delivery-run"] = "delivery-run"
-        variant: Literal["auto", "naive", "mitigated"] = Field(
-            "auto", description="auto: the serving system's variant in the running lab.")
-        registry: Literal["file", "mlflow"] = "file"
-        config: dict[str, Any] = Field(default_factory=dict,
-                                       description="PipelineConfig overrides, e.g. {timeouts: {validate: 8}}.")
-        wait: Duration = Field(8.0, description="On removal, how long to let a still-running pipeline finish.")
-
-    spec: Spec
-
-    def __init__(self, spec: FaultSpec, ctx: Any) -> None:
-        super().__init__(spec, ctx)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._run_id: str | None = None
-        self._root: Path | None = None
-
-    def _variant(self, root: Path) -> str:
-        if self.spec.variant != "auto":
-            return self.spec.variant
-        from mlchaos.lab import Lab
-
-        v = Lab(root).state().get("variants", {}).get("serving", "naive")
-        return "mitigated" if v == "mitigated" else "naive"
-
-    async def preflight(self) -> dict[str, Any]:
-        from mlchaos.lab import Lab
-
-        root = lab_dir_for(self.spec, self.ctx)
-        lab = Lab(root)
-        if not lab.is_up() or not any(s.system == "serving" for s in lab.status()):
-            raise FaultError(f"the lab in {root} does not run the serving system (`mlchaos lab up serving`)")
-        from mlchaos.lab.delivery.pipeline import bootstrap
-
-        try:  # the registry must know the version serving runs before any release
-            prod = await asyncio.to_thread(bootstrap, root, self.spec.registry)
-        except Exception as exc:
-            raise FaultError(f"model registry not usable: {type(exc).__name__}: {exc}") from None
-        return {"lab_dir": str(root), "variant": self._variant(root), "registry": self.spec.registry,
-                "production": prod}
-
-    async def intent(self, lease: Lease) -> dict[str, Any]:
-        """The pipeline's run id, chosen ahead: with no PID yet, ``revert`` finds the process by it."""
-        self._run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        return {"run_id": self._run_id, "lab_dir": str(lab_dir_for(self.spec, self.ctx))}
-
-    async def inject(self, lease: Lease) -> Applied:
-        from mlchaos.lab.delivery.layout import DeliveryPaths
-
-        planned = await self.preflight()
-        root = Path(planned["lab_dir"])
-        self._root = root
-        self._run_id = self._run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        paths = DeliveryPaths(root)
-        paths.runs.mkdir(parents=True, exist_ok=True)
-        out = paths.runs / f"{self._run_id}.pipeline.log"
-        cmd = [sys.executable, "-m", "mlchaos.lab.delivery.pipeline", "--lab-dir", str(root), "--variant",
-               planned["variant"], "--registry", self.spec.registry, "--run-id", self._run_id]
-        if self.spec.config:
-            cmd += ["--config", json.dumps(self.spec.config)]
-        with open(out, "ab") as fh:
-            self._proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
-        import psutil
-
-        started = psutil.Process(self._proc.pid).create_time()
-        return Applied(targets=[f"delivery:{root}"], planned=planned,
-                       actual={"run_id": self._run_id, "pid": self._proc.pid, "log": str(out)},
-                       undo={"pid": self._proc.pid, "create_time": started, "run_id": self._run_id,
-                             "lab_dir": str(root)})
-
-    def _manifest(self) -> dict[str, Any]:
-        from mlchaos.lab.delivery.layout import DeliveryPaths
-
-        if self._run_id is None or self._root is None:
-            return {}
-        path = DeliveryPaths(self._root).run_dir(self._run_id) / "manifest.json"
-        try:
-            m: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return m
-
-    async def observed(self) -> dict[str, Any]:
-        m = self._manifest()
-        return {"run_id": self._run_id, "status": m.get("status"), "decision": m.get("decision"),
-                "deployed_version": m.get("deployed_version"),
-                "steps": {s["name"]: s["status"] for s in m.get("steps", [])}}
-
-    async def remove(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        try:
-            await asyncio.to_thread(proc.wait, self.spec.wait)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await asyncio.to_thread(proc.wait, 5)
-        self.ctx.log("delivery-run", **(await self.observed()))
-
-    @classmethod
-    def revert(cls, undo: dict[str, Any]) -> None:
-        """Kill the pipeline run (its process group).  An intent has no PID yet: find it by its run id."""
-        import psutil
-
-        pid = undo.get("pid")
-        if not pid:
-            if undo.get("run_id"):
-                for found in _pipelines_of(str(undo["run_id"])):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(found, signal.SIGKILL)
-            return
-        try:
-            p = psutil.Process(int(pid))
-            if abs(p.create_time() - float(undo.get("create_time", 0))) > 0.01:
-                return  # another process got this pid
-            os.killpg(int(pid), signal.SIGKILL)
-        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
-            return
-
-
-def _pipelines_of(run_id: str) -> list[int]:
-    """PIDs of running ``mlchaos.lab.delivery.pipeline`` processes started for ``run_id``."""
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if "mlchaos.lab.delivery.pipeline" in cmd and run_id in cmd:
-            found.append(int(proc.info["pid"]))
-    return found

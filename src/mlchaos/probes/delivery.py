@@ -8,14 +8,20 @@ serves something else; so ``deployed-model`` reads each replica's own
 registry (an observer's read that registry faults do not touch) and calls it
 validated only if its validation record passed with finite metrics *and* the
 file the replica loaded has the sha256 recorded at registration.
+
+For a user's own pipeline and MLflow server (``model:``), what is deployed
+is the version under the alias (or stage) the user's deployment reads, and
+"validated" is the user's own rule (``require``: metrics of the version's
+run), read from the registry directly, never through the steps' faults.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
 
@@ -46,7 +52,7 @@ def _replicas(lab: Any) -> dict[str, str]:
 
 
 def served_versions(lab_dir: str | None, registry: str = "file", uri: str | None = None,
-                    names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+                    names: list[str] | None = None, tracking_uri: str | None = None) -> dict[str, dict[str, Any]]:
     """Each replica's reported model version and whether it was validated (synchronous; used by tests too)."""
     import httpx
 
@@ -55,7 +61,9 @@ def served_versions(lab_dir: str | None, registry: str = "file", uri: str | None
     from mlchaos.lab.delivery.registry import open_registry, sha256_file
 
     lab = _lab(lab_dir)
-    reg = open_registry(registry, lab.paths.root, uri=uri)
+    if uri or tracking_uri:
+        registry = "mlflow"
+    reg = open_registry(registry, lab.paths.root, uri=uri, tracking_uri=tracking_uri)
     paths = DeliveryPaths(lab.paths.root)
     out: dict[str, dict[str, Any]] = {}
     for name, url in sorted(_replicas(lab).items()):
@@ -88,32 +96,132 @@ def served_versions(lab_dir: str | None, registry: str = "file", uri: str | None
 class DeployedModelSpec(_LabProbeSpec):
     probe: Literal["deployed-model"] = "deployed-model"
     stat: Literal["unvalidated", "validated", "version"] = Field(
-        "unvalidated", description="unvalidated: replicas serving a version without a passing validation record; "
-        "validated: true when every reachable replica's version is validated; version: the served version "
-        "(several joined by ',').")
+        "unvalidated", description="unvalidated: replicas serving a version without a passing validation record "
+        "(with `model`: 1 if the version under the alias fails `require`); validated: true when every one "
+        "passes; version: the served version (several joined by ',').")
     registry: Literal["file", "mlflow"] = "file"
-    registry_uri: str | None = None
+    registry_uri: str | None = Field(None, description="MLflow registry URI, e.g. http://127.0.0.1:5000.")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (the versions' runs), if distinct.")
     replicas: list[str] | None = Field(None, description="Only these replicas (default: every serving replica).")
+    model: str | None = Field(None, description="Your registered model: read your registry instead of the lab's "
+                              "serving replicas (what is deployed = the version under `alias` or `stage`).")
+    alias: str | None = Field(None, description="With `model`: the alias that deploys (default: champion).")
+    stage: str | None = Field(None, description="With `model`: a stage (Production) instead of an alias.")
+    require: dict[str, float | str] = Field(
+        default_factory=dict, description="With `model`: what a validated version has: metric → minimum "
+        "(0.9), or '>= 0.9' / '<= 0.3'; read from the version's run metrics, then its tags. Missing or NaN fails.")
+
+    @model_validator(mode="after")
+    def _user_registry(self) -> DeployedModelSpec:
+        if self.model is None:
+            return self
+        if self.alias and self.stage:
+            raise ValueError("give `alias` or `stage`, not both")
+        if self.stat != "version" and not self.require:
+            raise ValueError("require: with `model`, say what a validated version has (e.g. {auc: 0.9})")
+        for k, v in self.require.items():
+            _requirement(k, v)
+        return self
+
+
+def _requirement(metric: str, rule: float | str) -> tuple[str, float]:
+    """(operator, bound) of one ``require`` entry: a number is a minimum; text is '>= x' or '<= x'."""
+    if isinstance(rule, int | float):
+        return ">=", float(rule)
+    text = rule.strip()
+    for op in (">=", "<="):
+        if text.startswith(op):
+            try:
+                return op, float(text[2:])
+            except ValueError:
+                break
+    raise ValueError(f"require.{metric}: {rule!r} is not a number, '>= x' or '<= x'")
+
+
+def registry_deployed(spec: DeployedModelSpec) -> dict[str, Any]:
+    """The version deployed in a user's MLflow registry (under the alias or stage) and whether it meets
+    ``require`` (synchronous).  An observer's read: no fault of the pipeline's steps touches it."""
+    import math
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    tracking = spec.tracking_uri or spec.registry_uri
+    client = MlflowClient(tracking_uri=tracking, registry_uri=spec.registry_uri or tracking)
+    assert spec.model is not None
+    try:
+        if spec.stage:
+            found = client.get_latest_versions(spec.model, stages=[spec.stage])
+            mv = found[0] if found else None
+        else:
+            mv = client.get_model_version_by_alias(spec.model, spec.alias or "champion")
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+            mv = None
+        else:
+            raise
+    where = f"{spec.model}@{spec.alias or 'champion'}" if not spec.stage else f"{spec.model}/{spec.stage}"
+    if mv is None:
+        return {"deployed": where, "version": None, "validated": None, "reason": "nothing deployed there"}
+    values: dict[str, float] = {}
+    for k, v in (mv.tags or {}).items():
+        try:
+            values[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    if mv.run_id:
+        with contextlib.suppress(MlflowException):
+            values.update(client.get_run(mv.run_id).data.metrics)
+    failed = []
+    for metric, rule in spec.require.items():
+        op, bound = _requirement(metric, rule)
+        got = values.get(metric)
+        ok = got is not None and math.isfinite(got) and (got >= bound if op == ">=" else got <= bound)
+        if not ok:
+            failed.append(f"{metric}={got!r} (needs {op} {bound:g})")
+    row: dict[str, Any] = {"deployed": where, "version": str(mv.version), "run_id": mv.run_id,
+                           "validated": not failed, "metrics": {k: values.get(k) for k in spec.require}}
+    if failed:
+        row["reason"] = "fails require: " + ", ".join(failed)
+    return row
 
 
 class DeployedModel(Probe):
-    """The serving system's model version per replica, and whether it was validated."""
+    """The serving system's model version per replica (or your registry's deployed version), and whether
+    it was validated."""
 
     Spec = DeployedModelSpec
     spec: DeployedModelSpec
     unit: ClassVar[str] = ""
 
     async def measure(self) -> Measurement:
+        if self.spec.model is not None:
+            try:
+                row = await asyncio.to_thread(registry_deployed, self.spec)
+            except Exception as exc:
+                raise ProbeError(f"cannot read the model registry: {type(exc).__name__}: {exc}") from None
+            if row["version"] is None:
+                value: Any = 0 if self.spec.stat == "unvalidated" else None
+                if self.spec.stat == "validated":
+                    value = True
+                return Measurement(value, row, 1)
+            if self.spec.stat == "unvalidated":
+                value = 0 if row["validated"] else 1
+            elif self.spec.stat == "validated":
+                value = bool(row["validated"])
+            else:
+                value = row["version"]
+            return Measurement(value, row, 1)
         try:
             rows = await asyncio.to_thread(served_versions, _lab_dir(self), self.spec.registry,
-                                           self.spec.registry_uri, self.spec.replicas)
+                                           self.spec.registry_uri, self.spec.replicas, self.spec.tracking_uri)
         except Exception as exc:
             raise ProbeError(f"cannot read the serving system: {type(exc).__name__}: {exc}") from None
         live = {n: r for n, r in rows.items() if r.get("reachable")}
         if not live:
             return Measurement(None, {"replicas": rows}, 0, insufficient="no serving replica answered")
         if self.spec.stat == "unvalidated":
-            value: Any = sum(1 for r in live.values() if not r["validated"])
+            value = sum(1 for r in live.values() if not r["validated"])
         elif self.spec.stat == "validated":
             value = all(r["validated"] for r in live.values())
         else:

@@ -1,4 +1,4 @@
-"""MLflow model-registry adapter (local SQLite backend store, local artifact store).
+"""MLflow model-registry adapter: the lab's local SQLite store, or a user's MLflow server.
 
 Maps the :class:`~mlchaos.lab.delivery.registry.ModelRegistry` interface
 onto MLflow's own concepts, so a team that already has an MLflow registry
@@ -13,11 +13,21 @@ runs the same pipeline, faults and probes against it:
   ``mlchaos.sha256``);
 * aliases are MLflow registered-model aliases.
 
+Against a server (``http(s)://…`` tracking URI) every read and write goes
+through the server, artifacts included: the experiment is created without an
+``artifact_location`` so the server's own artifact store (``--serve-artifacts``
+/ ``--default-artifact-root``) holds them, metadata is read back with
+``download_artifacts`` and a corrupted artifact is re-uploaded through the
+client, never written to a local path behind the server's back.  Nothing is
+created in the lab directory then.  A local ``sqlite:///`` store keeps its
+artifacts in ``<lab>/delivery/mlflow-artifacts``.
+
 ``mlflow`` is imported only here (optional extra ``mlchaos[mlflow]``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -39,23 +49,40 @@ TAG_SHA = "mlchaos.sha256"
 EXPERIMENT = "mlchaos-delivery"
 
 
-class MlflowRegistry(ModelRegistry):
-    """An MLflow registry at ``tracking_uri`` (e.g. ``sqlite:///…/mlflow.sqlite``)."""
+def is_remote(uri: str) -> bool:
+    """A tracking/registry URI served by an MLflow server (artifacts go through it), not a local store."""
+    return urlparse(uri).scheme in ("http", "https", "databricks", "databricks-uc")
 
-    def __init__(self, tracking_uri: str, artifact_root: Path | str, deadline: float | None = None) -> None:
+
+class MlflowRegistry(ModelRegistry):
+    """An MLflow registry at ``registry_uri`` (default: ``tracking_uri``), runs and artifacts at ``tracking_uri``
+    (e.g. ``sqlite:///…/mlflow.sqlite``, or ``http://host:5000`` for a server)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: Path | str | None = None, deadline: float | None = None,
+                 *, registry_uri: str | None = None) -> None:
         super().__init__(deadline)
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
-        self.artifact_root = Path(artifact_root)
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.registry_uri = registry_uri or tracking_uri
+        self.artifact_root = None if is_remote(tracking_uri) or artifact_root is None else Path(artifact_root)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(EXPERIMENT)
         if exp is not None:
             return str(exp.experiment_id)
+        if self.artifact_root is None:  # a server: its own artifact store holds the artifacts
+            return str(self.client.create_experiment(EXPERIMENT))
         self.artifact_root.mkdir(parents=True, exist_ok=True)
         return str(self.client.create_experiment(EXPERIMENT, artifact_location=self.artifact_root.as_uri()))
+
+    def check(self) -> dict[str, Any]:
+        """A read that proves the registry answers (preflight): the number of versions of nothing in
+        particular, i.e. one ``search_registered_models`` call; writes nothing."""
+        found = self.client.search_registered_models(max_results=1)
+        return {"tracking_uri": self.tracking_uri, "registry_uri": self.registry_uri, "reachable": True,
+                "models_seen": len(found)}
 
     def _ensure_model(self, name: str) -> None:
         from mlflow.exceptions import MlflowException
@@ -106,14 +133,25 @@ class MlflowRegistry(ModelRegistry):
 
     def _run_dir(self, mv: Any) -> Path:
         uri = self.client.get_run(mv.run_id).info.artifact_uri
+        if urlparse(uri).scheme not in ("", "file"):
+            raise RegistryError(f"{mv.name} {mv.version}: the artifacts are stored at {uri}, not in a local "
+                                "directory (read them through the client)")
         return Path(unquote(urlparse(uri).path)) / "model"
 
+    def _metadata(self, mv: Any) -> dict[str, Any]:
+        """``model/metadata.json`` of the version's run, read through the client (the server's store)."""
+        from mlflow.exceptions import MlflowException
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(mv.run_id, "model/metadata.json", tmp)
+                meta = json.loads(Path(local).read_text())
+            except (MlflowException, OSError, ValueError):
+                return {}
+        return meta if isinstance(meta, dict) else {}
+
     def _to_version(self, name: str, mv: Any) -> ModelVersion:
-        d = self._run_dir(mv)
-        try:
-            meta = json.loads((d / "metadata.json").read_text())
-        except (OSError, ValueError):
-            meta = {}
+        meta = self._metadata(mv)
         metrics = dict(self.client.get_run(mv.run_id).data.metrics)
         aliases = sorted(getattr(mv, "aliases", []) or [])
         return ModelVersion(name, mv.tags.get(TAG_VERSION, f"{name}-m{mv.version}"), mv.tags.get(TAG_SHA, ""),
@@ -163,3 +201,17 @@ class MlflowRegistry(ModelRegistry):
         if mv is None:
             raise RegistryError(f"{name} {version}: no such version")
         return self._run_dir(mv) / "artifact.pkl"
+
+    def _rewrite_artifact(self, mv: ModelVersion, change: Any) -> str:
+        """Download the stored artifact, change its bytes, upload it back to the same place through the
+        client (what a tampered bucket object or a bad sync does to a server's store)."""
+        found = self._find(mv.name, mv.version)
+        if found is None:
+            raise RegistryError(f"{mv.name} {mv.version}: no such version")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(self.client.download_artifacts(found.run_id, "model/artifact.pkl", tmp))
+            local.write_bytes(change(local.read_bytes()))
+            self.client.log_artifact(found.run_id, str(local), artifact_path="model")
+        with contextlib.suppress(Exception):
+            return f"{self.client.get_run(found.run_id).info.artifact_uri}/model/artifact.pkl"
+        return "model/artifact.pkl"

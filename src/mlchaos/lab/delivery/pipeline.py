@@ -39,6 +39,9 @@ class PipelineConfig:
     variant: str = "naive"
     registry: str = "file"
     registry_uri: str | None = None
+    """MLflow registry URI (a user's server ``http://host:5000``); default the lab's local SQLite store."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (runs and artifacts) when distinct from ``registry_uri``."""
     registry_deadline: float = 2.0
     timeouts: dict[str, float] = field(
         default_factory=lambda: {"train": 120.0, "validate": 30.0, "register": 30.0, "deploy": 120.0})
@@ -126,7 +129,7 @@ def run_pipeline(cfg: PipelineConfig, run_id: str | None = None) -> dict[str, An
     if cfg.champion is None:
         cfg.champion = current_champion(cfg.lab_dir)
     with contextlib.suppress(Exception):  # the registry may be down right now; bootstrap is best effort
-        bootstrap(cfg.lab_dir, cfg.registry, cfg.registry_uri)
+        bootstrap(cfg.lab_dir, cfg.registry, cfg.registry_uri, cfg.tracking_uri)
     run = Run(cfg, run_id)
     naive = cfg.variant == "naive"
     if run.step("train") != "succeeded":
@@ -164,7 +167,8 @@ def current_champion(lab_dir: str | Path) -> str:
     return resolve_fraud_version(lab.paths.models, "current")
 
 
-def bootstrap(lab_dir: str | Path, registry: str = "file", uri: str | None = None) -> str:
+def bootstrap(lab_dir: str | Path, registry: str = "file", uri: str | None = None,
+              tracking_uri: str | None = None) -> str:
     """Register the lab's set-up model (``current``) as the validated ``production`` version, once.
 
     The lab trains its models at set-up; without this the registry would not
@@ -175,7 +179,7 @@ def bootstrap(lab_dir: str | Path, registry: str = "file", uri: str | None = Non
     from mlchaos.lab.delivery.registry import RegistryError, open_registry
     from mlchaos.lab.models import load_fraud_model, resolve_fraud_version
 
-    reg = open_registry(registry, lab_dir, uri=uri)
+    reg = open_registry(registry, lab_dir, uri=uri, tracking_uri=tracking_uri)
     prod = reg.by_alias(MODEL_NAME, "production")
     if prod is not None:
         return prod.version
@@ -201,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", dest="old_dir", help=argparse.SUPPRESS)  # the old spelling of --lab-dir
     p.add_argument("--variant", choices=VARIANTS, default="naive")
     p.add_argument("--registry", choices=("file", "mlflow"), default="file")
+    p.add_argument("--registry-uri", help="MLflow registry URI (a server: http://host:5000)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI when distinct from --registry-uri")
     p.add_argument("--run-id")
     p.add_argument("--config", help="JSON object of PipelineConfig fields to override")
     a = p.parse_args(argv)
@@ -214,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = json.loads(a.config) if a.config else {}
     if "thresholds" in extra:
         extra["thresholds"] = gates.Thresholds(**extra["thresholds"])
-    cfg = PipelineConfig(lab_dir=str(Path(a.lab_dir).resolve()), variant=a.variant, registry=a.registry)
+    cfg = PipelineConfig(lab_dir=str(Path(a.lab_dir).resolve()), variant=a.variant, registry=a.registry,
+                         registry_uri=a.registry_uri, tracking_uri=a.tracking_uri)
     for k, v in extra.items():  # dict fields are merged into their defaults, so one timeout can be changed alone
         current = getattr(cfg, k)
         setattr(cfg, k, {**current, **v} if isinstance(current, dict) and isinstance(v, dict) else v)

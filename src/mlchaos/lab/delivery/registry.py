@@ -165,7 +165,16 @@ class ModelRegistry(abc.ABC):
 
     @abc.abstractmethod
     def artifact_path(self, name: str, version: str) -> Path:
-        """Where the stored artifact lives (what the artifact-corruption fault damages)."""
+        """Where the stored artifact lives, for a backend that stores it in a local directory."""
+
+    @abc.abstractmethod
+    def _rewrite_artifact(self, mv: ModelVersion, change: Any) -> str:
+        """Replace the stored artifact's bytes by ``change(bytes)`` where the backend keeps them (what the
+        artifact-corruption fault damages); return where that is."""
+
+    def check(self) -> dict[str, Any]:
+        """Prove the registry can be read, writing nothing (a fault's preflight)."""
+        return {}
 
 
 class FileRegistry(ModelRegistry):
@@ -256,6 +265,14 @@ class FileRegistry(ModelRegistry):
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.artifact_path(mv.name, mv.version), dest)
 
+    def _rewrite_artifact(self, mv: ModelVersion, change: Any) -> str:
+        path = self.artifact_path(mv.name, mv.version)
+        path.write_bytes(change(path.read_bytes()))
+        return str(path)
+
+    def check(self) -> dict[str, Any]:
+        return {"root": str(self.root), "exists": self.root.is_dir()}
+
 
 def _corrupt_if_armed(reg: ModelRegistry, mv: ModelVersion) -> None:
     """Storage corruption after upload (the ``artifact-corrupt`` fault): the stored bytes change, the
@@ -263,24 +280,38 @@ def _corrupt_if_armed(reg: ModelRegistry, mv: ModelVersion) -> None:
     params = faultpoints.armed(faultpoints.ARTIFACT)
     if params is None:
         return
-    path = reg.artifact_path(mv.name, mv.version)
+    where = reg._rewrite_artifact(mv, corrupter(params))
+    faultpoints.record_effect(faultpoints.ARTIFACT, params, version=mv.version, path=where)
+
+
+def corrupter(params: dict[str, Any]) -> Any:
+    """The byte transformation of an armed ``artifact-corrupt``: ``swap`` (the ``replacement`` file's bytes),
+    ``truncate`` (half the bytes) or ``bitflip`` (16 bytes inverted a third of the way in)."""
     mode = params.get("mode", "swap")
     if mode == "swap" and params.get("replacement"):
-        shutil.copyfile(str(params["replacement"]), path)
-    elif mode == "truncate":
-        raw = path.read_bytes()
-        path.write_bytes(raw[: len(raw) // 2])
-    else:  # bitflip
-        buf = bytearray(path.read_bytes())
+        replacement = Path(str(params["replacement"])).read_bytes()
+        return lambda raw: replacement
+    if mode == "truncate":
+        return lambda raw: raw[: len(raw) // 2]
+
+    def bitflip(raw: bytes) -> bytes:
+        buf = bytearray(raw)
         for i in range(len(buf) // 3, min(len(buf), len(buf) // 3 + 16)):
             buf[i] ^= 0xFF
-        path.write_bytes(bytes(buf))
-    faultpoints.record_effect(faultpoints.ARTIFACT, params, version=mv.version, path=str(path))
+        return bytes(buf)
+
+    return bitflip
 
 
 def open_registry(kind: str, lab_dir: Path | str, *, deadline: float | None = None,
-                  uri: str | None = None) -> ModelRegistry:
-    """The registry the delivery system of ``lab_dir`` uses: ``file`` (default) or ``mlflow``."""
+                  uri: str | None = None, tracking_uri: str | None = None) -> ModelRegistry:
+    """The registry the delivery system of ``lab_dir`` uses: ``file`` (default) or ``mlflow``.
+
+    ``mlflow``: the registry at ``uri`` (a user's server, ``http://host:5000``; default the lab's
+    ``sqlite:///<lab>/delivery/mlflow.sqlite``), runs and artifacts at ``tracking_uri`` (default ``uri``).
+    Opening a local SQLite store creates it (MLflow does so in its client); a preflight checks
+    :func:`local_store_missing` first.
+    """
     from mlchaos.lab.delivery.layout import DeliveryPaths
 
     paths = DeliveryPaths(lab_dir)
@@ -289,6 +320,22 @@ def open_registry(kind: str, lab_dir: Path | str, *, deadline: float | None = No
     if kind == "mlflow":
         from mlchaos.lab.delivery.mlflow_registry import MlflowRegistry
 
-        return MlflowRegistry(uri or f"sqlite:///{paths.mlflow_db}", paths.root / "mlflow-artifacts",
-                              deadline=deadline)
+        registry_uri = uri or f"sqlite:///{paths.mlflow_db}"
+        return MlflowRegistry(tracking_uri or registry_uri, paths.root / "mlflow-artifacts", deadline=deadline,
+                              registry_uri=registry_uri)
     raise RegistryError(f"unknown registry kind {kind!r} (file, mlflow)")
+
+
+def local_store_missing(kind: str, lab_dir: Path | str, uri: str | None = None) -> Path | None:
+    """The lab's local MLflow SQLite file when it does not exist yet (opening it would create it), else None."""
+    from mlchaos.lab.delivery.layout import DeliveryPaths
+
+    if kind != "mlflow":
+        return None
+    if uri is None:
+        db = DeliveryPaths(lab_dir).mlflow_db
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])  # sqlite:////abs/path → /abs/path; sqlite:///rel → rel
+    else:
+        return None
+    return None if db.exists() else db

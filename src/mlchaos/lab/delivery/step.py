@@ -112,7 +112,7 @@ def _registry(cfg: dict[str, Any]) -> Any:
 
     deadline = cfg.get("registry_deadline") if cfg["variant"] == "mitigated" else None
     return open_registry(cfg.get("registry", "file"), cfg["lab_dir"], deadline=deadline,
-                         uri=cfg.get("registry_uri"))
+                         uri=cfg.get("registry_uri"), tracking_uri=cfg.get("tracking_uri"))
 
 
 def register(run: Path, cfg: dict[str, Any]) -> int:
