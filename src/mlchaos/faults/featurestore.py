@@ -70,8 +70,23 @@ def _store_location(spec: _StoreFaultSpec, ctx: Any) -> tuple[str, str | None]:
             lab = None
     if lab is None:
         lab = Lab(spec.lab_dir)
-    info = (lab.state() or {}).get("feature_store") or {}
+    info = _lab_state(lab).get("feature_store") or {}
     return str(info.get("url") or lab.paths.feature_db), str(lab.paths.root)
+
+
+def _lab_state(lab: Any) -> dict[str, Any]:
+    """The lab's state, with no side effect: live from its supervisor when it runs, else its last
+    ``state.json``.  ``Lab.state()`` on a dead lab would first stop what it left running, which a
+    preflight (this runs in it) must not do."""
+    from mlchaos.lab import lifetime
+
+    try:
+        st = json.loads(lab.paths.state.read_text())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(st, dict) and lifetime.supervisor_runs(st.get("supervisor") or {}):
+        return dict(lab.state() or {})
+    return st if isinstance(st, dict) else {}
 
 
 def _open(location: str) -> FeatureStore:
