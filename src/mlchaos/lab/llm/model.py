@@ -17,7 +17,11 @@ cores because nothing is fitted by gradient descent:
   span of the context: the last few words ... the whole document;
 - readout ``W`` (hidden × vocab): ridge regression from the hidden state
   ``[e(x_t), e(x_{t-1}), attention heads, 1]`` to the next token (closed
-  form), and a softmax temperature ``beta`` chosen on held-out text;
+  form), and a softmax temperature ``beta`` chosen on held-out text.  It is
+  stored in int8 (per-column scales) and dequantized once per step for the
+  whole batch, as weight-only-quantized CPU kernels (llama.cpp's) do: that
+  shared per-step cost plays the part weight reads play in a GPU's decode
+  step, which is why a batch of 8 costs far less than 8 steps of one;
 - a sparse bigram prior: each token's 32 most frequent successors get a
   bonus (their log-probability over a floor), which fixes the local grammar
   a low-rank linear readout gets wrong (it favours "the" everywhere).
@@ -28,7 +32,9 @@ enough to be a stream of real tokens whose timing comes from real work.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +48,29 @@ TOP_K = 20
 """Sampling keeps the 20 most likely tokens (a linear readout's long tail is noise)."""
 
 
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run numpy's BLAS on one thread here: on a shared 2-core host a second BLAS thread makes the small
+    matmuls of training and decoding up to 20× slower (24 ms instead of 1 ms for a 50 × 385 Gram matrix,
+    measured under load).  threadpoolctl comes with scikit-learn; without it, nothing is limited."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
 @dataclass
 class LanguageModel:
     tokenizer: Tokenizer
     emb: np.ndarray
     """(vocab, dim) float32: queries, keys and values."""
-    readout: np.ndarray
-    """(hidden, vocab) float32, hidden = (2 + heads) × dim + 1."""
+    readout_q: np.ndarray
+    """(hidden, vocab) int8, hidden = (2 + heads) × dim + 1: the readout, quantized per vocabulary column."""
+    readout_scale: np.ndarray
+    """(vocab,) float32: column ``j`` of the readout is ``readout_q[:, j] * readout_scale[j]``."""
     decays: np.ndarray
     """(heads,) float32: each head's recency bias per token of distance."""
     tau: float
@@ -69,13 +91,14 @@ class LanguageModel:
 
     @property
     def hidden(self) -> int:
-        return int(self.readout.shape[0])
+        return int(self.readout_q.shape[0])
 
     # --- persistence: one .npz, no pickle (a model file must not be able to run code) ---------------
     def save(self, path: Path) -> None:
         meta = {**self.meta, "tau": self.tau, "beta": self.beta}
         with open(path, "wb") as f:
-            np.savez(f, emb=self.emb, readout=self.readout, decays=self.decays, successors=self.successors,
+            np.savez(f, emb=self.emb, readout_q=self.readout_q, readout_scale=self.readout_scale,
+                     decays=self.decays, successors=self.successors,
                      bonus=self.bonus,
                      vocab=np.array(self.tokenizer.vocab), meta=np.array(json.dumps(meta)))
 
@@ -83,7 +106,8 @@ class LanguageModel:
     def load(cls, path: Path) -> LanguageModel:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            return cls(Tokenizer([str(t) for t in z["vocab"]]), z["emb"].astype(F32), z["readout"].astype(F32),
+            return cls(Tokenizer([str(t) for t in z["vocab"]]), z["emb"].astype(F32), z["readout_q"].astype(np.int8),
+                       z["readout_scale"].astype(F32),
                        z["decays"].astype(F32), float(meta.pop("tau")), float(meta.pop("beta")),
                        z["successors"].astype(np.int32), z["bonus"].astype(F32), meta)
 
@@ -111,17 +135,36 @@ class LanguageModel:
     def logits(self, hidden: np.ndarray, last: np.ndarray) -> np.ndarray:
         """(batch, hidden) and each row's last token → (batch, vocab): the batched readout (the step's
         dominant matmul) plus the bigram prior of the last token."""
-        out: np.ndarray = (hidden @ self.readout) * F32(self.beta)
+        out: np.ndarray = (hidden @ self.dequantized()) * F32(self.beta)
         out[np.arange(len(last))[:, None], self.successors[last]] += self.bonus[last]
         out[:, UNK] = -np.inf
         return out
 
-    def sample(self, logits: np.ndarray, temperature: float, rng: np.random.Generator, allow_eos: bool) -> int:
-        """One token from one row of logits: greedy at temperature 0, else softmax over the top k."""
-        row = logits if allow_eos else np.where(np.arange(logits.shape[0]) == EOS, -np.inf, logits)
-        if temperature <= 0:
-            return int(np.argmax(row))
-        top = np.argpartition(-row, TOP_K)[:TOP_K]
-        z = row[top] / temperature
-        z = np.exp(z - z.max())
-        return int(top[rng.choice(TOP_K, p=z / z.sum())])
+    def dequantized(self) -> np.ndarray:
+        """The readout in float32, computed from its int8 form: done once per step, for the whole batch."""
+        w = self.readout_q.astype(F32)
+        w *= self.readout_scale
+        return w
+
+    @staticmethod
+    def quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column symmetric int8 quantization of a float readout."""
+        scale = (np.abs(w).max(axis=0) / 127).astype(F32) + F32(1e-12)
+        return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
+
+    def sample(self, logits: np.ndarray, temperature: np.ndarray, uniform: np.ndarray,
+               allow_eos: np.ndarray) -> np.ndarray:
+        """One token per row of ``logits`` (batch, vocab), vectorized over the batch: greedy where the
+        temperature is 0, else drawn (with that row's ``uniform`` in [0, 1)) from the softmax of its top k."""
+        logits[~allow_eos, EOS] = -np.inf
+        rows = np.arange(logits.shape[0])
+        top = np.argpartition(-logits, TOP_K, axis=1)[:, :TOP_K]
+        vals = np.take_along_axis(logits, top, axis=1)
+        greedy = temperature <= 0
+        z = vals / np.where(greedy, 1.0, temperature)[:, None]
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        cdf = np.cumsum(z, axis=1)
+        pick = np.minimum((cdf < (uniform * cdf[:, -1])[:, None]).sum(axis=1), TOP_K - 1)
+        pick = np.where(greedy, vals.argmax(axis=1), pick)
+        out: np.ndarray = top[rows, pick]
+        return out

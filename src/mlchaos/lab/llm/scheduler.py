@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import collections
 import itertools
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mlchaos.lab.llm.model import F32, LanguageModel
+from mlchaos.lab.llm.model import F32, LanguageModel, one_blas_thread
 from mlchaos.lab.llm.tokenizer import EOS
 
 
@@ -107,6 +109,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._aborted: set[int] = set()
         self._stop = False
+        self.crashed: str | None = None
         self._thread: threading.Thread | None = None
 
     # --- called from other threads ------------------------------------------------------------------
@@ -160,7 +163,7 @@ class Scheduler:
                     "kv_tokens": self.kv_tokens, "max_batch": self.max_batch, "max_waiting": self.max_waiting,
                     "preemptions": self.preemptions, "steps": self.steps,
                     "peak_running": self.peak_running, "peak_kv_used": self.peak_kv_used, "hung": self._hung_locked(time.monotonic()),
-                    "hangs": sorted(self.hangs)}
+                    "hangs": sorted(self.hangs), "crashed": self.crashed}
 
     # --- the loop -----------------------------------------------------------------------------------
     def _hung_locked(self, now: float) -> bool:
@@ -169,37 +172,43 @@ class Scheduler:
         return bool(self.hangs)
 
     def _run(self) -> None:
-        from threadpoolctl import threadpool_limits
+        try:
+            with one_blas_thread():
+                self._loop()
+        except BaseException as exc:  # a real dead loop: say so (the HTTP side lives on, as in the gray failure)
+            self.crashed = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc(file=sys.stderr)
+            raise
 
-        with threadpool_limits(1):
-            while True:
-                with self._cond:
-                    while not self._stop:
-                        now = time.monotonic()
-                        if self._hung_locked(now):
-                            self._cond.wait(timeout=min(self.hangs.values()) - now)
-                        elif self.running or self.waiting or self._aborted:
-                            break
-                        else:
-                            self._cond.wait()
-                    if self._stop:
-                        return
-                    events = self._drop_aborted()
-                    self._admit()
-                    self._make_room()
-                    batch = list(self.running)
-                    self.peak_running = max(self.peak_running, len(batch))
-                    self.peak_kv_used = max(self.peak_kv_used, self.kv_used + len(batch))
-                t0 = time.perf_counter()
-                events += self._step(batch)
-                with self._cond:
-                    self.running = [s for s in self.running if s.finish_reason is None]
-                    self.kv_used = sum(s.context_len for s in self.running)
-                    self.steps += 1
-                if events:
-                    self.emit(events)
-                if self.on_step is not None:
-                    self.on_step(self, time.perf_counter() - t0)
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop:
+                    now = time.monotonic()
+                    if self._hung_locked(now):
+                        self._cond.wait(timeout=min(self.hangs.values()) - now)
+                    elif self.running or self.waiting or self._aborted:
+                        break
+                    else:
+                        self._cond.wait()
+                if self._stop:
+                    return
+                events = self._drop_aborted()
+                self._admit()
+                self._make_room()
+                batch = list(self.running)
+                self.peak_running = max(self.peak_running, len(batch))
+                self.peak_kv_used = max(self.peak_kv_used, self.kv_used + len(batch))
+            t0 = time.perf_counter()
+            events += self._step(batch)
+            with self._cond:
+                self.running = [s for s in self.running if s.finish_reason is None]
+                self.kv_used = sum(s.context_len for s in self.running)
+                self.steps += 1
+            if events:
+                self.emit(events)
+            if self.on_step is not None:
+                self.on_step(self, time.perf_counter() - t0)
 
     def _drop_aborted(self) -> list[tuple[Sequence, int | None, str | None]]:
         if not self._aborted:
@@ -253,11 +262,13 @@ class Scheduler:
             hidden[i] = m.hidden_state(tok, prev, s.cache[:n])
             last[i] = tok
         logits = m.logits(hidden, last)  # the batched readout: O(batch × hidden × vocab)
+        tokens = m.sample(logits, np.array([s.temperature for s in batch], F32),
+                          np.array([s.rng.random() for s in batch]),
+                          np.array([not s.ignore_eos and len(s.output) >= s.min_tokens for s in batch]))
         now = time.monotonic()
         out: list[tuple[Sequence, int | None, str | None]] = []
         for i, s in enumerate(batch):
-            allow_eos = not s.ignore_eos and len(s.output) >= s.min_tokens
-            tok = m.sample(logits[i], s.temperature, s.rng, allow_eos)
+            tok = int(tokens[i])
             if s.first_token_at is None:
                 s.first_token_at = now
             s.last_token_at = now

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mlchaos.lab.llm.model import F32, LanguageModel
+from mlchaos.lab.llm.model import F32, LanguageModel, one_blas_thread
 from mlchaos.lab.llm.tokenizer import EOS, Tokenizer
 
 SEED = 20
@@ -126,7 +126,8 @@ def train(name: str, texts: list[str], seed: int = SEED) -> LanguageModel:
     decays = np.asarray(cfg["decays"], dtype=F32)
     hidden = (2 + len(decays)) * cfg["dim"] + 1
     succ, logp, floor = _bigrams(docs, len(tok))
-    model = LanguageModel(tok, emb, np.zeros((hidden, len(tok)), F32), decays, TAU, 1.0, succ, logp - floor)
+    model = LanguageModel(tok, emb, np.zeros((hidden, len(tok)), np.int8), np.ones(len(tok), F32), decays, TAU, 1.0,
+                          succ, logp - floor)
     gram = np.zeros((hidden, hidden), np.float64)
     cross = np.zeros((hidden, len(tok)), np.float64)
     held: list[tuple[np.ndarray, np.ndarray]] = []
@@ -160,7 +161,7 @@ def train(name: str, texts: list[str], seed: int = SEED) -> LanguageModel:
     if chunk:
         fit_chunk()
     gram[np.diag_indices(hidden)] += RIDGE
-    model.readout = np.linalg.solve(gram, cross).astype(F32)
+    model.readout_q, model.readout_scale = LanguageModel.quantize(np.linalg.solve(gram, cross).astype(F32))
     model.meta = {"name": name, "seed": seed, "vocab": len(tok), "dim": cfg["dim"], "heads": len(decays),
                   "hidden": hidden, "documents": len(docs), "tokens": int(sum(len(d) for d in docs)),
                   "held_out_tokens": held_n}
@@ -186,7 +187,7 @@ def _calibrate(model: LanguageModel, h: np.ndarray, y: np.ndarray, prev: list[np
                gain: np.ndarray) -> None:
     """Choose the readout scale ``beta`` and the prior's weight ``gamma`` minimising held-out
     negative log-likelihood (golden-section search on beta for each gamma of a small grid)."""
-    s = h @ model.readout
+    s = h @ model.dequantized()
     last = np.concatenate(prev)
     prior = np.zeros_like(s)
     prior[np.arange(len(y))[:, None], model.successors[last]] = gain[last]
@@ -217,11 +218,9 @@ def _calibrate(model: LanguageModel, h: np.ndarray, y: np.ndarray, prev: list[np
 def build_models(directory: Path) -> dict[str, Any]:
     """Train both sizes into ``directory/<name>.npz``; return their metadata (for ``build.json``)."""
     directory.mkdir(parents=True, exist_ok=True)
-    from threadpoolctl import threadpool_limits
-
     texts = stdlib_docstrings()
     out: dict[str, Any] = {}
-    with threadpool_limits(1):  # see mlchaos.lab.llm.scheduler: one BLAS thread is faster on a shared host
+    with one_blas_thread():
         for name in SIZES:
             model = train(name, texts)
             model.save(directory / f"{name}.npz")
