@@ -165,3 +165,9 @@ def test_the_sdk_faults_without_the_feast_extra_name_it(monkeypatch: pytest.Monk
             registry.get("fault", name)
     registry.get("probe", "features")  # the probe and the proxy fault need only the core
     registry.get("fault", "feast-response")
+
+
+def test_feature_share_is_drawn_per_column() -> None:
+    hit = [rewrite(seed=s, action="null", feature_share=0.5) for s in range(100)]
+    columns_hit = [sum(column(d, n)["values"][0] is None for n in ("trips", "conv_rate")) if d else 0 for d in hit]
+    assert set(columns_hit) == {0, 1, 2} and 0.35 < sum(columns_hit) / 200 < 0.65

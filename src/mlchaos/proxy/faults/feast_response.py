@@ -19,10 +19,11 @@ changes what a feature-store failure changes:
 * ``missing-entity``: every feature column of the chosen entities is
   ``NOT_FOUND`` (``features`` is ignored), as when a backfill skipped them.
 
-Blast radius: ``probability`` (the share of requests, the proxy's own) and
-``entity_share`` (the share of entity rows of a hit answer, drawn per row with
-the rule's seeded generator); features are chosen by name (``view:feature``,
-``view__feature`` or the bare ``feature``; ``*`` for all).  The body is parsed
+Blast radius: ``probability`` (the share of requests, the proxy's own),
+``entity_share`` (the share of entity rows of a hit answer, drawn per row) and
+``feature_share`` (the share of the named feature columns, drawn per column),
+both drawn with the rule's seeded generator; features are chosen by name
+(``view:feature``, ``view__feature`` or the bare ``feature``; ``*`` for all).  The body is parsed
 and written again with orjson (floats round-trip exactly); a body that is not a
 Feast answer passes untouched.
 """
@@ -109,6 +110,8 @@ class FeastResponseParams(Params):
     """Features by name: 'view:feature', 'view__feature' or 'feature'; '*' for every feature column."""
     entity_share: Percent = Field(1.0, gt=0, le=1)
     """Share of the entity rows of a hit answer that are changed (drawn per row), e.g. '20%'."""
+    feature_share: Percent = Field(1.0, gt=0, le=1)
+    """Share of the named feature columns of a hit answer that are changed (drawn per column), e.g. '50%'."""
     value: float | int | str | bool | None = None
     """action stale: the value served instead (default: the first value this fault saw per feature and entity)."""
     age: Duration = Field(7200.0, gt=0)
@@ -163,6 +166,8 @@ class FeastResponse(ProxyFault[FeastResponseParams]):
         keys = [c for _, c in cols if is_key_column(c)]
         features = [(n, c) for n, c in cols if not is_key_column(c)
                     and (p.action == "missing-entity" or any(matches(n, w) for w in p.features))]
+        if p.action != "missing-entity" and p.feature_share < 1:  # an absent entity lacks every feature
+            features = [f for f in features if rng.random() < p.feature_share]
         changed = False
         for j in chosen:
             entity = orjson.dumps([k["values"][j] for k in keys if j < len(k["values"])]).decode()
