@@ -13,8 +13,8 @@ from typing import Any
 from mlchaos.lab import data, featurestore, models
 from mlchaos.lab.paths import LabPaths
 
-BUILD_FORMAT = 2
-"""2: the LLM system's two language models (``models/llm/``)."""
+BUILD_FORMAT = 3
+"""2: the LLM system's two language models (``models/llm/``); 3: their readout in int8."""
 
 
 def ensure_built(paths: LabPaths, force: bool = False) -> dict[str, Any]:
