@@ -205,6 +205,10 @@ class Fault(abc.ABC):
     """A controlled failure.  Subclasses set ``Spec`` and implement inject/remove/revert."""
 
     Spec: ClassVar[type[FaultSpec]] = FaultSpec
+    preflight_timeout: ClassVar[float] = 15.0
+    """Seconds the engine waits for ``preflight`` before the run is errored.  A plugin whose preflight
+    imports a heavy SDK (Feast: ~5 s of CPU, three times that on a busy host) raises it; it bounds
+    only the read-only check, never ``inject``, whose bound keeps an abort fast."""
 
     def __init__(self, spec: FaultSpec, ctx: Context) -> None:
         self.spec = spec

@@ -142,6 +142,23 @@ def test_errored_when_the_fault_cannot_be_injected(tmp_path: Path) -> None:
     assert res.status.value == "errored" and "refused by the test" in res.reason
 
 
+def test_a_fault_declares_its_own_preflight_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow preflight (a heavy SDK import) errors the run at the plugin's own bound, before any injection;
+    within the bound it goes on."""
+
+    async def slow_preflight(self: Fault) -> dict[str, Any]:
+        await asyncio.sleep(0.3)
+        return {"slow": True}
+
+    monkeypatch.setattr(FakeFault, "preflight", slow_preflight)
+    monkeypatch.setattr(FakeFault, "preflight_timeout", 0.05)
+    res = run(tmp_path)
+    assert res.status.value == "errored" and "preflight did not finish within 0.05s" in res.reason, res.reason
+    assert FakeFault.log == []
+    monkeypatch.setattr(FakeFault, "preflight_timeout", 5.0)
+    assert run(tmp_path / "again").status.value == "passed"
+
+
 def test_aborted_by_an_abort_condition_removes_the_fault(tmp_path: Path) -> None:
     FakeProbe.answer = staticmethod(lambda phase, active: Measurement(0.3 if active else 0.01))
     res = run(tmp_path, abort=[{"name": "slow", "probe": "fake-probe", "above": "200ms"}])

@@ -38,7 +38,7 @@ from typing import Any
 
 from mlchaos import __version__, registry
 from mlchaos.engine import verdict
-from mlchaos.engine.faultlife import INJECT_TIMEOUT, FaultLifecycle, FaultRun
+from mlchaos.engine.faultlife import FaultLifecycle, FaultRun
 from mlchaos.engine.instruments import LoopMonitor
 from mlchaos.engine.journal import Journal
 from mlchaos.engine.lease import LeaseStore, recover_stale
@@ -324,12 +324,12 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle, StepLifecycle):
             self.faults.append(fr)
         for fr in self.faults:
             try:
-                fr.planned = await asyncio.wait_for(fr.fault.preflight(), INJECT_TIMEOUT) or {}
+                fr.planned = await asyncio.wait_for(fr.fault.preflight(), fr.fault.preflight_timeout) or {}
             except (PluginError, ValueError) as exc:
                 self._error(f"fault {fr.label} cannot be injected: {exc}")
                 raise _Stop from None
             except TimeoutError:
-                self._error(f"fault {fr.label}: preflight timed out")
+                self._error(f"fault {fr.label}: preflight did not finish within {fr.fault.preflight_timeout:g}s")
                 raise _Stop from None
             self.log("fault-preflight", fault=fr.label, plugin=fr.plugin, planned=fr.planned)
         for role, specs in (("steady", self.experiment.steady_state), ("abort", self.experiment.abort)):

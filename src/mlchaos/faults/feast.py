@@ -176,6 +176,8 @@ def _restore(undo: dict[str, Any]) -> None:
 class _FeastFault(Fault):
     """Shared life cycle: preflight reads, intent records the rows, inject changes them, revert writes them back."""
 
+    preflight_timeout: ClassVar[float] = 90.0  # the first import of feast is ~5 s of CPU; much more on a busy host
+
     action: ClassVar[str] = ""
     spec: _FeastSpec
 
