@@ -112,6 +112,11 @@ def _doc_features(model: LanguageModel, ids: list[int]) -> np.ndarray:
 
 def train(name: str, texts: list[str], seed: int = SEED) -> LanguageModel:
     """Fit one model size (``primary`` or ``fallback``) on ``texts``."""
+    with one_blas_thread():
+        return _train(name, texts, seed)
+
+
+def _train(name: str, texts: list[str], seed: int) -> LanguageModel:
     cfg = SIZES[name]
     t0 = time.monotonic()
     rng = np.random.default_rng([seed, cfg["vocab"]])
@@ -220,9 +225,8 @@ def build_models(directory: Path) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     texts = stdlib_docstrings()
     out: dict[str, Any] = {}
-    with one_blas_thread():
-        for name in SIZES:
-            model = train(name, texts)
-            model.save(directory / f"{name}.npz")
-            out[name] = model.meta
+    for name in ("primary", "fallback"):
+        model = train(name, texts)
+        model.save(directory / f"{name}.npz")
+        out[name] = model.meta
     return out
