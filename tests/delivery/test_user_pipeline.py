@@ -58,10 +58,8 @@ def test_step_faults_acted_out_around_commands(tmp_path: Path) -> None:
         assert _statuses(m) == {"validate": "failed", "register": "skipped"}
         assert not (tmp_path / "metrics.json").exists()
         assert "boom" in (tmp_path / "runs" / "crash" / "validate.log").read_text()
-        # fail-open pipeline: the crash is ignored and the release goes on
-        m = run(_pipeline(tmp_path, continue_on_error=True), "open", failpoint_dir=fp, uris=uris)
-        assert m["status"] == "succeeded" and _statuses(m)["register"] == "succeeded", m
-        assert asyncio.run(crash.observed())["hits"] == 2  # type: ignore[attr-defined]
+        assert asyncio.run(crash.observed())["hits"] == 1  # type: ignore[attr-defined]
+        # (fail-open, continue_on_error: tests/stacks/test_mlflow_registry.py)
     finally:
         faults.ValidationCrash.revert(undo)
 
