@@ -266,6 +266,8 @@ def test_full_waiting_queue_answers_429(tight: Engine) -> None:
             assert full.status_code == 429 and full.headers["retry-after"] == "1"
             assert full.json()["error"]["type"] == "rate_limit_exceeded"
             assert not any(w.done() for w in waiting)
+            metrics = (await c.get(tight.url + "/metrics")).text
+            assert 'vllm:num_requests_waiting{model_name="fallback"} 3.0' in metrics
             assert tight.admin("DELETE", "/admin/hang/q").json()["removed"] is True
             assert all(r.status_code == 200 for r in await asyncio.gather(*waiting))
 

@@ -254,6 +254,7 @@ def create_app(name: str, model: LanguageModel, *, served: str, kv_tokens: int, 
             return error(429, f"the engine's waiting queue is full: {exc}", "rate_limit_exceeded",
                          "rate_limit_exceeded", headers={"Retry-After": "1"})
         PROMPT_TOKENS.labels(**labels).inc(len(ids))
+        WAITING.labels(**labels).set(len(sched.waiting))  # also while the loop is hung (no step updates it)
         rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         created = int(time.time())
         if stream:
