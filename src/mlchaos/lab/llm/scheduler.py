@@ -226,8 +226,8 @@ class Scheduler:
         """FCFS: admit from the head of the queue while the head fits (never skip it: no starvation)."""
         while self.waiting and len(self.running) < self.max_batch:
             head = self.waiting[0]
-            if self.kv_used + head.context_len + 1 > self.kv_tokens:
-                return
+            if self.kv_used + len(self.running) + head.context_len + 1 > self.kv_tokens:
+                return  # it must fit with the token every running sequence (itself included) adds this step
             self.waiting.popleft()
             ctx = head.prompt + head.output
             cache = np.empty((max(2 * len(ctx), 64), self.model.dim), F32)
