@@ -1,6 +1,6 @@
 """``mlchaos demo``: every classic experiment of chaos engineering for ML, naive vs mitigated.
 
-The demo brings up the built-in lab in its own directory, runs the seven
+The demo brings up the built-in lab in its own directory, runs the ten
 shipped scenarios against the naive and then the mitigated variant of each
 system, brings the lab down (on every exit path), and writes one report
 directory: ``index.html``, ``summary.json``, ``junit.xml`` and the journals.
@@ -43,6 +43,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("silent-zeros", "silent-zeros.yaml", ("realtime",), naive_variant="silent-zeros"),
     Scenario("validation-outage", "validation-outage.yaml", ("serving",),
              prepare="mlchaos.lab.delivery.scenario:prepare", finish="mlchaos.lab.delivery.scenario:finish"),
+    # LLM serving (docs/llm.md): the token-stream scenarios on the lab's llm system
+    Scenario("llm-stream-stall", "llm-stream-stall.yaml", ("llm",)),
+    Scenario("llm-overload", "llm-overload.yaml", ("llm",)),
+    Scenario("llm-gray-failure", "llm-gray-failure.yaml", ("llm",)),
 )
 
 
@@ -177,9 +181,13 @@ def _warm_up(lab: Any, systems: list[str], requests: int = 150) -> None:
         calls.append(("POST", ep["realtime"] + "/predict", bodies))
     if "recommender" in systems:
         calls.append(("GET", ep["recommender"] + "/recommend/42?k=10", [None]))
+    if "llm" in systems:  # a few generations: each costs tens of milliseconds, not one
+        body = {"model": "primary", "messages": [{"role": "user", "content": "return the value"}], "max_tokens": 8}
+        calls.append(("POST", ep["llm"] + "/v1/chat/completions", [body] * 8))
     with httpx.Client(timeout=5.0) as client:
         for method, url, bodies in calls:
-            for body in itertools.islice(itertools.cycle(bodies), max(requests, len(bodies))):
+            count = len(bodies) if "/v1/" in url else max(requests, len(bodies))
+            for body in itertools.islice(itertools.cycle(bodies), count):
                 with contextlib.suppress(httpx.HTTPError):
                     client.request(method, url, json=body)
 

@@ -106,9 +106,9 @@ _PROXY_ARGS = ("--listen", "{listen}", "--upstream", "{upstream}", "--mode", "ht
 _ENGINE = ("--model", "{models}", "--kv-tokens", "4096", "--max-batch", "16")
 _GATEWAY = (
     # the mitigated gateway's defences, sized for the lab engines on 2 cores (docs/llm.md, "The lab system")
-    "--ttft-timeout", "2", "--chunk-timeout", "1", "--max-attempts", "3", "--max-inflight", "4",
+    "--ttft-timeout", "1", "--chunk-timeout", "0.5", "--max-attempts", "3", "--max-inflight", "4",
     "--max-queue", "4", "--queue-timeout", "1", "--retry-after", "1", "--deadline", "30",
-    "--canary-interval", "0.5", "--canary-timeout", "1",
+    "--canary-interval", "0.5", "--canary-timeout", "0.5",
 )
 
 TABLE: tuple[Entry, ...] = (
