@@ -30,23 +30,27 @@ class Engines:
         return f"http://{self.addr(name)}"
 
 
+def reserve() -> Engines:
+    """Ports for the two engines, chosen before they start (so what talks to them can be set up first)."""
+    return Engines({name: free_port() for name in ("primary", "fallback")})
+
+
 @contextlib.contextmanager
-def start_engines(work: Path) -> Iterator[Engines]:
+def start_engines(work: Path, engines: Engines | None = None) -> Iterator[Engines]:
+    """Train the models into ``work/models/llm`` and run both engines (on ``engines``' ports if given)."""
     from mlchaos.lab.llm.train import build_models
 
     models = work / "models"
     build_models(models / "llm")
-    engines = Engines()
+    engines = engines or reserve()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for name in ("primary", "fallback"):
-            port = free_port()
             with (work / f"{name}.log").open("wb") as log:
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "mlchaos.lab.services.llm_engine", "--port", str(port),
+                    [sys.executable, "-m", "mlchaos.lab.services.llm_engine", "--port", str(engines.ports[name]),
                      "--name", f"llm-{name}", "--model", str(models)],
                     stdout=log, stderr=subprocess.STDOUT))
-            engines.ports[name] = port
         for name, proc in zip(("primary", "fallback"), procs, strict=True):
             wait_http(engines.url(name) + "/health", timeout=60, proc=proc)
         yield engines

@@ -24,14 +24,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from .conftest import free_port, stop, wait_http
-from .engines import Engines, settled_requests, start_engines
+from .engines import Engines, reserve, settled_requests, start_engines
 
 pytestmark = pytest.mark.slow
 
@@ -62,12 +61,13 @@ def _config(primary: str, fallback: str, key: str) -> str:
 
 @pytest.fixture(scope="module")
 def litellm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLM]:
+    """LiteLLM starts first (its start is the slow part), while the engines' models train."""
     from mlchaos.proxy import spawn
 
     work = tmp_path_factory.mktemp("litellm")
-    with start_engines(work) as engines, \
-            spawn(upstream=engines.addr("primary"), mode="http") as pp, \
-            spawn(upstream=engines.addr("fallback"), mode="http") as fp:
+    ports = reserve()
+    with spawn(upstream=ports.addr("primary"), mode="http") as pp, \
+            spawn(upstream=ports.addr("fallback"), mode="http") as fp:
         key = "sk-" + secrets.token_hex(24)
         cfg = work / "config.yaml"
         cfg.write_text(_config(pp.listen_addr, fp.listen_addr, key))
@@ -79,10 +79,11 @@ def litellm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLM]:
                                     env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_http(url + "/health/liveliness", timeout=120, proc=proc)
-            yield LiteLLM(url, key, engines, {"primary": pp, "fallback": fp})
+            with start_engines(work, ports) as engines:
+                wait_http(url + "/health/liveliness", timeout=120, proc=proc)
+                yield LiteLLM(url, key, engines, {"primary": pp, "fallback": fp})
         except BaseException:
-            print(Path(work / "litellm.log").read_text()[-3000:])
+            print((work / "litellm.log").read_text()[-3000:])
             raise
         finally:
             stop(proc)
