@@ -100,7 +100,8 @@ def _snapshot(url: str) -> dict[str, Any]:
             "experiments": sorted(e.name for e in c.search_experiments())}
 
 
-def test_lab_registry_goes_through_the_server(server: dict[str, Any], tmp_path: Path) -> None:
+def test_lab_registry_goes_through_the_server(server: dict[str, Any], tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Every registry read/write and every artifact of the delivery registry goes through the server; the
     lab directory gets nothing; preflight creates nothing in the registry."""
     url, lab = server["url"], tmp_path / "lab"
@@ -132,6 +133,17 @@ def test_lab_registry_goes_through_the_server(server: dict[str, Any], tmp_path: 
     with pytest.raises(ChecksumMismatch):
         reg.fetch("cancer-lab", bad.version, tmp_path / "bad.pkl")
     assert not lab.exists()
+
+    # around a user's register step (what stepwrap runs once the step succeeded): the newest version's
+    # stored file is damaged in the server's artifact store, found through the registry alone
+    from mlchaos.lab.delivery.stepwrap import corrupt_newest
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    before_sha = {p: sha256_file(p) for p in server["artifacts"].rglob("artifact.pkl")}
+    corrupt_newest({"model": "cancer-lab", "mode": "bitflip", "file": "artifact.pkl", "registry_uri": url},
+                   "delivery.artifact.register")
+    changed = [p for p, h in before_sha.items() if sha256_file(p) != h]
+    assert len(changed) == 1 and bad.version  # only the newest version's artifact
 
 
 TRAIN = """\
