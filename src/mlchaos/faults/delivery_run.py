@@ -99,11 +99,11 @@ class DeliveryRun(Fault):
         kind = self._registry_kind()
         if kind == "file" and root is None:
             return {}
-        if root is not None:
-            missing = local_store_missing(kind, root, self.spec.registry_uri)
+        lab = root if root is not None else Path(".")
+        if root is not None or self.spec.registry_uri:
+            missing = local_store_missing(kind, lab, self.spec.registry_uri)
             if missing is not None:
                 return {"registry": kind, "store": str(missing), "exists": False}
-        lab = root if root is not None else Path(".")
         try:
             reg = await asyncio.to_thread(open_registry, kind, lab, uri=self.spec.registry_uri,
                                           tracking_uri=self.spec.tracking_uri)
