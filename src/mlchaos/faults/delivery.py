@@ -8,9 +8,14 @@ armed with the run's lease as its TTL, renewed with it, disarmed on removal
 under that lease only.  A runner killed by ``kill -9`` therefore leaves
 nothing behind for longer than one lease: the record lapses by itself, and
 ``revert`` (watchdog, ``mlchaos stop``) disarms it from the undo record.
-``delivery-run`` owns a process group instead; its ``revert`` kills that
-group if it still runs (checked against the recorded start time, so a
-reused pid is never touched).
+``delivery-run`` (:mod:`mlchaos.faults.delivery_run`) owns a process group
+instead; its ``revert`` kills that group if it still runs (checked against
+the recorded start time, so a reused pid is never touched).
+
+The same faults act on a user's own pipeline: ``step: NAME`` arms the
+record ``<point>.<NAME>`` in the user pipeline's failpoint directory, which
+:mod:`mlchaos.lab.delivery.stepwrap` acts out around that step's command;
+``failpoint: NAME`` arms a failpoint in the user's code directly.
 """
 
 from __future__ import annotations
