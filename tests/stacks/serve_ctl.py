@@ -33,14 +33,18 @@ def _up(port: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _alive(pgid: int) -> bool:
+    """Whether a process of the group still runs; a zombie does not count (only its parent can reap it, and
+    the first server's parent is the test process, not the restart step)."""
+    import psutil
+
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 def stop(pidfile: Path) -> None:
