@@ -164,6 +164,10 @@ class Calibrator:
             self._cache.clear()
         self._ref = ref
 
+    @property
+    def has_reference(self) -> bool:
+        return self._ref is not None
+
     @staticmethod
     def bucket(window: int) -> int:
         return int(2 ** (math.floor(4 * math.log2(max(window, 1))) / 4))

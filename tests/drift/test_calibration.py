@@ -135,3 +135,55 @@ def test_probe_reports_statistic_over_calibrated_threshold(tmp_path: Path) -> No
     after = asyncio.run(probe.measure())
     assert after.detail["calibration"]["reference_size"] == 5000  # frozen when the baseline ended
     assert after.value > 1
+
+
+def test_predictions_probe_calibrates_on_each_sampled_answer_once() -> None:
+    """Overlapping load windows: the reference holds each sampled answer once (duplicates would shrink the
+    permutation null and raise false alarms); a shifted score breaches max: 1, the same scores do not."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from mlchaos.probes.predictions import PredictionsProbe, PredictionsSpec
+
+    rng = np.random.default_rng(9)
+
+    class Load:
+        samples: list[dict[str, Any]] = []
+
+        def window(self, seconds: float) -> Any:
+            return SimpleNamespace(samples=list(self.samples))
+
+    load = Load()
+
+    class Phase(Ctx):
+        now = "baseline"
+
+        @property
+        def phase(self) -> str:
+            return self.now
+
+        @property
+        def services(self) -> dict[str, Any]:
+            return {"load": load}
+
+    def answers(t0: int, n: int, scale: float = 1.0) -> list[dict[str, Any]]:
+        return [{"t": float(t), "latency": 0.01, "status": 200,
+                 "json": {"predictions": [float(x) for x in rng.lognormal(0, 1, 4) * scale]}}
+                for t in range(t0, t0 + n)]
+
+    ctx = Phase()
+    spec = PredictionsSpec(probe="predictions", field="predictions[*]", stat="ks", false_alarm="5%", draws=99,
+                           min_samples=100, max=1)
+    probe = PredictionsProbe(spec, ctx)
+    load.samples = answers(0, 300)          # 1200 rows
+    asyncio.run(probe.measure())
+    load.samples = load.samples[100:] + answers(300, 100)  # the next window overlaps the first by 200 answers
+    base = asyncio.run(probe.measure())
+    assert base.detail["reference"] == 400 * 4  # 400 distinct answers of 4 rows, not 500 with repeats
+    ctx.now = "fault"
+    load.samples = answers(400, 100, scale=2.0)
+    assert asyncio.run(probe.measure()).value > 1
+    load.samples = answers(500, 100)
+    same = asyncio.run(probe.measure())
+    assert same.detail["reference"] == 1600 and same.detail["calibration"]["window"] == Calibrator.bucket(400)
+    assert same.value < 1  # seeded: this no-drift window is not among the 5 % that exceed

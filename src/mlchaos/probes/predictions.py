@@ -19,6 +19,7 @@ of rows, not responses.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import glob
@@ -32,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from mlchaos import jsonpath
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
 from mlchaos.probes import protocols
+from mlchaos.spec.types import Percent
 
 _DRIFT = ("psi", "ks", "wasserstein", "jensen_shannon")
 _BASELINED = (*_DRIFT, "changed")
@@ -61,6 +63,12 @@ class PredictionsSpec(ProbeSpec):
     label: Any = Field(1, description="Value counted by stat: rate (e.g. 1 for fraud, true for fallback).")
     q: float = Field(0.5, ge=0, le=1, description="Quantile for stat: quantile.")
     min_samples: int = Field(50, ge=1, description="Fewer values (rows) in the window means 'insufficient data'.")
+    false_alarm: Percent | None = Field(
+        None, gt=0, le=0.5,
+        description="psi/ks/...: calibrate the threshold from the baseline's values so that a window without "
+                    "drift exceeds it with this probability (e.g. '1%'); the value is then statistic / threshold, "
+                    "so write max: 1 (see mlchaos.drift_calibration).")
+    draws: int | None = Field(None, ge=19, le=100_000, description="Calibration draws; default about 20 / false_alarm.")
     last: int | None = Field(None, ge=1, description="source: file: only the last N rows.")
 
     @field_validator("source")
@@ -133,6 +141,9 @@ class PredictionsProbe(Probe):
     def __init__(self, spec: Any, ctx: Any) -> None:
         super().__init__(spec, ctx)
         self._reference: list[Any] = []
+        self._calibrator: Any = None
+        self._seen: set[tuple[Any, ...]] = set()  # sampled answers already in the reference
+        self._fresh: list[Any] = []
 
     def _values(self) -> tuple[list[Any], int]:
         """(values of the field, number of records looked at) in the current window."""
@@ -157,14 +168,21 @@ class PredictionsProbe(Probe):
         window = load.window(s.window or 5.0)
         jpath = jsonpath.compile(s.field)
         values: list[Any] = []
+        self._fresh = []
         for sample in window.samples:
             doc = _document(sample)
             if doc is _NO_BODY:
                 continue
             try:
-                values.extend(protocols.pick(row, s.column, s.reduce) for row in protocols.rows(doc, jpath))
+                rows = [protocols.pick(row, s.column, s.reduce) for row in protocols.rows(doc, jpath)]
             except ValueError as exc:
                 raise ProbeError(f"{s.field!r}: {exc}") from None
+            values.extend(rows)
+            # windows overlap from one measurement to the next: the reference takes each answer once
+            key = (sample.get("t"), sample.get("latency"), sample.get("status"))
+            if key not in self._seen:
+                self._seen.add(key)
+                self._fresh.extend(rows)
         return values, len(values)
 
     def _file(self) -> Path | None:
@@ -181,7 +199,10 @@ class PredictionsProbe(Probe):
         return path
 
     async def measure(self) -> Measurement:
-        m = self._measure()
+        if self.spec.false_alarm is not None and self.spec.stat in _DRIFT:
+            m = await asyncio.to_thread(self._measure)  # a calibration takes up to seconds: off the event loop
+        else:
+            m = self._measure()
         if self.spec.source == "load":  # it summarises the responses sampled over its window
             m.window = float(self.spec.window or 5.0)
         return m
@@ -193,8 +214,10 @@ class PredictionsProbe(Probe):
         if self.ctx.phase == "baseline" and s.stat in _BASELINED:
             if s.stat == "changed":
                 self._reference = list(values)  # the same input's answers, row by row
+            elif s.source == "file":  # the file as it stands: re-reading it must not count its rows twice
+                self._reference = present[-50_000:]
             else:
-                self._reference = (self._reference + present)[-50_000:]
+                self._reference = (self._reference + [v for v in self._fresh if v is not None])[-50_000:]
         if seen < s.min_samples:
             return Measurement(None, samples=seen,
                                insufficient=f"{seen} answers in the window; {s.stat} needs ≥ {s.min_samples}")
@@ -252,4 +275,18 @@ class PredictionsProbe(Probe):
             value = fn(self._reference, current, min_size=s.min_samples)
         except (ValueError, TypeError) as exc:
             return Measurement(None, insufficient=str(exc))
-        return Measurement(float(value), {**detail, "reference": len(self._reference)}, samples=len(current))
+        detail = {**detail, "reference": len(self._reference)}
+        if s.false_alarm is None:
+            return Measurement(float(value), detail, samples=len(current))
+        from mlchaos.drift_calibration import Calibrator
+
+        if self._calibrator is None:
+            self._calibrator = Calibrator(s.stat, s.false_alarm, draws=s.draws, min_size=s.min_samples)
+        if self.ctx.phase == "baseline" or not self._calibrator.has_reference:
+            self._calibrator.set_reference(self._reference)  # the baseline grows; frozen once it ends
+        try:
+            cal = self._calibrator.threshold(len(current))
+        except ValueError as exc:
+            return Measurement(None, insufficient=f"cannot calibrate: {exc}", samples=len(current))
+        detail.update(value=float(value), threshold=cal.threshold, calibration=cal.to_dict())
+        return Measurement(float(value) / max(cal.threshold, 1e-12), detail, samples=len(current))
