@@ -22,7 +22,7 @@ A prompts file is JSONL, each line a string (a prompt), a list of chat messages,
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
@@ -78,6 +78,18 @@ class LogNormal(StrictModel):
 Dist = Annotated[Fixed | Uniform | Normal | LogNormal, Field(discriminator="dist")]
 
 
+def _int_shorthand_in_schema(schema: dict[str, Any]) -> None:
+    """The published schema accepts what the loader accepts: ``max_tokens: 64`` as well as a law (editors and
+    ``tests/engine/test_examples.py`` validate files against it)."""
+    law = dict(schema)
+    description = law.pop("description", None)
+    schema.clear()
+    schema["anyOf"] = [{"type": "integer", "minimum": 1, "maximum": MAX_TOKENS_CAP,
+                        "description": "shorthand for {dist: fixed, value: N}"}, law]
+    if description:
+        schema["description"] = description
+
+
 def _dist_shorthand(v: object) -> object:
     """``max_tokens: 64`` is ``{dist: fixed, value: 64}``."""
     if isinstance(v, int) and not isinstance(v, bool):
@@ -88,7 +100,8 @@ def _dist_shorthand(v: object) -> object:
 class Generate(StrictModel):
     """Prompts made of words of a fixed vocabulary, their length (in words ≈ tokens) drawn from ``tokens``."""
 
-    tokens: Dist = Field(description="Prompt length law, in words (≈ tokens), e.g. {dist: lognormal, mean: 200, sd: 80}.")
+    tokens: Dist = Field(description="Prompt length law, in words (≈ tokens), e.g. {dist: lognormal, mean: 200, sd: 80}.",
+                         json_schema_extra=_int_shorthand_in_schema)
     count: int = Field(256, ge=1, le=100_000, description="Distinct prompts generated (cycled).")
 
     @model_validator(mode="before")
@@ -136,7 +149,8 @@ class LLMSpec(StrictModel):
         default_factory=lambda: PromptsSpec.model_validate({"generate": {"tokens": 32}}),
         description="Prompts: {file: p.jsonl} or {generate: {tokens: DIST}} (default 32 words).",
     )
-    max_tokens: Dist = Field(default_factory=lambda: Fixed(value=64), description="max_tokens law (default 64).")
+    max_tokens: Dist = Field(default_factory=lambda: Fixed(value=64), description="max_tokens law (default 64).",
+                             json_schema_extra=_int_shorthand_in_schema)
     stall_timeout: Duration = Field(
         30.0, gt=0, description="The client's own limit between two events (and before the first): fires 'stall'."
     )
