@@ -241,7 +241,8 @@ def test_canary_readiness_ejects_a_backend_that_generates_nothing(gateways: dict
     r = httpx.get(url + "/ready", timeout=2)
     assert r.status_code == 503 and r.json()["in_rotation"] == []
     primary.canary = fallback.canary = "ok"
-    assert wait_ready(url, "primary", ready=True)["in_rotation"] == ["primary", "fallback"]
+    wait_ready(url, "primary", ready=True)  # each backend comes back at its own next canary: wait for both
+    assert wait_ready(url, "fallback", ready=True)["in_rotation"] == ["primary", "fallback"]
     status = httpx.get(url + "/gateway/status", timeout=2).json()
     assert [c["ready"] for c in status["ejections"]["primary"]][-2:] == [False, True]
 
