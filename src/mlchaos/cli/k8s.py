@@ -29,7 +29,8 @@ def render(
         str | None, typer.Option("--output", hidden=True, help="Deprecated spelling of --format.")
     ] = None,
     var: Annotated[list[str] | None, typer.Option(
-        "--var", metavar="NAME=VALUE", help="Set ${NAME} in the experiment file (repeatable), as in run.")] = None,
+        "--var", help="Give a variable of the file a value: --var PORT=8080 (repeatable; the environment "
+                      "gives the others), as in run.")] = None,
 ) -> None:
     """Print the Chaos Mesh objects EXPERIMENT would create (dry run, no cluster).
 
