@@ -220,9 +220,9 @@ def test_validation_crash_in_a_user_pipeline(server: dict[str, Any], tmp_path: P
                           "alias": "champion", "registry_uri": url, "require": {"auc": 0.9}, "max": 0}],
         "method": [
             {"name": "validate crashes", "fault": "validation-crash", "step": "validate", "directory": fpdir,
-             "duration": "8s"},
+             "duration": "12s"},
             {"name": "release", "fault": "delivery-run", "registry_uri": url, "directory": fpdir,
-             "duration": "8s", "wait": "60s", "pipeline": {
+             "duration": "12s", "wait": "9s", "pipeline": {
                  "cwd": str(work), "runs_dir": str(tmp_path / "runs"),
                  "steps": [{"name": "train", "argv": [py, "train.py"], "timeout": "60s"},
                            {"name": "validate", "argv": [py, "validate.py"], "metrics": "metrics.json",

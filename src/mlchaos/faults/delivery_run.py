@@ -60,7 +60,9 @@ class DeliveryRunSpec(FaultSpec):
     config: dict[str, Any] = Field(default_factory=dict,
                                    description="The lab's pipeline: PipelineConfig overrides, e.g. "
                                    "{timeouts: {validate: 8}}.")
-    wait: Duration = Field(8.0, description="On removal, how long to let a still-running pipeline finish.")
+    wait: Duration = Field(8.0, le=9.0, description="On removal, how long to let a still-running pipeline finish "
+                           "(at most 9s: the engine gives a removal 10s; give the fault a longer `duration` for a "
+                           "longer pipeline).")
 
 
 class DeliveryRun(Fault):
