@@ -148,7 +148,8 @@ def test_predictions_probe_calibrates_on_each_sampled_answer_once() -> None:
     rng = np.random.default_rng(9)
 
     class Load:
-        samples: list[dict[str, Any]] = []
+        def __init__(self) -> None:
+            self.samples: list[dict[str, Any]] = []
 
         def window(self, seconds: float) -> Any:
             return SimpleNamespace(samples=list(self.samples))

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from mlchaos.cli.demo import SCENARIOS, scenario_path
+from mlchaos.spec.loader import load_file
 
 CLASSIC = [s for s in SCENARIOS if "llm" not in s.systems]
-from mlchaos.spec.loader import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
