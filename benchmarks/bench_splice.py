@@ -28,7 +28,8 @@ import bench_proxy  # the same document as the end-to-end benchmark
 
 from mlchaos.proxy import http_path, http_wire
 from mlchaos.proxy.faults import Plan
-from mlchaos.proxy.rules import FaultTable, parse_rule
+from mlchaos.proxy.rules import parse_rule
+from mlchaos.proxy.table import FaultTable
 
 DOC = bench_proxy.DOC
 REQ = b"GET /features.json HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"

@@ -118,7 +118,8 @@ def test_add_applies_to_next_request_and_remove_too(http_proxy: ProxyHandle) -> 
 
 def test_table_knows_when_a_rule_needs_the_request_parts() -> None:
     """The HTTP relay path reads no URL or headers, so it must step aside while any rule matches on them."""
-    from mlchaos.proxy.rules import FaultTable, parse_rule
+    from mlchaos.proxy.rules import parse_rule
+    from mlchaos.proxy.table import FaultTable
 
     table = FaultTable()
     table.add(parse_rule({"kind": "http-error", "probability": "10%", "id": "p"}, "http"), schedule=False)

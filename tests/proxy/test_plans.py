@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from mlchaos.proxy.rules import FaultTable, parse_rule
+from mlchaos.proxy.rules import parse_rule
+from mlchaos.proxy.table import FaultTable
 
 
 def _table(*faults: dict) -> FaultTable:

@@ -36,8 +36,9 @@ from pydantic import ValidationError
 
 from mlchaos.proxy import metrics
 from mlchaos.proxy.faults import KINDS
-from mlchaos.proxy.rules import Common, FaultTable, Rule, RuleError, TableFull, parse_rule
+from mlchaos.proxy.rules import Common, Rule, RuleError, TableFull, parse_rule
 from mlchaos.proxy.stats import Stats
+from mlchaos.proxy.table import FaultTable
 
 log = logging.getLogger("mlchaos.proxy")
 MAX_BODY = 1 << 20

@@ -59,8 +59,9 @@ from mlchaos.proxy.faults.stream_shaper import Shaper
 from mlchaos.proxy.http_wire import Bounds, Message, corrupt_response, frame, too_big
 from mlchaos.proxy.limits import Limits
 from mlchaos.proxy.pacing import Pacer
-from mlchaos.proxy.rules import MATCH_BODY, FaultTable, body_model
+from mlchaos.proxy.rules import MATCH_BODY, body_model
 from mlchaos.proxy.stats import Stats
+from mlchaos.proxy.table import FaultTable
 
 MAX_IDLE = 512
 

@@ -8,8 +8,8 @@ text format 0.0.4.
 
 from __future__ import annotations
 
-from mlchaos.proxy.rules import FaultTable
 from mlchaos.proxy.stats import Stats
+from mlchaos.proxy.table import FaultTable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -38,9 +38,10 @@ from typing import Any, cast
 from mlchaos.proxy.control import Control, ControlProtocol
 from mlchaos.proxy.http_path import HttpProxy
 from mlchaos.proxy.limits import Limits
-from mlchaos.proxy.rules import FaultTable, RuleError, parse_rule
+from mlchaos.proxy.rules import RuleError, parse_rule
 from mlchaos.proxy.sockets import loopback_addresses
 from mlchaos.proxy.stats import Stats
+from mlchaos.proxy.table import FaultTable
 from mlchaos.proxy.tcp_path import TcpProxy
 
 log = logging.getLogger("mlchaos.proxy")

@@ -20,8 +20,8 @@ from mlchaos.proxy import clock, sockets
 from mlchaos.proxy.faults import Plan
 from mlchaos.proxy.limits import Limits
 from mlchaos.proxy.pacing import Pacer
-from mlchaos.proxy.rules import FaultTable
 from mlchaos.proxy.stats import Stats
+from mlchaos.proxy.table import FaultTable
 
 
 class TcpProxy:

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Callable
 
-    from mlchaos.proxy.rules import FaultTable, Rule
+    from mlchaos.proxy.rules import Rule
+    from mlchaos.proxy.table import FaultTable
 
 POLL = 0.05
 """A stall checks its fault's lease at least this often (seconds)."""
