@@ -59,6 +59,8 @@ def label_noise(sub: pa.Array, ctx: CellContext) -> pa.Array:
 
 def unseen_category(sub: pa.Array, ctx: CellContext) -> pa.Array:
     """A value absent from the column: ``value`` (default ``'__unseen__'``, or max+1 for integers)."""
+    if len(sub) == 0:  # nothing selected; an empty pandas object column has no type to make a value of
+        return sub
     t = _decode(sub).type
     if "value" in ctx.params:
         value = ctx.params["value"]

@@ -100,6 +100,8 @@ def require_string(sub: pa.Array, ctx: CellContext, kind: str) -> pa.Array:
     t = sub.type
     if pa.types.is_dictionary(t) and _is_text(t.value_type):
         return sub.dictionary_decode()
+    if pa.types.is_null(t):  # a pandas object column with no value (empty, or all None): no type to refuse
+        return sub.cast(pa.string())
     if not _is_text(t):
         raise ValueError(f"columns: {kind} needs a string column; {ctx.column!r} is {t}")
     return sub
