@@ -13,7 +13,9 @@ mode, size, mtime and SHA-256) before and after each preflight; the snapshots mu
 The tests run as root, for whom ``chmod a-w`` stops nothing: the snapshot comparison is the real
 check, not the permissions (which only make a non-root run stricter).  A fault that cannot preflight
 here is listed in :data:`CANNOT` with the reason, and the test checks that list and the table cover
-the registry exactly, so a new fault needs a row here.
+the registry exactly, so a new fault needs a row here.  The built-in targets' preflights (a GET, a pid
+check, the lab's state) get the same check (:func:`target_rows`, :data:`TARGETS_CANNOT`); probes have
+no preflight (they only measure, from the baseline phase on).
 """
 
 from __future__ import annotations
@@ -266,3 +268,42 @@ def test_preflight_changes_nothing(name: str, tree: Path, proxy: str, sleeper: i
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"{name} preflight changed {changed}"
     assert isinstance(planned, dict)
+
+
+# -- targets: their preflight is a read too (a GET, a pid check, the lab's state) -------------------------------
+TARGETS_CANNOT: dict[str, str] = {
+    "kubernetes": "needs a cluster's API server (none here); its preflight is a version call and a pod list",
+}
+
+
+def target_rows(tree: Path, control: str, pid: int) -> dict[str, dict[str, Any]]:
+    return {
+        "process": {"platform": "process", "pids": [pid]},
+        "http": {"platform": "http", "url": control, "health": "/faults"},  # a real HTTP server: the proxy's API
+        # the tree's lab is not running: preflight says so (TargetError) and must still change nothing
+        "lab": {"platform": "lab", "lab_dir": str(tree / "lab"), "system": "serving"},
+    }
+
+
+def test_every_builtin_target_has_a_row_or_a_reason(tree: Path, proxy: str, sleeper: int) -> None:
+    rows = set(target_rows(tree, proxy, sleeper))
+    assert rows | set(TARGETS_CANNOT) == set(registry.BUILTIN["target"]) and not rows & set(TARGETS_CANNOT)
+
+
+@pytest.mark.parametrize("name", sorted(set(registry.BUILTIN["target"]) - set(TARGETS_CANNOT)))
+def test_target_preflight_changes_nothing(name: str, tree: Path, proxy: str, sleeper: int,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlchaos.plugin import TargetError
+
+    monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tree / "state"))
+    cls = registry.get("target", name)
+    target = cls(cls.Spec.model_validate(target_rows(tree, proxy, sleeper)[name]), Ctx())
+    before = snapshot(tree)
+    with read_only(tree):
+        try:
+            asyncio.run(target.preflight())
+        except TargetError as exc:
+            assert name == "lab" and "no lab running" in str(exc), exc
+    after = snapshot(tree)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"target {name} preflight changed {changed}"
