@@ -139,16 +139,23 @@ def test_healthy_streams_go_to_the_primary(litellm: LiteLLM) -> None:
     assert delta(before, counts(litellm)) == {"primary": 1, "fallback": 0}
 
 
-def test_stall_before_the_first_token_falls_back(litellm: LiteLLM) -> None:
-    """``stream_timeout`` bounds the wait for the first chunk; the request then goes to the fallback."""
+def _ask_while_primary_stalls(litellm: LiteLLM, after_events: int) -> tuple[Any, Any, dict[str, Any]]:
+    """One streamed request while the primary's proxy stalls streams after ``after_events`` events (fault removed
+    after): the per-engine request counts before it, the client's view, the fault's stats."""
     pp = litellm.proxies["primary"]
-    fid = pp.client.add({"kind": "stream-stall", "after_events": 0}, ttl=30)
+    fid = pp.client.add({"kind": "stream-stall", "after_events": after_events}, ttl=30)
     try:
         before = counts(litellm)
         s = ask(litellm)
         stats = pp.client.stats(fid)
     finally:
         pp.client.remove(fid)
+    return before, s, stats
+
+
+def test_stall_before_the_first_token_falls_back(litellm: LiteLLM) -> None:
+    """``stream_timeout`` bounds the wait for the first chunk; the request then goes to the fallback."""
+    before, s, stats = _ask_while_primary_stalls(litellm, after_events=0)
     assert stats["affected"] >= 1, stats
     assert delta(before, counts(litellm)) == {"primary": 1, "fallback": 1}
     assert s.status == 200 and s.done and s.contents and not s.errors, s
@@ -158,14 +165,7 @@ def test_stall_before_the_first_token_falls_back(litellm: LiteLLM) -> None:
 def test_stall_mid_stream_is_not_failed_over(litellm: LiteLLM) -> None:
     """After the first chunks LiteLLM is committed: the stall trips ``stream_timeout`` again, and the client
     gets an in-band error event and no ``[DONE]``; the fallback receives nothing."""
-    pp = litellm.proxies["primary"]
-    fid = pp.client.add({"kind": "stream-stall", "after_events": 3}, ttl=30)
-    try:
-        before = counts(litellm)
-        s = ask(litellm)
-        stats = pp.client.stats(fid)
-    finally:
-        pp.client.remove(fid)
+    before, s, stats = _ask_while_primary_stalls(litellm, after_events=3)
     assert stats["affected"] >= 1, stats
     assert delta(before, counts(litellm)) == {"primary": 1, "fallback": 0}
     assert s.status == 200 and not s.done, s
