@@ -1,17 +1,53 @@
-"""Shared fixtures: an isolated mlchaos state directory per test, free ports, and an orphan check."""
+"""Shared fixtures: an isolated mlchaos state directory per test, free ports, an orphan check, and
+the host share between xdist workers (tests marked ``exclusive`` run alone)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+
+
+@contextlib.contextmanager
+def _host_share(run_id: str, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock over the host between xdist workers: every test holds it shared, an
+    ``exclusive`` one alone.  A writer first takes the gate, which new readers pass through, so a
+    stream of short tests on the other workers cannot starve it (Linux flock has no writer preference)."""
+    base = Path(tempfile.gettempdir()) / f"mlchaos-tests-{run_id}"
+    base.mkdir(exist_ok=True)
+    with open(base / "gate", "a+b") as gate, open(base / "host", "a+b") as host:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            fcntl.flock(host, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(host, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(host, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Outermost, so that pytest-timeout's clock starts after the wait for the host, not before."""
+    run_id = getattr(item.config, "workerinput", {}).get("testrunuid")
+    if run_id is None:  # one process: nothing runs beside this test
+        yield
+        return
+    with _host_share(str(run_id), item.get_closest_marker("exclusive") is not None):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ SCENARIOS = ("feature-latency", "fraud-feature-store-delay")
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # it loads the CPU on purpose: other tests would fail for its load, and it for theirs
 def test_the_latency_scenarios_on_a_cpu_hogged_host_give_the_expected_verdict_or_inconclusive(tmp_path: Path) -> None:
     hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(os.cpu_count() or 2)]
     try:
