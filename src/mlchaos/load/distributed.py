@@ -52,7 +52,7 @@ from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 from mlchaos.load.runner import make_report, resolve_url  # noqa: E402
 from mlchaos.load.spec import LoadSpec, read_spec_file  # noqa: E402
 from mlchaos.load.stats import Aggregator, Interval  # noqa: E402
-from mlchaos.load.worker import config_for  # noqa: E402
+from mlchaos.load.worker_config import config_for  # noqa: E402
 
 
 class Placeholder(User):

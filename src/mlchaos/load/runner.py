@@ -30,7 +30,7 @@ import orjson
 from mlchaos.load.schedule import curve_for
 from mlchaos.load.spec import LoadSpec
 from mlchaos.load.stats import Aggregator, Interval, LoadReport, Validity, WindowStats
-from mlchaos.load.worker import config_for
+from mlchaos.load.worker_config import config_for
 
 __all__ = ["LoadError", "LoadRunner", "arun_load", "make_report", "resolve_url", "run_load"]
 
