@@ -18,6 +18,8 @@ With ``workers=N>1`` the design is one control plane and N data planes:
 * a worker whose parent vanishes (socketpair EOF) exits; lease expiry is
   also checked per request in the worker, so a fault never outlives its
   lease even if a broadcast were lost.
+
+The multi-process mode lives in :mod:`mlchaos.proxy.workers`.
 """
 
 from __future__ import annotations
@@ -38,14 +40,12 @@ from typing import Any, cast
 from mlchaos.proxy.control import Control, ControlProtocol
 from mlchaos.proxy.http_path import HttpProxy
 from mlchaos.proxy.limits import Limits
-from mlchaos.proxy.rules import RuleError, parse_rule
 from mlchaos.proxy.sockets import loopback_addresses
 from mlchaos.proxy.stats import Stats
 from mlchaos.proxy.table import FaultTable
 from mlchaos.proxy.tcp_path import TcpProxy
 
 log = logging.getLogger("mlchaos.proxy")
-REPORT_EVERY = 0.05
 
 
 class ConfigError(ValueError):
@@ -137,7 +137,7 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+def listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -147,13 +147,13 @@ def _listen_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _data_path(cfg: Config, table: FaultTable, stats: Stats) -> HttpProxy | TcpProxy:
+def data_path(cfg: Config, table: FaultTable, stats: Stats) -> HttpProxy | TcpProxy:
     if cfg.mode == "http":
         return HttpProxy(table, cfg.upstream, stats, cfg.limits)
     return TcpProxy(table, cfg.upstream, stats, cfg.limits)
 
 
-def _stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+def stop_event(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -189,21 +189,23 @@ def run(cfg: Config, ready: Callable[[dict[str, Any]], None] | None = None) -> i
             return loop.run_until_complete(_single(cfg, ready))
         finally:
             loop.close()
-    return _multi(cfg, ready)
+    from mlchaos.proxy.workers import run_workers  # only the multi-process mode needs it
+
+    return run_workers(cfg, ready)
 
 
 async def _single(cfg: Config, ready: Callable[[dict[str, Any]], None] | None) -> int:
     loop = asyncio.get_running_loop()
-    stop = _stop_event(loop)
+    stop = stop_event(loop)
     table = FaultTable(cfg.limits.max_faults)
     stats = Stats()
-    dp = _data_path(cfg, table, stats)
-    sock = _listen_socket(*cfg.listen, reuse_port=False)
+    dp = data_path(cfg, table, stats)
+    sock = listen_socket(*cfg.listen, reuse_port=False)
     server = await loop.create_server(dp.protocol, sock=sock, backlog=4096)
-    listen = _addr(sock)
+    listen = addr_text(sock)
     control = Control(table, cfg.mode, listen, cfg.upstream, cfg.token, lambda: stats)
     csrv = await loop.create_server(lambda: ControlProtocol(control), *cfg.control)
-    info = _info(cfg, listen, csrv, 1)
+    info = ready_info(cfg, listen, csrv, 1)
     if ready is not None:
         ready(info)
     await stop.wait()
@@ -213,196 +215,18 @@ async def _single(cfg: Config, ready: Callable[[dict[str, Any]], None] | None) -
     return 0
 
 
-def _addr(sock: socket.socket) -> str:
+def addr_text(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _info(cfg: Config, listen: str, csrv: asyncio.AbstractServer, workers: int) -> dict[str, Any]:
+def ready_info(cfg: Config, listen: str, csrv: asyncio.AbstractServer, workers: int) -> dict[str, Any]:
     chost, cport = cast(asyncio.Server, csrv).sockets[0].getsockname()[:2]
     chost = f"[{chost}]" if ":" in chost else chost
     return {
         "listen": listen, "control": f"http://{chost}:{cport}", "mode": cfg.mode,
         "upstream": f"{cfg.upstream[0]}:{cfg.upstream[1]}", "pid": os.getpid(), "workers": workers,
     }
-
-
-# -- multi-worker ------------------------------------------------------------------------------------
-
-def _multi(cfg: Config, ready: Callable[[dict[str, Any]], None] | None) -> int:
-    # Reserve the port first (bound, not listening: the kernel hands connections only to listeners).
-    reserve = _listen_socket(*cfg.listen, reuse_port=True)
-    port = reserve.getsockname()[1]
-    listen = _addr(reserve)
-    children: list[tuple[int, socket.socket]] = []
-    for _ in range(cfg.workers):
-        parent_end, child_end = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:  # worker
-            parent_end.close()
-            for _, s in children:
-                s.close()
-            reserve.close()
-            code = 1
-            try:
-                code = _worker(cfg, (cfg.listen[0], port), child_end)
-            finally:
-                os._exit(code)
-        child_end.close()
-        children.append((pid, parent_end))
-    loop = new_loop(cfg.loop)
-    try:
-        return loop.run_until_complete(_parent(cfg, listen, reserve, children, ready))
-    finally:
-        loop.close()
-        for pid, _ in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid, _ in children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-
-
-class _Lines(asyncio.Protocol):
-    """Newline-delimited JSON over a socketpair (parent <-> worker)."""
-
-    def __init__(self, on_message: Callable[[dict[str, Any]], None], on_lost: Callable[[], None]) -> None:
-        self.on_message = on_message
-        self.on_lost = on_lost
-        self.buf = b""
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            if line:
-                self.on_message(json.loads(line))
-
-    def send(self, msg: dict[str, Any]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(json.dumps(msg).encode() + b"\n")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.on_lost()
-
-
-def _table_message(table: FaultTable) -> dict[str, Any]:
-    return {"rules": [{"spec": r.spec, "expires_at": r.expires_at} for r in table.rules], "version": table.version}
-
-
-async def _parent(
-    cfg: Config,
-    listen: str,
-    reserve: socket.socket,
-    children: list[tuple[int, socket.socket]],
-    ready: Callable[[dict[str, Any]], None] | None,
-) -> int:
-    loop = asyncio.get_running_loop()
-    stop = _stop_event(loop)
-    table = FaultTable(cfg.limits.max_faults)
-    stats = Stats()
-    links: list[_Lines] = []
-    started = 0
-    all_up = asyncio.Event()
-
-    def on_message(msg: dict[str, Any]) -> None:
-        nonlocal started
-        if msg.get("ready"):
-            started += 1
-            if started == len(children):
-                all_up.set()
-        for rid, (seen, hit) in msg.get("counts", {}).items():
-            rule = table.by_id.get(rid)
-            if rule is not None:
-                rule.seen += seen
-                rule.affected += hit
-            elif rid in table.retired:
-                table.retired[rid]["seen"] += seen
-                table.retired[rid]["affected"] += hit
-        stats.add(msg.get("stats", {}))
-
-    for _, sock in children:
-        _, link = await loop.connect_accepted_socket(lambda: _Lines(on_message, stop.set), sock)
-        links.append(link)
-
-    def broadcast() -> None:
-        msg = _table_message(table)
-        for link in links:
-            link.send(msg)
-
-    table.on_change.append(broadcast)
-    await asyncio.wait_for(all_up.wait(), 30)
-    reserve.close()
-    control = Control(table, cfg.mode, listen, cfg.upstream, cfg.token, lambda: stats, workers=len(children))
-    csrv = await loop.create_server(lambda: ControlProtocol(control), *cfg.control)
-    if ready is not None:
-        ready(_info(cfg, listen, csrv, len(children)))
-    await stop.wait()
-    csrv.close()
-    return 0
-
-
-def _worker(cfg: Config, addr: tuple[str, int], link_sock: socket.socket) -> int:
-    loop = new_loop(cfg.loop)
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(_worker_main(cfg, addr, link_sock))
-    finally:
-        loop.close()
-
-
-async def _worker_main(cfg: Config, addr: tuple[str, int], link_sock: socket.socket) -> int:
-    loop = asyncio.get_running_loop()
-    stop = _stop_event(loop)
-    table = FaultTable(cfg.limits.max_faults)
-    stats = Stats()
-    dp = _data_path(cfg, table, stats)
-    reported: dict[str, tuple[int, int]] = {}
-    last_stats = dataclasses.asdict(stats)
-
-    def on_message(msg: dict[str, Any]) -> None:
-        rules = []
-        for item in msg.get("rules", []):
-            try:
-                rule = parse_rule({k: v for k, v in item["spec"].items()}, cfg.mode)
-            except RuleError as exc:  # cannot happen: the parent validated it; never crash on it
-                log.error("worker %d: bad broadcast rule: %s", os.getpid(), exc)
-                continue
-            rule.expires_at = item["expires_at"]  # CLOCK_MONOTONIC is system-wide on Linux
-            rules.append(rule)
-        table.replace_all(rules)
-
-    _, link = await loop.connect_accepted_socket(lambda: _Lines(on_message, stop.set), link_sock)
-    sock = _listen_socket(*addr, reuse_port=True)
-    server = await loop.create_server(dp.protocol, sock=sock, backlog=4096)
-    link.send({"ready": True, "pid": os.getpid()})
-
-    async def report() -> None:
-        nonlocal last_stats
-        while True:
-            await asyncio.sleep(REPORT_EVERY)
-            counts: dict[str, tuple[int, int]] = {}
-            for r in table.rules:
-                prev = reported.get(r.id, (0, 0))
-                if (r.seen, r.affected) != prev:
-                    counts[r.id] = (r.seen - prev[0], r.affected - prev[1])
-                    reported[r.id] = (r.seen, r.affected)
-            now_stats = dataclasses.asdict(stats)
-            delta = {k: now_stats[k] - last_stats[k] for k in now_stats if now_stats[k] != last_stats[k]}
-            last_stats = now_stats
-            if counts or delta:
-                link.send({"counts": counts, "stats": delta})
-
-    reporter = loop.create_task(report())
-    await stop.wait()
-    reporter.cancel()
-    server.close()
-    dp.close()
-    return 0
 
 
 def print_ready(info: dict[str, Any]) -> None:
