@@ -1,25 +1,30 @@
-"""Benchmark: the LLM load generator on token streams — capacity while VALID, and accuracy against a reference.
+"""Benchmark: the LLM load generator on token streams — capacity while VALID, and accuracy against references.
 
 Usage::
 
     python benchmarks/bench_llm_load.py [--out benchmarks/results/llm-load-DATE.json] [--quick] [--repeats 3]
+        [--rate 50] [--duration 24] [--aiperf VENV/bin/aiperf] [--pin] [--no-capacity]
 
 What it does (all on 127.0.0.1; every process it starts is stopped, also on failure):
 
-* starts a streaming server of its own (``--serve``): one timer for all streams writes one SSE event
-  to every active stream every ``itl`` (a ``chat.completion.chunk`` of ~150 bytes), then a finish chunk,
-  usage and ``[DONE]``; one timer instead of a sleep per stream keeps the server's cost per event at a
-  ``transport.write``, so the generator, not the server, is what saturates first (its CPU is reported);
-* A. accuracy: ``mlchaos load`` (open loop, 20 req/s) and a reference client in another process at the
-  same rate against the same server, in the same seconds: TTFT and ITL p50/p99 of both.  The reference is
-  a plain aiohttp client written after vLLM's ``async_request_openai_chat_completions``
-  (``vllm/benchmarks/lib/endpoint_request_func.py``: time from just before the POST, ITL between chunks
-  with ``choices``), open loop (one task per planned arrival).  Neither vLLM's client nor AIPerf is used:
-  vLLM's needs vllm, and ``pip install aiperf`` would pull ~45 packages (transformers, datasets, kubernetes,
-  a different orjson/psutil/rich) into the shared environment;
-* B. capacity: mlchaos at rising rates of 1 s streams (50 events, 20 ms apart), so concurrent streams ≈
-  rate: events/s, generator CPU (cores), events/s per generator core, lag p99, VALID or not (lag budget
-  50 ms: 10 % of a 500 ms TTFT SLO, what an experiment bounding TTFT at 500 ms gives its load).
+* A. accuracy, against the server's own stamps (``llm_load_truth.py``: every stream on its own timers, TTFT
+  50 ms then 20 events 20 ms apart; the server stamps when it received each request and wrote each event,
+  on CLOCK_MONOTONIC, which every process shares).  In the same seconds, each at ``--rate`` req/s with
+  Poisson arrivals for ``--duration`` s (50/s x 24 s: ~1,200 requests per client, so a p99 rests on ~12
+  samples): ``mlchaos load`` and two copies of a plain aiohttp client written after vLLM's
+  ``async_request_openai_chat_completions``.  Two copies of one client, because how far *they* differ at
+  p99 is the noise floor of this host: no client can be shown closer to another than that.  With
+  ``--aiperf``, each repeat then also runs mlchaos against NVIDIA AIPerf (``pip install aiperf`` in a venv
+  of its own: 138 packages, no torch, ~90 s; it gets a word-level tokenizer written locally).  Each client's
+  figures are set against the truth of its own requests (``above_truth``), and against each other
+  (``diffs``; ``ttft_open``: the reference's TTFT from its planned send time, mlchaos's definition).
+  vLLM's client (in the ``vllm`` package) and guidellm are not used: guidellm pulls torch and 14 CUDA
+  wheels (99 packages);
+* B. capacity: mlchaos at rising rates of 1 s streams (50 events, 20 ms apart) from the one-timer server
+  below (``--serve``), so concurrent streams ≈ rate: events/s, generator CPU (cores), events/s per generator
+  core, lag p99, VALID or not (lag budget 50 ms: 10 % of a 500 ms TTFT SLO, what an experiment bounding
+  TTFT at 500 ms gives its load).  One timer for all streams keeps the server's cost per event at a
+  ``transport.write``, so the generator, not the server, is what saturates first (its CPU is reported).
 
 The machine is shared (2 cores, other work running): figures are this run's, ratios within it matter.
 """
@@ -127,59 +132,7 @@ async def _serve(ttft: float, itl: float, n: int) -> None:
                                  "p99_ms": g[int(len(g) * 0.99)] * 1e3 if g else None}), flush=True)
 
 
-# -- the reference client (aiohttp, after vLLM's request function) ----------------------------------------
-
-async def _reference(url: str, rate: float, duration: float) -> dict[str, list[float]]:
-    import aiohttp
-
-    ttfts: list[float] = []
-    itls: list[float] = []
-    body = {"model": "bench", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50,
-            "stream": True, "stream_options": {"include_usage": True}}
-
-    async def one(session: aiohttp.ClientSession) -> None:
-        st = time.perf_counter()
-        last = st
-        first = True
-        async with session.post(url, json=body) as resp:
-            buf = b""
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                while b"\n\n" in buf:
-                    msg, buf = buf.split(b"\n\n", 1)
-                    data = msg.strip().removeprefix(b"data: ")
-                    if not data or data == b"[DONE]":
-                        continue
-                    ts = time.perf_counter()
-                    if json.loads(data).get("choices"):
-                        if first:
-                            ttfts.append(ts - st)
-                            first = False
-                        else:
-                            itls.append(ts - last)
-                        last = ts
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        t0 = time.perf_counter()
-        tasks = []
-        k = 0
-        while k / rate < duration:
-            await asyncio.sleep(max(0.0, t0 + k / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one(session)))
-            k += 1
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return {"ttft": ttfts, "itl": itls}
-
-
 # -- the runs -------------------------------------------------------------------------------------------
-
-def _q(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    import numpy as np
-
-    return float(np.quantile(np.asarray(values), q, method="inverted_cdf"))
-
 
 def _start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
     p = subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -227,34 +180,91 @@ async def _mlchaos(url: str, rate: float, duration: float, stall: float = 5.0) -
     return await runner.wait()
 
 
-def part_a(duration: float) -> dict[str, Any]:
-    srv, base = _start(["--serve", "0.05", "0.02", "20"])
-    try:
-        ref = subprocess.Popen([sys.executable, __file__, "--reference", base + "/v1/chat/completions", "20",
-                                str(duration)], stdout=subprocess.PIPE, text=True)
+def part_a(rate: float, duration: float, seed: int, pin: bool, aiperf: str | None = None) -> dict[str, Any]:
+    """mlchaos and one reference in the same seconds against the stamping server (``llm_load_truth``).
+
+    The reference is the aiohttp client after vLLM's, or AIPerf when ``aiperf`` (its executable) is given:
+    AIPerf starts first (its services take seconds to come up) and mlchaos starts on its first request.
+    """
+    import tempfile
+
+    from llm_load_truth import TOKENIZER, aiperf_command, aiperf_records, compare
+
+    from mlchaos.load import LoadRunner, LoadSpec
+    from mlchaos.load.schedule import Schedule, curve_for
+
+    n_ids = int(rate * duration * 1.5) + 100
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = pin and len(cores) >= 2
+    art = ""
+    with tempfile.TemporaryDirectory(prefix="llm-load-") as tmp:
+        prompts = Path(tmp, "prompts.jsonl")
+        prompts.write_text("".join(f'"m{k}"\n' for k in range(n_ids)))  # ids: the server knows whose request
+        truth_file = str(Path(tmp, "server.json"))
+        srv = subprocess.Popen([sys.executable, str(HERE / "llm_load_truth.py"), "--serve", "0.05", "0.02", "20",
+                                truth_file], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=(lambda: os.sched_setaffinity(0, {cores[-1]})) if pinned else None)
+        assert srv.stdout is not None
+        base = f"http://127.0.0.1:{int(srv.stdout.readline().split()[1])}"
+        if pinned:  # the clients (this process, its mlchaos worker, the reference) on the first core
+            os.sched_setaffinity(0, {cores[0]})
+        spec = LoadSpec.model_validate({
+            "rate": f"{rate}/s", "duration": f"{duration}s", "arrivals": "poisson", "seed": seed,
+            "lag_budget": "50ms", "llm": {"model": "bench", "max_tokens": 20, "stall_timeout": "5s",
+                                          "prompts": {"file": str(prompts)}}})
         try:
-            rep = asyncio.run(_mlchaos(base, 20, duration))
-            out, _ = ref.communicate(timeout=duration + 30)
+            if aiperf:
+                art = str(Path(tmp, "aiperf"))
+                Path(tmp, "ds.jsonl").write_text("".join(json.dumps({"text": f"a{k}"}) + "\n" for k in range(n_ids)))
+                subprocess.run([str(Path(aiperf).with_name("python")), "-c", TOKENIZER, str(Path(tmp, "tok"))],
+                               check=True, capture_output=True, timeout=120)
+                ref = subprocess.Popen(aiperf_command(aiperf, base, rate, duration + 2, seed + 1, str(Path(tmp, "tok")),
+                                                      str(Path(tmp, "ds.jsonl")), art),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                deadline = time.monotonic() + 120
+                while not Path(truth_file + ".first-a").exists():
+                    if ref.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"aiperf sent nothing (exit {ref.poll()}); its log: {art}/logs")
+                    time.sleep(0.05)
+            else:  # two identical references: how far two copies of one client differ is the noise floor
+                refs = [subprocess.Popen([sys.executable, str(HERE / "llm_load_truth.py"), "--reference",
+                                          base + "/v1/chat/completions", str(rate), str(duration), str(seed + j),
+                                          "20", t], stdout=subprocess.PIPE, text=True)
+                        for j, t in ((1, "r"), (2, "s"))]
+            try:
+                runner = LoadRunner(spec, base)
+
+                async def go() -> Any:
+                    await runner.start()
+                    return await runner.wait()
+
+                rep = asyncio.run(go())
+                if aiperf:
+                    ref.communicate(timeout=duration + 90)
+                    ref_recs = {"aiperf": (aiperf_records(art + "/profile_export_raw.jsonl"), "a")}
+                else:
+                    ref_recs = {name: (json.loads(r.communicate(timeout=duration + 30)[0]), t)
+                                for r, name, t in zip(refs, ("aiohttp", "aiohttp_2"), "rs", strict=True)}
+            finally:
+                for r in [ref] if aiperf else refs:
+                    if r.poll() is None:
+                        r.kill()
+                        r.wait()
         finally:
-            if ref.poll() is None:
-                ref.kill()
-                ref.wait()
-    finally:
-        ticks = _stop(srv)
-    r = json.loads(out)
-    llm = rep.llm
-    res = {"duration_s": duration, "rate": 20, "script": "ttft 50 ms, 20 events 20 ms apart",
-           "server_tick_gaps": ticks,
-           "mlchaos": {"requests": llm["completed"], "ttft_p50_ms": llm["ttft_ms"]["p50"],
-                       "ttft_p99_ms": llm["ttft_ms"]["p99"], "itl_p50_ms": llm["itl_ms"]["p50"],
-                       "itl_p99_ms": llm["itl_ms"]["p99"], "valid": rep.valid, "lag_p99_ms":
-                           (rep.validity.lag_p99 or 0) * 1e3},
-           "reference_aiohttp": {"requests": len(r["ttft"]),
-                                 **{f"{k}_{n}_ms": (v * 1e3 if (v := _q(r[k], q)) is not None else None)
-                                    for k in ("ttft", "itl") for n, q in (("p50", 0.5), ("p99", 0.99))}}}
-    m, f = res["mlchaos"], res["reference_aiohttp"]
-    res["diff_ms"] = {k: round(m[k] - f[k], 3) for k in ("ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms")
-                      if m[k] is not None and f[k] is not None}
+            if pinned:
+                os.sched_setaffinity(0, cores)
+            _stop(srv)
+        server = json.loads(Path(truth_file).read_text())
+    assert runner.t0 is not None
+    sched = Schedule(curve_for(spec), "poisson", index=0, count=1, duration=spec.duration, seed=spec.seed)
+    intended = [runner.t0 + t for chunk in sched.chunks() for t in chunk.tolist()]
+    res = {"reference_client": "aiperf" if aiperf else "aiohttp (after vLLM), twice", "duration_s": duration,
+           "when": time.strftime("%H:%M:%S UTC", time.gmtime()), "loadavg_after": os.getloadavg(),
+           "rate_each": rate, "arrivals": "poisson", "pinned": pinned,
+           "script": "ttft 50 ms, then 20 events 20 ms apart, every stream on its own timers",
+           "mlchaos_valid": rep.valid, "mlchaos_lag_p99_ms": round((rep.validity.lag_p99 or 0) * 1e3, 3),
+           "mlchaos_errors": rep.llm["errors"], **compare(server, intended, rep.llm, ref_recs)}
+    print(json.dumps({k: res[k] for k in ("reference_client", "diffs", "above_truth")}), file=sys.stderr)
     return res
 
 
@@ -286,10 +296,16 @@ def part_b(rates: list[float], duration: float) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--serve", nargs=3, metavar=("TTFT", "ITL", "N"))
-    ap.add_argument("--reference", nargs=3, metavar=("URL", "RATE", "DURATION"))
     ap.add_argument("--out", default=str(HERE / "results" / f"llm-load-{time.strftime('%Y-%m-%d', time.gmtime())}.json"))
     ap.add_argument("--quick", action="store_true", help="shorter runs (smoke)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of part A (the host's noise differs per run)")
+    ap.add_argument("--rate", type=float, default=50.0, help="part A: requests/s of each client (Poisson)")
+    ap.add_argument("--duration", type=float, default=24.0, help="part A: seconds per run (50/s x 24 s: ~1,200 "
+                    "requests per client, so a p99 rests on ~12 samples, not 2)")
+    ap.add_argument("--pin", action="store_true", help="part A: server on the last core, clients on the first")
+    ap.add_argument("--no-capacity", action="store_true", help="skip part B")
+    ap.add_argument("--aiperf", help="part A: AIPerf's executable (in a venv of its own: `python -m venv V && "
+                    "V/bin/pip install aiperf`); each repeat then also runs mlchaos against AIPerf")
     a = ap.parse_args()
     if a.serve:
         with contextlib.suppress(ImportError):
@@ -298,15 +314,17 @@ def main() -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         asyncio.run(_serve(float(a.serve[0]), float(a.serve[1]), int(a.serve[2])))
         return
-    if a.reference:
-        print(json.dumps(asyncio.run(_reference(a.reference[0], float(a.reference[1]), float(a.reference[2])))))
-        return
-    dur = 3.0 if a.quick else 8.0
-    load = os.getloadavg()
-    res = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-           "loadavg_before": load, "A_accuracy": [part_a(dur) for _ in range(1 if a.quick else a.repeats)],
-           "B_capacity": part_b([100, 300] if a.quick else [100, 200, 300, 600], 4.0 if a.quick else 6.0),
-           "loadavg_after": os.getloadavg()}
+    dur = 4.0 if a.quick else a.duration
+    res: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+                           "command": " ".join(["python", *sys.argv]), "loadavg_before": os.getloadavg()}
+    res["A_accuracy"] = []
+    for i in range(1 if a.quick else a.repeats):
+        res["A_accuracy"].append(part_a(a.rate, dur, 7 + 4 * i, a.pin))
+        if a.aiperf:
+            res["A_accuracy"].append(part_a(a.rate, dur, 9 + 4 * i, a.pin, a.aiperf))
+    if not a.no_capacity:
+        res["B_capacity"] = part_b([100, 300] if a.quick else [100, 200, 300, 600], 4.0 if a.quick else 6.0)
+    res["loadavg_after"] = os.getloadavg()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
