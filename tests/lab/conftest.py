@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,16 @@ def _copy_build(src: Path, dst: Path) -> None:
     shutil.copy2(src / "build.json", dst / "build.json")
 
 
-def assert_all_stopped(pids: list[int], ports: list[int]) -> None:
-    """No process of the lab left (zombies included) and every port free again."""
+def assert_all_stopped(pids: list[int], ports: list[int], down_at: float | None = None) -> None:
+    """No process of the lab left (zombies included) and every port free again.  A process created after
+    ``down_at`` (when ``down`` began) only reuses a lab pid: pid_max is 32768 here and a parallel test run
+    spawns thousands of processes."""
     alive = []
     for pid in pids:
         try:
             p = psutil.Process(pid)
+            if down_at is not None and p.create_time() > down_at:
+                continue
             alive.append((pid, p.status(), p.cmdline()))
         except psutil.NoSuchProcess:
             continue
@@ -46,7 +51,7 @@ def assert_all_stopped(pids: list[int], ports: list[int]) -> None:
 
 
 @pytest.fixture
-def check_stopped() -> Callable[[list[int], list[int]], None]:
+def check_stopped() -> Callable[..., None]:
     """The orphan/port check, for tests that bring a lab down themselves."""
     return assert_all_stopped
 
@@ -73,5 +78,6 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory, built_lab_dir: Path) -> I
             with contextlib.suppress(psutil.NoSuchProcess):
                 pids += [c.pid for c in psutil.Process(sup).children(recursive=True)]
         ports = [s.port for s in lab.status() if s.port]
+        down_at = time.time()
         lab.down()
-        assert_all_stopped(pids, ports)
+        assert_all_stopped(pids, ports, down_at)

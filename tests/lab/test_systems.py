@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 
 import httpx
@@ -111,9 +112,10 @@ def test_all_systems_start_predict_and_stop(
     pids = list(lab.pids().values())
     pids += [c.pid for c in psutil.Process(lab.pids()["supervisor"]).children(recursive=True)]
     ports = [s.port for s in lab.status() if s.port]
+    down_at = time.time()
     lab.down()
     assert not lab.is_up()
-    check_stopped(pids, ports)
+    check_stopped(pids, ports, down_at)
 
 
 def test_stale_model_switch_and_restart_keeps_it(make_lab: Callable[..., Lab]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import time
 from collections.abc import Callable
 
 import psutil
@@ -113,6 +114,7 @@ def test_every_entry_starts_is_ready_and_is_torn_down(make_lab: Callable[..., La
     sup = lab.pids()["supervisor"]
     with contextlib.suppress(psutil.NoSuchProcess):
         pids += [c.pid for c in psutil.Process(sup).children(recursive=True)]
+    down_at = time.time()
     lab.down()
     assert not lab.is_up()
-    assert_all_stopped(pids, ports)
+    assert_all_stopped(pids, ports, down_at)

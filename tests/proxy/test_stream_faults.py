@@ -198,6 +198,7 @@ def test_stream_rate_cap(sse_proxy: ProxyHandle) -> None:
     assert got.times[5] >= 5 / 20, got.times  # 6 events at 20/s: the 6th 250 ms after the first at the soonest
 
 
+@pytest.mark.exclusive  # where the lease lapses is read from event times 200 ms apart
 def test_delay_lease_lapses_mid_stream(sse_proxy: ProxyHandle) -> None:
     """Per-event delay with a 0.5 s lease on a 10-event burst: delayed events first, then the rest at once."""
     add(sse_proxy, {"kind": "stream-delay", "per_event": "200ms"}, ttl=0.5)

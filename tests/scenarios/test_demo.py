@@ -48,6 +48,7 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # ten scenarios, naive and mitigated: ~250 s on a quiet 2-core host
 def test_demo_gives_every_expected_verdict_and_a_report_that_renders(tmp_path: Path) -> None:
     out = tmp_path / "report"
     # The three LLM scenarios run through the demo's own code path (run_demo) in test_llm_scenarios.py,
