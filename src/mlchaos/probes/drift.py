@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
-from mlchaos.spec.types import Percent
+from mlchaos.probes.calibrated import Calibrated
 
 __all__ = ["DriftProbe"]
 
@@ -68,7 +68,7 @@ class DriftProbe(Probe):
 
     unit: ClassVar[str] = ""
 
-    class Spec(ProbeSpec):
+    class Spec(ProbeSpec, Calibrated):
         probe: Literal["drift"] = "drift"
         path: str = Field(description="Current data: a parquet or CSV file (features or predictions).")
         column: str = Field(description="Column to compare, e.g. 'amount' or 'prediction'.")
@@ -81,13 +81,6 @@ class DriftProbe(Probe):
         bins: int | Literal["sturges"] = Field(10, description="PSI bins: reference-quantile count or 'sturges'.")
         last: int | None = Field(None, ge=1, description="Use only the last N rows of the current file.")
         min_size: int = Field(100, ge=1, description="Smallest window (rows) worth judging.")
-        false_alarm: Percent | None = Field(
-            None, gt=0, le=0.5,
-            description="Calibrate the threshold from the reference so that a window without drift exceeds it "
-                        "with this probability (e.g. '1%'); the value is then statistic / threshold, so write "
-                        "max: 1. Default: the raw statistic, for a fixed threshold of your own.")
-        draws: int | None = Field(None, ge=19, le=100_000,
-                                  description="Calibration draws; default about 20 / false_alarm.")
 
     spec: Spec
 

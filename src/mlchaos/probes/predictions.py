@@ -33,13 +33,13 @@ from pydantic import Field, field_validator, model_validator
 from mlchaos import jsonpath
 from mlchaos.plugin import Measurement, Probe, ProbeError, ProbeSpec
 from mlchaos.probes import protocols
-from mlchaos.spec.types import Percent
+from mlchaos.probes.calibrated import Calibrated
 
 _DRIFT = ("psi", "ks", "wasserstein", "jensen_shannon")
 _BASELINED = (*_DRIFT, "changed")
 
 
-class PredictionsSpec(ProbeSpec):
+class PredictionsSpec(ProbeSpec, Calibrated):
     probe: Literal["predictions"] = "predictions"
     source: Literal["load", "file"] = Field("load", description="Sampled load responses, or a predictions file.")
     field: str = Field(  # type: ignore[assignment]  # None until _resolve fills it (protocol or 'prediction')
@@ -63,12 +63,6 @@ class PredictionsSpec(ProbeSpec):
     label: Any = Field(1, description="Value counted by stat: rate (e.g. 1 for fraud, true for fallback).")
     q: float = Field(0.5, ge=0, le=1, description="Quantile for stat: quantile.")
     min_samples: int = Field(50, ge=1, description="Fewer values (rows) in the window means 'insufficient data'.")
-    false_alarm: Percent | None = Field(
-        None, gt=0, le=0.5,
-        description="psi/ks/...: calibrate the threshold from the baseline's values so that a window without "
-                    "drift exceeds it with this probability (e.g. '1%'); the value is then statistic / threshold, "
-                    "so write max: 1 (see mlchaos.drift_calibration).")
-    draws: int | None = Field(None, ge=19, le=100_000, description="Calibration draws; default about 20 / false_alarm.")
     last: int | None = Field(None, ge=1, description="source: file: only the last N rows.")
 
     @field_validator("source")
