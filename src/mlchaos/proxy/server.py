@@ -3,23 +3,8 @@
 One process (``workers=1``, the default) runs the data path and the control
 API in one event loop, sharing the fault table directly.
 
-With ``workers=N>1`` the design is one control plane and N data planes:
-
-* the parent binds nothing but the control API; it forks N workers *before*
-  creating its event loop (forking a running loop is unsafe);
-* each worker opens its own listening socket on the same port with
-  ``SO_REUSEPORT``, so the kernel spreads connections across workers with no
-  shared accept lock;
-* the parent owns the authoritative fault table and leases, and broadcasts the
-  whole table (versioned, a few hundred bytes) over a socketpair to every
-  worker on each change; workers apply it before their next request;
-* workers send counter deltas to the parent every 50 ms, so ``seen``/
-  ``affected`` stay exact (at most 50 ms stale) across workers;
-* a worker whose parent vanishes (socketpair EOF) exits; lease expiry is
-  also checked per request in the worker, so a fault never outlives its
-  lease even if a broadcast were lost.
-
-The multi-process mode lives in :mod:`mlchaos.proxy.workers`.
+With ``workers=N>1``, one control plane and N forked data planes share one ``SO_REUSEPORT`` port:
+that mode, and why it is built so, is :mod:`mlchaos.proxy.workers`.
 """
 
 from __future__ import annotations
