@@ -6,6 +6,11 @@ system, brings the lab down (on every exit path), and writes one report
 directory: ``index.html``, ``summary.json``, ``junit.xml`` and the journals.
 It exits 0 when every verdict is the expected one (naive → failed or aborted,
 mitigated → passed), 1 otherwise, so it doubles as an end-to-end test.
+
+The lab the demo starts goes down with it however it ends: SIGINT, SIGTERM, SIGHUP abort the scenario
+in progress, bring the lab down and exit 128 + the signal's number (:mod:`._demo_signals`); after ``kill -9``
+the lab's supervisor sees the demo gone and stops the lab itself (``Lab.up(owner=...)``), and the
+engine's watchdog reverts the faults.  A lab already running in ``--lab-dir`` is reused, not owned.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from typing import Any
 import typer
 
 from mlchaos.cli._common import fail_json
+from mlchaos.cli._demo_signals import Interrupted, Signals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +87,7 @@ def run_validation_outage(variant: str, lab_dir: Path, journal: Path, *, load_de
     lab = Lab(lab_dir, load_delay=load_delay)
     started = not lab.is_up()
     try:
-        lab.up(["serving"], variant=variant)
+        lab.up(["serving"], variant=variant, owner=os.getpid())  # a lab it starts goes down with this process
         prepare(lab)
         return run_experiment(load_dict(experiment(lab_dir), source=str(EXPERIMENT)), journal_path=journal)
     finally:
@@ -206,6 +213,7 @@ def run_demo(
     A run whose verdict is not the expected one is run again up to ``retries`` times; the earlier
     attempts stay in the report (``earlier_attempts``), so a retry can never hide a real regression
     that repeats, and a one-off stall of a shared machine does not fail the demo.
+    Raises :class:`Interrupted` (lab down, no report) on SIGINT, SIGTERM or SIGHUP.
     """
     from mlchaos.engine.runner import run_experiment
     from mlchaos.engine.state import state_dir
@@ -224,10 +232,11 @@ def run_demo(
     runs: list[dict[str, Any]] = []
     paths: list[Path] = []
     systems = sorted({sys for s in chosen for sys in s.systems})
-    with _Board(chosen, variants, quiet) as board:
+    with Signals() as signals, _Board(chosen, variants, quiet) as board:
         try:
             board.set(chosen[0].name, variants[0], "starting lab…", note=f"lab up: {', '.join(systems)}")
-            lab.up(systems, variant=variants[0], timeout=120)
+            # owner: a lab this starts goes down with the demo even after kill -9 (one already up is reused)
+            lab.up(systems, variant=variants[0], timeout=120, owner=os.getpid())
             board.set(chosen[0].name, variants[0], "warming up…", note="warm-up")
             _warm_up(lab, systems)
             for variant in variants:
@@ -237,6 +246,7 @@ def run_demo(
                     journal = journals / f"{s.name}-{variant}.jsonl"
 
                     def progress(e: dict[str, Any], s: Scenario = s, variant: str = variant) -> None:
+                        signals.noted(e)
                         if e["event"] in ("phase", "fault-inject", "fault-remove", "stop-requested"):
                             label = e.get("phase") or e["event"]
                             board.set(s.name, variant, f"running: {label}")
@@ -247,11 +257,15 @@ def run_demo(
                                   note=f"{s.name} [{variant}]")
                         _warm_up(lab, list(s.systems), requests=60)  # connections and caches after the switch
                         _hook(s.prepare, lab)
+                        signals.check()
+                        signals.in_run = True
                         try:
                             result = run_experiment(load_file(scenario_path(s)), journal_path=journal,
                                                     on_event=progress)
                         finally:
+                            signals.in_run = False
                             _hook(s.finish, lab)
+                        signals.check()  # aborted by a signal: the demo ends here, no retry
                         if result.status.value in EXPECTED[variant] or attempt > retries:
                             break
                         # an unexpected verdict on a shared machine may be a CPU stall, not the system: keep
@@ -269,9 +283,11 @@ def run_demo(
                                    f"{result.status.value} ({result.summary['timing']['duration_s']:.0f}s{again})",
                                    result.reason)
         finally:
-            board.set(chosen[0].name, variants[0], board.cells.get((chosen[0].name, variants[0]), ""),
-                      note="lab down")
-            lab.down()
+            try:
+                board.set(chosen[0].name, variants[0], board.cells.get((chosen[0].name, variants[0]), ""),
+                          note="lab down")
+            finally:
+                lab.down()
     write_report(runs, out, journals=paths)
     return runs
 
@@ -286,7 +302,12 @@ def demo(
                                 help="Re-run a scenario whose verdict is unexpected (reported), up to N times."),
     json_out: bool = typer.Option(False, "--json", help="Print every run's verdict as JSON on stdout."),
 ) -> None:
-    """Run the classic ML chaos experiments on the built-in lab, naive vs mitigated, and write a report."""
+    """Run the classic ML chaos experiments on the built-in lab, naive vs mitigated, and write a report.
+
+    The lab it starts goes down with it, however the demo ends (Ctrl-C, SIGTERM, a closed terminal: exit
+    128 + the signal, no report; kill -9: the lab's supervisor notices).  A lab already running in
+    --lab-dir is reused.
+    """
     known = {s.name for s in SCENARIOS}
     bad = [o for o in only if o not in known]
     if bad:
@@ -296,7 +317,17 @@ def demo(
     if bad:
         raise fail_json(json_out, f"demo: unknown variant {', '.join(bad)} (naive, mitigated)", flag="--variant")
     t0 = time.monotonic()
-    runs = run_demo(out, lab_dir=lab_dir, only=only or None, variants=variant or None, quiet=quiet, retries=retries)
+    try:
+        runs = run_demo(out, lab_dir=lab_dir, only=only or None, variants=variant or None, quiet=quiet,
+                        retries=retries)
+    except Interrupted as exc:
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) has nowhere to print
+            if json_out:
+                import json
+
+                print(json.dumps({"status": "interrupted", "exit_code": 128 + exc.signum, "reason": str(exc)}))
+            print(f"mlchaos demo: {exc}; the lab is down, no report written", file=sys.stderr)
+        raise typer.Exit(128 + exc.signum) from None
     ok = all(r["status"] in r["expected"] for r in runs)
     if json_out:
         import json

@@ -164,6 +164,7 @@ class Lab:
         dependency_urls: Mapping[str, str] | None = None,
         timeout: float = 60.0,
         wait: bool = True,
+        owner: int | None = None,
     ) -> list[ServiceStatus]:
         """Start ``systems`` (default: all) in ``variant``; wait until all are ready.
 
@@ -172,6 +173,10 @@ class Lab:
         service) or ``recommender`` (→ embedding service) at another URL, e.g. a
         fault proxy.  Adding systems to a running lab keeps the running ones
         (switched to ``variant`` if they run another one).
+
+        ``owner``: a pid (``os.getpid()`` for the caller itself) whose exit brings the lab down, however
+        it dies (``kill -9`` included), when this call starts the supervisor; a lab that already runs
+        keeps its lifetime.  ``mlchaos demo`` passes its own; ``mlchaos lab up`` none (the lab outlives it).
         """
         chosen = list(systems or DEFAULT_SYSTEMS)
         for s in chosen:
@@ -181,7 +186,7 @@ class Lab:
             raise LabError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
         if not self.is_up():
             self.reap_dead()
-            self._start_supervisor(timeout)
+            self._start_supervisor(timeout, owner)
         try:
             self._call(
                 "POST",
@@ -217,8 +222,12 @@ class Lab:
             raise LabError(f"feature store: {exc}") from None
         return url
 
-    def _start_supervisor(self, timeout: float) -> None:
+    def _start_supervisor(self, timeout: float, owner: int | None = None) -> None:
         store = self._feature_store_arg()
+        try:  # the owner's start time too: a pid reused after the owner died must not keep the lab up
+            owned = ["--exit-with", lifetime.owner_arg(owner)] if owner is not None else []
+        except psutil.NoSuchProcess:
+            raise LabError(f"owner pid {owner} does not run") from None
         self.paths.ensure()
         self.paths.state.unlink(missing_ok=True)
         port = free_port()
@@ -238,6 +247,7 @@ class Lab:
                     "--feature-store",
                     store,
                     *(a for k, v in self.autoscale.items() for a in ("--autoscale", f"{k}={v}")),
+                    *owned,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,

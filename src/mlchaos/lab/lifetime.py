@@ -21,6 +21,13 @@ reaps what a dead lab left, from the records in its ``state.json``
 start times so a reused pid is never killed, and the members of the
 supervisor's process group (it is a session leader, and Linux never hands out
 a pid still in use as a group id).
+
+A lab may itself have an *owner*: ``mlchaos demo`` starts its lab with
+``--exit-with PID:START`` (:func:`owner_arg`), and the supervisor brings the
+lab down when that process is gone (:func:`wait_exit` with its start time, so
+a reused pid does not keep the lab alive).  ``kill -9`` of the demo, or the
+SIGHUP of a closed terminal, then leaves no lab behind.  A lab started by
+``mlchaos lab up`` has no owner: it is a long-lived system under test.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
@@ -81,15 +88,25 @@ def _watch(pid: int, grace: float) -> None:
     os._exit(1)
 
 
-def wait_exit(pid: int) -> None:
-    """Block until ``pid`` has exited (a zombie counts as exited)."""
+def wait_exit(pid: int, started_at: float | None = None) -> None:
+    """Block until ``pid`` has exited (a zombie counts as exited).
+
+    With ``started_at`` (epoch s, as ``psutil`` reports it), a process with that pid but another start
+    time is not the one waited for: it has exited already and the pid was reused.
+    """
+    def gone() -> bool:
+        return is_gone(pid) or (started_at is not None and not _same_start(pid, started_at))
+
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     except (OSError, AttributeError):  # no pidfd (old kernel, not Linux): poll
-        while not is_gone(pid):
+        while not gone():
             time.sleep(0.1)
+        return
+    if gone():  # checked after the pidfd is open: the fd then names this very process, whatever comes later
+        os.close(fd)
         return
     try:
         poller = select.poll()
@@ -98,6 +115,56 @@ def wait_exit(pid: int) -> None:
             pass
     finally:
         os.close(fd)
+
+
+def down_when_gone(owner: tuple[int, float | None], control_url: str, token: str | None, *,
+                   stopping: Callable[[], bool], log: Callable[..., None]) -> None:
+    """Once ``owner`` (pid, start time) has exited, ``POST /down`` to the supervisor at ``control_url``.
+
+    A daemon thread, so it never holds the supervisor up.  ``/down`` is the very path of ``mlchaos lab
+    down``: services stopped, state written, then the server.  It is retried while the control API is not
+    up yet (an owner that died while the lab was starting); after a minute without it, the supervisor
+    SIGTERMs itself, and its services die with it (:func:`die_with`).
+    """
+    def run() -> None:
+        import httpx
+
+        from mlchaos.lab import auth
+
+        pid, started_at = owner
+        wait_exit(pid, started_at)
+        log("owner_gone", level="warning", owner=pid)
+        headers = auth.bearer(token) if token else None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stopping():
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.post(control_url + "/down", headers=headers, timeout=60).status_code == 200:
+                    return
+            time.sleep(0.2)
+        if not stopping():
+            log("owner_gone_exit", level="error", owner=pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=run, name="mlchaos-owner-watch", daemon=True).start()
+
+
+def owner_arg(pid: int | None = None) -> str:
+    """``PID:START`` of ``pid`` (default: this process), the supervisor's ``--exit-with`` value."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{psutil.Process(pid).create_time()!r}"
+
+
+def parse_owner(value: str) -> tuple[int, float | None]:
+    """``PID`` or ``PID:START`` → (pid, start time or None); ValueError names what is wrong."""
+    pid_s, _, start_s = value.partition(":")
+    try:
+        pid = int(pid_s)
+        start = float(start_s) if start_s else None
+    except ValueError:
+        raise ValueError(f"expected PID or PID:START, got {value!r}") from None
+    if pid <= 0:
+        raise ValueError(f"expected a positive pid, got {value!r}")
+    return pid, start
 
 
 def is_gone(pid: int) -> bool:

@@ -19,6 +19,9 @@ The online feature store is SQLite unless the supervisor is given a Redis URL
 the built rows into Redis once, before the first system starts, and starts
 every feature-service replica on Redis.  ``state.json`` records which store
 is in use, so feature-store faults (and their watchdog reverts) find it.
+
+``--exit-with PID:START`` gives the lab an owner (``mlchaos demo`` passes its own), whose
+death, however it comes, brings the lab down (:func:`mlchaos.lab.lifetime.down_when_gone`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import httpx
 import psutil
 
 from mlchaos.atomic import write_json_atomic
-from mlchaos.lab import auth, featurestore, monitor, procs
+from mlchaos.lab import auth, featurestore, lifetime, monitor, procs
 from mlchaos.lab import observability as obs
 from mlchaos.lab.autoscaler import Autoscaler, AutoscalerPolicy
 from mlchaos.lab.build import ensure_built
@@ -87,6 +90,8 @@ class Supervisor:
     """Redis URL of the online store; None: the SQLite file under ``data/``."""
     token: str | None = None
     """The lab's admin token (``admin.token``): sent on every admin call to a service."""
+    owner: tuple[int, float | None] | None = None
+    """(pid, start time) of the process this lab must not outlive (``--exit-with``); None: no owner."""
 
     def __post_init__(self) -> None:
         self.log = obs.JsonLog("supervisor")
@@ -309,6 +314,7 @@ class Supervisor:
                 "started_at": _STARTED_AT,
                 "port": self.control_port,
                 "url": f"http://{HOST}:{self.control_port}",
+                "owner": {"pid": self.owner[0], "started_at": self.owner[1]} if self.owner else None,
             },
             "systems": self.systems,
             "variants": self.variants,
@@ -347,6 +353,11 @@ class Supervisor:
         self.log("stopped")
 
 
+def _owner(value: str) -> tuple[int, float | None]:  # argparse: a message naming the flag
+    try:
+        return lifetime.parse_owner(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
@@ -368,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"'sqlite' or a Redis URL for the online store (default: ${featurestore.ENV_REDIS_URL}, else sqlite)",
     )
+    p.add_argument("--exit-with", type=_owner, default=None, metavar="PID[:START]",
+                   help="bring the lab down when this process exits (START, epoch s: a reused pid does not count)")
     a = p.parse_args(argv)
     policy = AutoscalerPolicy(min_replicas=a.min_features, max_replicas=a.max_features)
     for kv in a.autoscale:
@@ -384,8 +397,12 @@ def main(argv: list[str] | None = None) -> None:
         autoscaler=Autoscaler(policy),
         feature_store=featurestore.configured_url(a.feature_store),
         token=token,
+        owner=a.exit_with,
     )
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if sup.owner:  # the lab goes down with its owner, by the path of `mlchaos lab down` (POST /down)
+        lifetime.down_when_gone(sup.owner, f"http://{HOST}:{sup.control_port}", token,
+                                stopping=lambda: sup.stopping, log=sup.log)
     from mlchaos.lab.control import run
 
     asyncio.run(run(sup))
