@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated mlchaos state directory per test, free ports, an orphan check, and
-the host share between xdist workers (``heavy`` tests two at a time, ``exclusive`` ones alone)."""
+the host share between xdist workers (``heavy`` tests in two queues, ``exclusive`` ones alone)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,28 @@ from pathlib import Path
 import psutil
 import pytest
 
-HEAVY: dict[str, int] = {
-    # whole experiments in a lab: the demo's classic scenarios, the installed wheel's demo, the LLM lab
-    "tests/scenarios/test_demo.py": 2, "tests/packaging/": 2, "tests/scenarios/test_llm_scenarios.py": 2,
-    "tests/scenarios/": 1, "tests/lab/": 1, "tests/delivery/": 1, "tests/llm/": 1, "tests/stacks/": 1,
-    "tests/feast/": 1, "tests/engine/test_init.py": 1, "tests/cli/test_init_dependency.py": 1,
-    "tests/report/test_llm_report.py": 1, "tests/data/test_drift.py::test_equals_evidently": 1,
+HEAVY: dict[str, str] = {
+    # a: whole experiments in a lab (the demo, the LLM scenarios), the installed wheel, venv builds
+    "tests/scenarios/": "a", "tests/packaging/": "a", "tests/engine/test_init.py": "a",
+    "tests/cli/test_init_dependency.py": "a", "tests/data/test_drift.py::test_equals_evidently": "a",
+    # b: labs, the delivery pipeline, real MLflow / Feast / LiteLLM servers
+    "tests/delivery/": "b", "tests/lab/": "b", "tests/llm/": "b", "tests/stacks/": "b", "tests/feast/": "b",
+    "tests/report/test_llm_report.py": "b",
 }
 """Tests that run a lab or an experiment whose verdict depends on the host's CPU, or that build venvs,
-by path (the first match counts), with their weight: at most two weights run at once, light tests
-beside them.  One place, so that a new heavy file is one line here."""
+by path, in two queues of about equal time (~13 min each, CI 2026-12-04).  Each queue is one xdist group:
+one worker runs it in order, so at most two heavy tests run at once, while the other workers take the
+light files (each file one group, so a module's fixtures start once).  One place: a new heavy file is
+one line here."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        weight = next((w for prefix, w in HEAVY.items() if item.nodeid.startswith(prefix)), 0)
-        if weight and item.get_closest_marker("heavy") is None:
-            item.add_marker(pytest.mark.heavy(weight))
+        queue = next((q for prefix, q in HEAVY.items() if item.nodeid.startswith(prefix)), None)
+        if queue is not None:
+            item.add_marker(pytest.mark.heavy)
+        item.add_marker(pytest.mark.xdist_group(f"heavy-{queue}" if queue else item.nodeid.split("::")[0]))
 
 
 @contextlib.contextmanager
@@ -45,39 +50,18 @@ def _flock(path: Path, mode: int) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _one_slot(base: Path, held: contextlib.ExitStack) -> None:
-    """Either of the two heavy slots, whichever frees first."""
-    files = [held.enter_context(open(base / f"heavy-{i}", "a+b")) for i in (0, 1)]  # noqa: SIM115
-    while True:
-        for fh in files:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            held.callback(fcntl.flock, fh, fcntl.LOCK_UN)
-            return
-        time.sleep(0.1)
-
-
 @contextlib.contextmanager
-def _host_share(run_id: str, kind: str, weight: int) -> Iterator[None]:
-    """How xdist workers share the host: a light test runs beside anything but an ``exclusive`` one;
-    ``heavy`` ones hold one of two slots (weight 2: both); an ``exclusive`` one runs alone.  The host
-    lock is a readers-writer flock behind a gate that a waiting writer holds, so that a stream of short
-    tests on the other workers cannot starve it (Linux flock has no writer preference)."""
+def _host_share(run_id: str, exclusive: bool) -> Iterator[None]:
+    """A readers-writer lock over the host between xdist workers: every test holds it shared, an
+    ``exclusive`` one alone.  A writer first takes the gate, which new readers pass through, so a
+    stream of short tests on the other workers cannot starve it (Linux flock has no writer preference)."""
     base = Path(tempfile.gettempdir()) / f"mlchaos-tests-{run_id}"
     base.mkdir(exist_ok=True)
     with contextlib.ExitStack() as held:
-        if kind == "exclusive":
+        if exclusive:
             held.enter_context(_flock(base / "gate", fcntl.LOCK_EX))
             held.enter_context(_flock(base / "host", fcntl.LOCK_EX))
         else:
-            # the slots first, holding nothing else, so that waiting for them delays no exclusive test
-            if weight >= 2:
-                held.enter_context(_flock(base / "heavy-0", fcntl.LOCK_EX))
-                held.enter_context(_flock(base / "heavy-1", fcntl.LOCK_EX))
-            elif weight == 1:
-                _one_slot(base, held)
             with _flock(base / "gate", fcntl.LOCK_SH):
                 pass
             held.enter_context(_flock(base / "host", fcntl.LOCK_SH))
@@ -91,10 +75,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if run_id is None:  # one process: nothing runs beside this test
         yield
         return
-    heavy = item.get_closest_marker("heavy")
-    weight = int(heavy.args[0]) if heavy is not None and heavy.args else int(heavy is not None)
-    kind = "exclusive" if item.get_closest_marker("exclusive") is not None else "shared"
-    with _host_share(str(run_id), kind, weight):
+    with _host_share(str(run_id), item.get_closest_marker("exclusive") is not None):
         yield
 
 
