@@ -4,12 +4,16 @@ Usage::
 
     python benchmarks/bench_llm_engine.py [--models DIR] [--size primary] [--kv-tokens 4096] [--max-batch 16]
         [--prompt-words 200] [--max-tokens 64] [--rates 2,4,8,12,16,24] [--seconds 6] [--out FILE.json]
+    python benchmarks/bench_llm_engine.py --url http://127.0.0.1:PORT [--burst 64] ...   # a running endpoint
 
 What it does (127.0.0.1 only; the engine it starts is stopped, also on failure):
 
 * trains the two lab models into a temporary directory unless ``--models`` names a built lab's ``models/``;
-* starts ``python -m mlchaos.lab.services.llm_engine`` with the given flags;
-* A. capacity: a closed burst of ``4 × max-batch`` concurrent streaming requests (``ignore_eos``, so each
+* starts ``python -m mlchaos.lab.services.llm_engine`` with the given flags, or, with ``--url``, measures an
+  OpenAI-compatible endpoint that is already running (the lab's ``llm-gateway``: the whole path a scenario's
+  requests take, gateway, fault proxy and engine sharing the host's cores, which is the capacity the
+  overload scenario must exceed);
+* A. capacity: a closed burst of ``--burst`` (default ``4 × max-batch``) concurrent streaming requests (``ignore_eos``, so each
   makes exactly ``max-tokens`` tokens): generated tokens/s and completed requests/s while the batch is full;
 * B. open loop: Poisson arrivals at each rate for ``--seconds`` (one task per planned arrival, no
   coordinated omission), streaming; per request TTFT (POST to first token event), TPOT ((e2e - TTFT) /
@@ -126,54 +130,37 @@ def main() -> None:
     ap.add_argument("--rates", default="2,4,8,12,16,24")
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--url", help="measure this running endpoint instead of starting an engine")
+    ap.add_argument("--burst", type=int, help="concurrent requests of the capacity burst (default 4 x max-batch)")
     a = ap.parse_args()
+    if a.url:
+        run(a, a.url.rstrip("/"), None, {"url": a.url})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        start_engine(a, Path(tmp))
+
+
+def start_engine(a: argparse.Namespace, tmp: Path) -> None:
+    """Train (or take) the models, start one engine, measure it, stop it (also on failure)."""
     from mlchaos.lab.paths import free_port
 
-    tmp = tempfile.TemporaryDirectory()
     models = a.models
     train_s = None
     if models is None:
         from mlchaos.lab.llm.train import build_models
 
         t = time.perf_counter()
-        build_models(Path(tmp.name) / "llm")
+        build_models(tmp / "llm")
         train_s = round(time.perf_counter() - t, 2)
-        models = Path(tmp.name)
+        models = tmp
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLCHAOS_LAB_PARENT"}
     proc = subprocess.Popen([sys.executable, "-m", "mlchaos.lab.services.llm_engine", "--port", str(port),
                              "--model", str(models), "--name", f"llm-{a.size}", "--kv-tokens", str(a.kv_tokens),
                              "--max-batch", str(a.max_batch)], env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {"size": a.size, "kv_tokens": a.kv_tokens, "max_batch": a.max_batch,
-                           "prompt_words": a.prompt_words, "max_tokens": a.max_tokens, "train_seconds": train_s,
-                           "load_avg_before": os.getloadavg()}
     try:
-        import httpx
-
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        words = ["return", "the", "value", "of", "the", "given", "object", "and", "its", "attributes"]
-        prompt = " ".join(words[i % len(words)] for i in range(a.prompt_words))
-        out["capacity"] = asyncio.run(burst(url, 4 * a.max_batch, prompt, a.max_tokens))
-        print("capacity", out["capacity"], flush=True)
-        out["open_loop"] = []
-        for i, r in enumerate(float(x) for x in a.rates.split(",")):
-            res = asyncio.run(open_loop(url, r, a.seconds, prompt, a.max_tokens, seed=i))
-            out["open_loop"].append(res)
-            print(res, flush=True)
-        keeps = [r for r in out["open_loop"] if r["ok"] >= 0.95 * r["requests"] and (r["ttft_p99_ms"] or 1e9) < 1000]
-        out["knee_rps"] = max((r["offered_rps"] for r in keeps), default=None)
-        out["load_avg_after"] = os.getloadavg()
-        step = httpx.get(url + "/metrics", timeout=5).text
-        out["step_seconds"] = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in step.splitlines()
-                               if ln.startswith("mlchaos_llm_step_seconds_sum") or
-                               ln.startswith("mlchaos_llm_step_seconds_count")}
+        run(a, f"http://127.0.0.1:{port}", proc, {"size": a.size, "kv_tokens": a.kv_tokens, "max_batch": a.max_batch,
+                                                  "train_seconds": train_s})
     finally:
         proc.terminate()
         try:
@@ -181,7 +168,38 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        tmp.cleanup()
+
+
+def run(a: argparse.Namespace, url: str, proc: subprocess.Popen[bytes] | None, head: dict[str, Any]) -> None:
+    """Wait for ``url``'s ``/health``, then the burst and the open-loop rates; print and write the JSON."""
+    import httpx
+
+    out: dict[str, Any] = {**head, "prompt_words": a.prompt_words, "max_tokens": a.max_tokens,
+                           "load_avg_before": os.getloadavg()}
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    words = ["return", "the", "value", "of", "the", "given", "object", "and", "its", "attributes"]
+    prompt = " ".join(words[i % len(words)] for i in range(a.prompt_words))
+    out["capacity"] = asyncio.run(burst(url, a.burst or 4 * a.max_batch, prompt, a.max_tokens))
+    print("capacity", out["capacity"], flush=True)
+    out["open_loop"] = []
+    for i, r in enumerate(float(x) for x in a.rates.split(",")):
+        res = asyncio.run(open_loop(url, r, a.seconds, prompt, a.max_tokens, seed=i))
+        out["open_loop"].append(res)
+        print(res, flush=True)
+    keeps = [r for r in out["open_loop"] if r["ok"] >= 0.95 * r["requests"] and (r["ttft_p99_ms"] or 1e9) < 1000]
+    out["knee_rps"] = max((r["offered_rps"] for r in keeps), default=None)
+    out["load_avg_after"] = os.getloadavg()
+    if proc is not None:  # the engine's own step timing (a gateway has no such metric)
+        step = httpx.get(url + "/metrics", timeout=5).text
+        out["step_seconds"] = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in step.splitlines()
+                               if ln.startswith("mlchaos_llm_step_seconds_sum") or
+                               ln.startswith("mlchaos_llm_step_seconds_count")}
     print(json.dumps(out, indent=1))
     if a.out:
         a.out.write_text(json.dumps(out, indent=1))
