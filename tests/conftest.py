@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -25,19 +26,33 @@ HEAVY: dict[str, str] = {
     "tests/report/test_llm_report.py": "b",
 }
 """Tests that run a lab or an experiment whose verdict depends on the host's CPU, or that build venvs,
-by path, in two queues of about equal time (~13 min each, CI 2026-12-04).  Each queue is one xdist group:
-one worker runs it in order, so at most two heavy tests run at once, while the other workers take the
-light files (each file one group, so a module's fixtures start once).  One place: a new heavy file is
-one line here."""
+by path, in two queues of about equal time.  Each queue is one unit of work for xdist: one worker runs
+it in order, so at most two heavy tests run at once, while the other workers take the light files
+(each file one unit, so a module's fixtures start once).  One place: a new heavy file is one line here."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        queue = next((q for prefix, q in HEAVY.items() if item.nodeid.startswith(prefix)), None)
-        if queue is not None:
-            item.add_marker(pytest.mark.heavy)
-        item.add_marker(pytest.mark.xdist_group(f"heavy-{queue}" if queue else item.nodeid.split("::")[0]))
+def _unit(nodeid: str) -> str:
+    queue = next((q for prefix, q in HEAVY.items() if nodeid.startswith(prefix)), None)
+    return f"heavy-{queue}" if queue else nodeid.split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's file scheduling with the two heavy queues as units of their own.  A scheduler of our own,
+    not ``--dist loadgroup``: that mode marks groups by rewriting node ids, which pytest 9.2 no longer
+    honours (pytest-xdist issue #1386: the groups are then silently ignored).  Units are queued largest
+    first (xdist's default), so the two heavy queues start at once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Queues(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return Queues(config, log)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if _unit(item.nodeid).startswith("heavy-"):
+        item.add_marker(pytest.mark.heavy)
 
 
 @contextlib.contextmanager
