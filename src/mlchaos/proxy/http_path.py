@@ -49,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 from typing import Any, cast
 
 import httptools
@@ -87,11 +86,6 @@ class HttpProxy:
         self.conns: set[Downstream] = set()
         self.loop = asyncio.get_event_loop()
         self._sweeper: asyncio.TimerHandle | None = None
-        # Made once per data-path process, at start-up: what exists now (modules, configuration, ~50k
-        # objects) lives as long as the process.  Frozen, the cycle collector never walks it again, so
-        # an occasional full collection costs the live connections only (~1 ms) instead of 5-50 ms: a
-        # pause every stream in flight would see (issue #20).
-        gc.freeze()
 
     def protocol(self) -> Downstream:
         if self._sweeper is None:
