@@ -89,6 +89,7 @@ def test_http_bandwidth(http_proxy: ProxyHandle) -> None:
     assert 0.45 <= t <= 1.5  # 25 kB at 50 kB/s
 
 
+@pytest.mark.exclusive  # an upper bound on latency: other tests' load would be in it
 def test_http_response_latency_and_jitter_bounds(http_proxy: ProxyHandle) -> None:
     http_proxy.client.add({"kind": "latency", "delay": "50ms", "jitter": "20ms", "direction": "response",
                            "seed": 1}, ttl=30)

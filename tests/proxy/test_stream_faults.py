@@ -84,9 +84,11 @@ class Conn:
         reader, writer = self.reader, self.writer
         assert reader is not None
         body = json.dumps(spec).encode()
+        # t0 before the request goes out: a client preempted between the send and reading the clock would
+        # otherwise start late and see every event early (arrivals are then an upper bound, never early)
+        t0 = time.monotonic()
         writer.write(b"POST %b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b"
                      % (path.encode(), len(body), body))
-        t0 = time.monotonic()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle)
         status = int(head.split(b" ", 2)[1])
         lower = head.lower()
