@@ -32,8 +32,10 @@ them.  Two heavy queues side by side made verdicts inconclusive on a 2-core host
 host's CPU saturated, the load generator late), so the weight-2 ones run alone among the heavy ones.
 One place: a new heavy file is one line here."""
 
-FIRST = ("tests/scenarios/test_demo.py",)
-"""The longest test file (~4-5 min): started first, so the run does not end waiting for it alone."""
+FIRST = ("tests/scenarios/test_demo_loaded_host.py", "tests/scenarios/test_demo.py")
+"""Handed out first, in this order: the CPU-hog test (exclusive) while no other file's servers are up yet
+(idle MLflow/LiteLLM/Feast servers left by module fixtures add to its hogs), then the longest file
+(~4-5 min), so the run does not end waiting for it alone."""
 
 
 def _file(item: pytest.Item) -> str:
@@ -50,7 +52,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Files in the order xdist hands them out (addopts: --no-loadscope-reorder): FIRST, then the files
     with the most tests (xdist's own default order), each file's tests in their order."""
     count = Counter(_file(i) for i in items)
-    items.sort(key=lambda i: (_file(i) not in FIRST, -count[_file(i)], _file(i)))
+    first = {f: n for n, f in enumerate(FIRST)}
+    items.sort(key=lambda i: (first.get(_file(i), len(FIRST)), -count[_file(i)], _file(i)))
 
 
 @contextlib.contextmanager
