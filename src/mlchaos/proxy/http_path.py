@@ -188,8 +188,7 @@ class Downstream(asyncio.Protocol):
     def __init__(self, proxy: HttpProxy) -> None:
         self.proxy = proxy
         self.loop = proxy.loop
-        self.parser: httptools.HttpRequestParser | None = None
-        """The full parser, made on the first read the relay path does not take (most connections never need it)."""
+        self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.parsing: Message | None = None
         self.backlog: collections.deque[Message] = collections.deque()
@@ -247,14 +246,6 @@ class Downstream(asyncio.Protocol):
                 up.close()  # mid-exchange: its state is unknown, do not pool it
             else:
                 self.proxy.release(up)
-        # Break the reference cycles (a parser holds this object's callbacks, the transport holds its
-        # protocol, a shaper its connection) so that reference counting frees the connection now.  Left
-        # to the cycle collector, each closed connection's ~20 objects waited for a full collection,
-        # which walks every object of the process: a 10-50 ms pause of every stream (issue #20).
-        if self.bounds is not None:
-            self.bounds.close()
-        self.parser = self.bounds = self.shaper = None
-        self.transport = None
 
     def pause_writing(self) -> None:
         if self.up is not None and self.up.transport is not None:
@@ -285,11 +276,8 @@ class Downstream(asyncio.Protocol):
             return
         idle = self.parsing is None
         self.began = self.completed = 0
-        parser = self.parser
-        if parser is None:  # at a message boundary (the relay path takes only whole requests)
-            parser = self.parser = httptools.HttpRequestParser(self)
         try:
-            parser.feed_data(data)
+            self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(501, "mlchaos proxy: protocol upgrade is not supported in HTTP mode; use --mode tcp")
             return
@@ -361,7 +349,6 @@ class Downstream(asyncio.Protocol):
             b.begun = 0
         if b.begun != 1 or b.done != 1:
             self.bounds = None
-            b.close()
             return False
         m = self.relay_msg
         if m is None:  # one per connection, reused: the relay path runs only between exchanges
@@ -422,11 +409,9 @@ class Downstream(asyncio.Protocol):
         m.headers_done = True
         if m.over is None and m.size + len(m.url) > self.proxy.limits.max_header_bytes:
             m.over = too_big(self.proxy.limits, m.size + len(m.url))
-        parser = self.parser
-        assert parser is not None  # called by it
-        m.method = parser.get_method()
-        m.version = parser.get_http_version()
-        m.keep_alive = parser.should_keep_alive()
+        m.method = self.parser.get_method()
+        m.version = self.parser.get_http_version()
+        m.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         m = self.parsing
@@ -786,10 +771,6 @@ class Upstream(asyncio.Protocol):
         with contextlib.suppress(ValueError):
             self.proxy.idle.remove(self)
             self.proxy.stats.upstream_idle = len(self.proxy.idle)
-        # No reference cycle left behind (parser <-> callbacks, transport <-> protocol): see Downstream's.
-        # Nothing reads again: a closed connection gets no data_received and is never sent on.
-        del self.parser
-        self.transport = None
 
     def pause_writing(self) -> None:
         if self.owner is not None and self.owner.transport is not None:

@@ -110,14 +110,6 @@ class Bounds:
     def on_message_complete(self) -> None:
         self.done += 1
 
-    def close(self) -> None:
-        """Drop the parser, which holds this object's callbacks: reference counting then frees both at once.
-
-        (Left as a cycle, they would wait for a full collection of the cycle collector: see
-        ``Downstream.connection_lost``.)  The object is not used again.
-        """
-        del self.parser
-
 
 def corrupt_response(data: bytes, plan: Plan) -> bytes:
     """Apply the plan's JSON corruptions to a whole buffered response; fix the framing if the body changed.
