@@ -46,13 +46,10 @@ HERE = Path(__file__).resolve().parent
 
 # -- the streaming server ------------------------------------------------------------------------------
 
-_CHUNK = (b'data: {"id":"cmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench",'
-          b'"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n')
+# one event shape and chunk framing for both of the benchmark's servers (llm_load_truth.py: part A)
+from llm_load_truth import _CHUNK, _c  # noqa: E402
+
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-
-
-def _c(payload: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
 
 
 class _Stream(asyncio.Protocol):
