@@ -15,11 +15,12 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlchaos import registry
 from mlchaos.engine import verdict
 from mlchaos.engine.instruments import LoopMonitor, assess
 from mlchaos.engine.records import Evaluation, FaultRecord, ProbeRecord, RunRecords, relation
 from mlchaos.engine.verdict import Status
-from mlchaos.plugin import Measurement, PluginError, Probe, ProbeError
+from mlchaos.plugin import Context, Measurement, PluginError, Probe, ProbeError
 
 if TYPE_CHECKING:
     from mlchaos.engine.faultlife import FaultRun
@@ -63,6 +64,18 @@ class ProbeLoops:
         def request_stop(self, status: Status, reason: str) -> None: ...
         def _error(self, msg: str) -> None: ...
         async def _sleep(self, seconds: float) -> None: ...
+
+    def _plan_probes(self, steady: list[Any], abort: list[Any], ctx: Context) -> None:
+        """One probe object and one record per steady-state probe and abort condition, labelled for the report."""
+        for role, specs in (("steady", steady), ("abort", abort)):
+            for i, pspec in enumerate(specs):
+                cls = registry.get("probe", pspec.probe)
+                label = pspec.name or f"{pspec.probe}#{i}" + (" (abort)" if role == "abort" else "")
+                probe = cls(pspec, ctx)
+                tol = {k: getattr(pspec, k) for k in ("max", "min", "between", "equals", "above", "below")
+                       if getattr(pspec, k, None) is not None}
+                self.probes.append(ProbeRun(pspec, probe, ProbeRecord(label, role, pspec.probe, tol,
+                                                                      probe.latency_bound())))
 
     async def _measure(self, pr: ProbeRun) -> Measurement:
         timeout = getattr(pr.spec, "timeout", None) or DEFAULT_PROBE_TIMEOUT

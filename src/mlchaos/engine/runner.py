@@ -44,17 +44,12 @@ from mlchaos.engine.journal import Journal
 from mlchaos.engine.lease import LeaseStore, recover_stale
 from mlchaos.engine.loadservice import RunLoad
 from mlchaos.engine.probing import ProbeLoops, ProbeRun, _Stop
-from mlchaos.engine.records import FaultRecord, ProbeRecord, RunRecords
+from mlchaos.engine.records import FaultRecord, RunRecords
 from mlchaos.engine.state import is_stopped, state_dir, write_json_atomic
 from mlchaos.engine.steps import StepLifecycle
 from mlchaos.engine.summary import as_dict, build_summary
 from mlchaos.engine.verdict import Status, Verdict
-from mlchaos.plugin import (
-    Context,
-    PluginError,
-    Target,
-    TargetError,
-)
+from mlchaos.plugin import Context, PluginError, Target, TargetError
 from mlchaos.spec.experiment import Experiment
 
 
@@ -332,15 +327,7 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle, StepLifecycle):
                 self._error(f"fault {fr.label}: preflight did not finish within {fr.fault.preflight_timeout:g}s")
                 raise _Stop from None
             self.log("fault-preflight", fault=fr.label, plugin=fr.plugin, planned=fr.planned)
-        for role, specs in (("steady", self.experiment.steady_state), ("abort", self.experiment.abort)):
-            for i, pspec in enumerate(specs):
-                cls = registry.get("probe", pspec.probe)
-                label = pspec.name or f"{pspec.probe}#{i}" + (" (abort)" if role == "abort" else "")
-                probe = cls(pspec, self.ctx)
-                tol = {k: getattr(pspec, k) for k in ("max", "min", "between", "equals", "above", "below")
-                       if getattr(pspec, k, None) is not None}
-                self.probes.append(ProbeRun(pspec, probe, ProbeRecord(label, role, pspec.probe, tol,
-                                                                      probe.latency_bound())))
+        self._plan_probes(self.experiment.steady_state, self.experiment.abort, self.ctx)
 
     # -- teardown -----------------------------------------------------------------------------
     async def _teardown(self) -> None:

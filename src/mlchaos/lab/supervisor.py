@@ -254,46 +254,18 @@ class Supervisor:
 
     # --- state ---------------------------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
-        out = []
-        for p in self.procs.values():
-            out.append(
-                {
-                    "name": p.name,
-                    "system": p.system,
-                    "role": p.role,
-                    "pid": p.pid,
-                    "port": p.port,
-                    "url": p.url,
-                    "ready": p.ready and p.pid is not None,
-                    "variant": self.variants.get(p.system),
-                    "model_version": self.resolve(p.model_version),
-                    "model_alias": p.model_version,
-                    "restarts": p.restarts,
-                    "alive": p.pid is not None,
-                    "started_at": p.started_at,
-                    "group": p.group,
-                    "control_url": p.control_url,
-                }
-            )
+        out = [{"name": p.name, "system": p.system, "role": p.role, "pid": p.pid, "port": p.port, "url": p.url,
+                "ready": p.ready and p.pid is not None, "variant": self.variants.get(p.system),
+                "model_version": self.resolve(p.model_version), "model_alias": p.model_version,
+                "restarts": p.restarts, "alive": p.pid is not None, "started_at": p.started_at,
+                "group": p.group, "control_url": p.control_url}
+               for p in self.procs.values()]
         for job in (e for e in TABLE if e.role == "job" and e.system in self.systems):
-            out.append(  # a job has no process: it is ready once its input, the offline store, is built
-                {
-                    "name": job.name,
-                    "system": job.system,
-                    "role": "job",
-                    "pid": None,
-                    "port": None,
-                    "url": None,
-                    "ready": (self.paths.offline).exists(),
-                    "variant": self.variants.get(job.system),
-                    "model_version": self.resolve(job.model_version),
-                    "model_alias": job.model_version,
-                    "restarts": 0,
-                    "alive": True,
-                    "started_at": None,
-                    "group": None,
-                }
-            )
+            # a job has no process: it is ready once its input, the offline store, is built
+            out.append({"name": job.name, "system": job.system, "role": "job", "pid": None, "port": None,
+                        "url": None, "ready": self.paths.offline.exists(), "variant": self.variants.get(job.system),
+                        "model_version": self.resolve(job.model_version), "model_alias": job.model_version,
+                        "restarts": 0, "alive": True, "started_at": None, "group": None})
         return out
 
     def resolve(self, alias: str | None) -> str | None:
