@@ -6,10 +6,12 @@ that the old runner got wrong (named in the test).
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -261,3 +263,49 @@ def test_the_loop_monitor_reads_the_hosts_cpu_over_a_span() -> None:
 
     steal, idle = asyncio.run(sample())
     assert steal is not None and idle is not None and 0.0 <= steal <= 1.0 and 0.0 <= idle <= 1.0
+
+
+def _samples(idle_by_interval: list[float], dt: float = 0.2) -> list[tuple[float, int, int, int]]:
+    """(time, steal, idle, total) cumulative jiffies, 100 per interval, with the given idle share each."""
+    out, idle, total = [(1000.0, 0, 0, 0)], 0, 0
+    for k, share in enumerate(idle_by_interval, 1):
+        idle, total = idle + round(100 * share), total + 100
+        out.append((1000.0 + k * dt, 0, idle, total))
+    return out
+
+
+def test_a_window_with_one_saturated_second_reads_as_saturated() -> None:
+    from mlchaos.engine.instruments import worst_idle
+
+    # five seconds at 50 % idle but for one second at 0 %: the average (40 %) would trust the
+    # window's p99, whose slowest answers came from that second
+    shares = [0.5] * 10 + [0.0] * 5 + [0.5] * 10
+    assert worst_idle(_samples(shares)) == 0.0
+    assert worst_idle(_samples([0.5] * 25)) == 0.5
+    # a span shorter than a second is read whole; a short tail as the span's last second
+    assert worst_idle(_samples([0.2, 0.4])) == pytest.approx(0.3)
+    assert worst_idle(_samples([0.5] * 10 + [0.0])) == pytest.approx(0.4)
+    assert worst_idle(_samples([])) is None
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=60), st.floats(0.05, 0.5))
+def test_the_worst_second_lies_within_the_intervals_it_is_made_of(shares: list[float], dt: float) -> None:
+    from mlchaos.engine.instruments import worst_idle
+
+    samples = _samples(shares, dt)
+    got = worst_idle(samples)
+    per = [(b[2] - a[2]) / (b[3] - a[3]) for a, b in itertools.pairwise(samples)]
+    assert got is not None and min(per) - 0.01 <= got <= max(per) + 0.01  # jiffies are rounded
+
+
+def test_the_loop_monitor_gives_a_span_its_worst_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlchaos.engine import instruments
+
+    mon = instruments.LoopMonitor()
+    t_now = 1000.0 + 25 * 0.2
+    for x in _samples([0.5] * 10 + [0.0] * 5 + [0.5] * 10):
+        mon._cpu.append(x)
+    monkeypatch.setattr(instruments, "cpu_times", lambda: None)
+    steal, idle = mon.cpu(t_now - 5.0, t_now)
+    assert steal == 0.0 and idle == 0.0
+    assert mon.cpu(t_now - 1.0, t_now)[1] == 0.5  # the last second alone had idle time
