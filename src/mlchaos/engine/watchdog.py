@@ -15,7 +15,13 @@ half, injected: see :mod:`mlchaos.engine.lease`); it treats both alike:
   (the runner is stopped by SIGSTOP, or hangs), the TTL is the bound.
 
 An intent without an undo record (a third-party plugin with no ``intent``)
-cannot be reverted: it is logged as such and dropped.  If the runner dies
+cannot be reverted: it is logged as such and dropped.  A revert that fails
+(the target's API is down) is tried again, for as long as the watchdog lives,
+with a back-off that doubles up to :data:`MAX_BACKOFF`: a fault must not stay
+in place, and a target that is struggling should not be hit ten times a second
+for it.  Each failure is written into the record (``revert_failures``,
+``revert_error``), where ``mlchaos stop`` and a person reading the state
+directory find it, and logged at the 1st, 2nd, 4th, 8th… attempt.  If the runner dies
 while its run record still lists processes its targets started (a command
 the experiment owns), the watchdog stops those process groups too, so a
 crashed run leaves nothing running.  It exits only when no intent or lease
@@ -30,6 +36,7 @@ and starts another if the first one died: no fault is injected unguarded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -38,12 +45,25 @@ import time
 from pathlib import Path
 
 POLL = 0.1
+MAX_BACKOFF = 30.0
+"""Seconds between two tries of a revert that keeps failing, at most."""
 
 
 def _log(base: Path, run_id: str, msg: str, **fields: object) -> None:
     line = json.dumps({"t": time.time(), "run_id": run_id, "msg": msg, **fields})
     with open(base / "watchdog.log", "a") as f:
         f.write(line + "\n")
+
+
+def _note_failure(path: Path, data: dict[str, object], attempts: int, error: str) -> None:
+    """Write the failure into the record, unless its runner rewrote it meanwhile (a renewal wins)."""
+    from mlchaos.engine.state import read_json, write_json_atomic
+
+    if read_json(path) != data:
+        return
+    data.update(revert_failures=attempts, revert_error=error[:500])
+    with contextlib.suppress(OSError):  # the log line says it; the revert is what matters
+        write_json_atomic(path, data)
 
 
 def ready_file(base: Path, run_id: str) -> Path:
@@ -61,6 +81,7 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
     announce = ready_file(base, run_id)
     me = {"pid": os.getpid(), "started": process_start_time(os.getpid()), "ready": True}
     failures: dict[Path, int] = {}
+    next_try: dict[Path, float] = {}
     loaded: set[str] = set()
     write_json_atomic(announce, me)  # ready: the imports below only speed up a revert
     _warm_up()
@@ -74,7 +95,7 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
             for path, data in records:
                 _preload(str(data.get("plugin")), loaded)
                 expired = now >= float(data.get("expires_at", 0))
-                if not expired and runner_alive:
+                if (not expired and runner_alive) or next_try.get(path, 0.0) > now:
                     continue
                 why = "lease expired" if expired else "runner died"
                 state = data.get("state") or "active"
@@ -85,9 +106,12 @@ def watch(base: Path, run_id: str, runner_pid: int, runner_started: float | None
                     _log(base, run_id, "intent without an undo record: not reverted", lease=data.get("lease_id"),
                          plugin=data.get("plugin"), error=str(exc))
                 except Exception as exc:  # keep trying: a fault must not stay in place
-                    failures[path] = failures.get(path, 0) + 1
-                    if failures[path] in (1, 10, 100):
-                        _log(base, run_id, "revert failed", lease=data.get("lease_id"), state=state, error=str(exc))
+                    n = failures[path] = failures.get(path, 0) + 1
+                    next_try[path] = now + min(MAX_BACKOFF, POLL * 2 ** (n - 1))
+                    _note_failure(path, data, n, str(exc))
+                    if n & (n - 1) == 0:
+                        _log(base, run_id, "revert failed", lease=data.get("lease_id"), state=state, error=str(exc),
+                             attempts=n, next_try_in_s=round(next_try[path] - now, 3))
                     continue
                 now_data = read_json(path)
                 if now_data is not None and state == INTENT and now_data.get("state") != INTENT:
