@@ -247,3 +247,56 @@ def test_validation_crash_in_a_user_pipeline(server: dict[str, Any], tmp_path: P
     else:
         assert release["register"] == "succeeded" and champion != seeded, manifest
         assert "only validated models deployed" in res.reason
+
+
+@pytest.mark.parametrize("variant", ["naive", "mitigated"])
+def test_a_whole_lab_release_through_the_server(variant: str, server: dict[str, Any], lab_dir: Path,
+                                                serving: Any) -> None:
+    """The lab's own pipeline (train → validate → gate → register → deploy to three serving replicas) with
+    its registry on the server: a clean release goes out through it, then one whose artifact is swapped
+    for a stale model on its way into the server's store.  Naive deploys what it fetched; mitigated verifies the checksum and keeps the
+    validated champion.  Nothing of the registry is written into the lab directory."""
+    from mlchaos.contract.lease import Lease
+    from mlchaos.faults.delivery import ArtifactCorrupt
+    from mlchaos.lab.delivery.layout import DeliveryPaths
+    from mlchaos.lab.delivery.pipeline import PipelineConfig, bootstrap, run_pipeline
+    from mlchaos.probes.delivery import served_versions
+
+    url = server["url"]
+    serving(variant)
+    before = {p: sha256_file(p) for p in server["artifacts"].rglob("*.pkl")}
+    assert bootstrap(lab_dir, "mlflow", url) == "fraud-v2"
+    cfg = PipelineConfig(lab_dir=str(lab_dir), variant=variant, registry="mlflow", registry_uri=url,
+                         timeouts={"train": 60, "validate": 20, "register": 30, "deploy": 60},
+                         canary={"replica": "serving-0", "window_s": 1.5, "interval_s": 0.5, "rows": 300})
+    clean = run_pipeline(cfg)
+    assert clean["status"] == "succeeded", clean
+    good = clean["deployed_version"]
+    served = served_versions(str(lab_dir), uri=url)
+    assert {r["version"] for r in served.values()} == {good} and all(r["validated"] for r in served.values()), served
+    reg = open_registry("mlflow", lab_dir, uri=url)
+    if variant == "mitigated":  # the naive deploy ships without moving the alias (the lab's naive pipeline)
+        assert reg.by_alias("fraud", "production").version == good  # type: ignore[union-attr]
+    added = [p for p in server["artifacts"].rglob("*.pkl") if p not in before]
+    assert added, "the release's artifacts are not in the server's store"
+    delivery = DeliveryPaths(lab_dir)
+    assert not delivery.mlflow_db.exists() and not (delivery.root / "mlflow-artifacts").exists()
+
+    fault = ArtifactCorrupt(ArtifactCorrupt.Spec(lab_dir=str(lab_dir)), FakeCtx())  # the stale model swapped in
+    applied = asyncio.run(fault.inject(Lease.new("t", 60.0)))
+    try:
+        bad = run_pipeline(cfg)
+    finally:
+        asyncio.run(fault.remove())
+        ArtifactCorrupt.revert(applied.undo)
+    served = served_versions(str(lab_dir), uri=url)
+    versions = {r["version"] for r in served.values()}
+    why = json.dumps({"manifest": {k: bad.get(k) for k in ("status", "decision", "deployed_version")},
+                      "served": served}, default=str)
+    if variant == "mitigated":
+        assert bad["status"] in ("failed", "blocked") and bad["deployed_version"] is None, why
+        assert versions == {good} and all(r["validated"] for r in served.values()), why
+        assert reg.by_alias("fraud", "production").version == good, why  # type: ignore[union-attr]
+    else:  # the stale model went out under the new version's name, and it is not the validated one
+        assert bad["status"] == "succeeded" and len(versions) == 1 and versions != {good}, why
+        assert not any(r["validated"] for r in served.values()), why
