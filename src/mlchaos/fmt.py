@@ -28,10 +28,11 @@ from typing import Any
 _COUNTS = {"pods", "replicas", "events", "rows", "requests"}
 
 
-def number(x: float) -> str:
+def number(x: float, sig: int | None = None) -> str:
     """Three significant digits at most, no exponent for everyday magnitudes, no trailing zeros.
 
     ``113``, ``12.5``, ``3.2``, ``0.123``, ``0.0004``: a small non-zero value never reads as zero.
+    ``sig`` asks for that many significant digits instead (see :func:`apart`).
     """
     if isinstance(x, bool):
         return str(x).lower()
@@ -42,6 +43,8 @@ def number(x: float) -> str:
     a = abs(x)
     if a == 0:
         return "0"
+    if sig is not None:
+        return f"{x:.{sig}g}"
     if a >= 1e6 or a < 1e-4:
         return f"{x:.3g}"
     if a < 1:
@@ -51,27 +54,27 @@ def number(x: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def seconds(s: float) -> str:
+def seconds(s: float, sig: int | None = None) -> str:
     """A duration at the scale a person reads it: ``850 µs``, ``113 ms``, ``1.25 s``, ``2 min 5 s``."""
     a = abs(s)
     if a == 0:
         return "0 ms"
     if a < 1e-3:
-        return f"{number(s * 1e6)} µs"
+        return f"{number(s * 1e6, sig)} µs"
     if a < 1:
-        return f"{number(s * 1e3)} ms"
-    if a < 120:
-        return f"{number(s)} s"
+        return f"{number(s * 1e3, sig)} ms"
+    if a < 120 or sig is not None:
+        return f"{number(s, sig)} s"
     minutes, rest = divmod(round(s), 60)
     return f"{minutes} min {rest} s" if rest else f"{minutes} min"
 
 
-def percent(ratio: float) -> str:
+def percent(ratio: float, sig: int | None = None) -> str:
     """A ratio 0..1 as a percentage: ``3.2 %``, ``100 %``, ``0.05 %``."""
-    return f"{number(ratio * 100)} %"
+    return f"{number(ratio * 100, sig)} %"
 
 
-def quantity(value: Any, unit: str = "") -> str:
+def quantity(value: Any, unit: str = "", sig: int | None = None) -> str:
     """``value`` in ``unit`` for a person; anything that is not a number is shown as it is (``–`` for none)."""
     if value is None:
         return "–"
@@ -79,14 +82,36 @@ def quantity(value: Any, unit: str = "") -> str:
         text = str(value)
         return text if len(text) <= 80 else text[:77] + "..."
     if unit == "s":
-        return seconds(value)
+        return seconds(value, sig)
     if unit in ("ratio", "%"):
-        return percent(value)
+        return percent(value, sig)
     if unit == "1/s":
-        return f"{number(value)}/s"
+        return f"{number(value, sig)}/s"
     if unit in _COUNTS:
-        return f"{number(value)} {unit}" if value != 1 else f"1 {unit.rstrip('s')}"
-    return number(value) if not unit else f"{number(value)} {unit}"
+        return f"{number(value, sig)} {unit}" if value != 1 else f"1 {unit.rstrip('s')}"
+    return number(value, sig) if not unit else f"{number(value, sig)} {unit}"
+
+
+def apart(value: Any, bound: Any, unit: str = "") -> tuple[str, str]:
+    """A value and the bound it is compared with, with as many digits as it takes to tell them apart.
+
+    A breach must not read ``2/s < min 2/s`` (1.996/s, three digits): a person would take the verdict
+    for a bug.  Equal numbers, or anything that is not a number, are shown as :func:`quantity` does.
+
+    >>> apart(1.996, 2, "1/s")
+    ('1.996/s', '2/s')
+    >>> apart(0.1134, 0.1, "s")
+    ('113 ms', '100 ms')
+    """
+    a, b = quantity(value, unit), quantity(bound, unit)
+    numbers = all(isinstance(x, int | float) and not isinstance(x, bool) for x in (value, bound))
+    if a != b or not numbers or float(value) == float(bound):
+        return a, b
+    for sig in (4, 5, 6, 8, 12):
+        a, b = quantity(value, unit, sig), quantity(bound, unit, sig)
+        if a != b:
+            break
+    return a, b
 
 
 @functools.cache
@@ -141,7 +166,8 @@ def probe_value(kind: str | None, value: Any) -> str:
 
 def comparison(value: Any, op: str, bound: Any, unit: str = "") -> str:
     """``113 ms > 100 ms``: a breach (or a check) as a person reads it; both sides in the same unit."""
-    return f"{quantity(value, unit)} {op} {quantity(bound, unit)}"
+    a, b = apart(value, bound, unit)
+    return f"{a} {op} {b}"
 
 
 def tolerance(tol: dict[str, Any], unit: str = "") -> str:

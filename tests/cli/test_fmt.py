@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlchaos import fmt
 
@@ -54,3 +56,31 @@ def test_report_tables_and_charts_carry_units(tmp_path) -> None:  # type: ignore
     page = (tmp_path / "r" / "index.html").read_text()
     for shown in ("≤ 100 ms", "✗ 113 ms", "✓ 42.1 ms", "≤ 1 %", "✗ 3.2 %", "Probe: p99 (ms)", "Probe: errors (%)"):
         assert shown in page, shown
+
+
+def test_a_breach_never_reads_as_equal_to_its_bound() -> None:
+    """The demo printed "goodput 2/s < min 2/s" (1.996/s at three digits): a verdict that reads as a bug."""
+    from types import SimpleNamespace
+
+    from mlchaos.engine.tolerance import tripped, within
+
+    assert fmt.apart(1.996, 2, "1/s") == ("1.996/s", "2/s")
+    assert fmt.apart(0.0999, 0.1, "s") == ("99.9 ms", "100 ms")
+    assert fmt.apart(0.1134, 0.1, "s") == ("113 ms", "100 ms")  # distinct already: the usual digits
+    assert fmt.apart(2.0, 2, "1/s") == ("2/s", "2/s")
+    spec = SimpleNamespace(equals=None, max=None, min=2.0, between=None, above=None, below=None)
+    assert within(spec, 1.996, "1/s") == (False, "1.996/s < min 2/s")
+    band = SimpleNamespace(equals=None, max=None, min=None, between=[0.01, 0.03], above=None, below=None)
+    assert within(band, 0.03001, "ratio") == (False, "3.001 % outside [1 %, 3 %]")
+    assert within(band, 0.009999, "ratio") == (False, "0.9999 % outside [1 %, 3 %]")
+    abort = SimpleNamespace(equals=None, max=None, min=None, between=None, above=None, below=2.0)
+    assert tripped(abort, 1.9999, "1/s") == (True, "1.9999/s < 2/s")
+
+
+@given(st.floats(1e-6, 1e6), st.floats(1e-6, 1e6), st.sampled_from(["s", "ratio", "1/s", "", "pods"]))
+def test_two_different_numbers_read_differently(a: float, b: float, unit: str) -> None:
+    shown = fmt.apart(a, b, unit)
+    if abs(a - b) > 1e-9 * max(abs(a), abs(b)):
+        assert shown[0] != shown[1], (a, b, shown)
+    if a == b:
+        assert shown[0] == shown[1]

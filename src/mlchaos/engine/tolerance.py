@@ -42,6 +42,14 @@ def show(x: Any, unit: str = "") -> str:
     return quantity(float(x) if isinstance(x, Fraction) else x, unit)
 
 
+def _breach(value: Any, op: str, bound: Any, unit: str) -> str:
+    """``1.996/s < min 2/s``: both sides with the digits it takes to tell them apart (:func:`mlchaos.fmt.apart`)."""
+    from mlchaos.fmt import apart
+
+    v, b = apart(float(value) if isinstance(value, Fraction) else value, bound, unit)
+    return f"{v} {op} {b}"
+
+
 def within(spec: Any, value: Any, unit: str = "", fraction: Fraction | None = None) -> tuple[bool, str]:
     """Does ``value`` meet the tolerance?  Returns (ok, why); ``fraction`` is the exact value if counted."""
     if spec.equals is not None:
@@ -53,26 +61,31 @@ def within(spec: Any, value: Any, unit: str = "", fraction: Fraction | None = No
         if any(getattr(spec, k) is not None for k in ("max", "min", "between")):
             return False, f"not a number: {value!r}"
         return True, ""
-    v = show(value if fraction is None else fraction, unit)
+    v = value if fraction is None else fraction
     if spec.max is not None and x > exact(spec.max):  # type: ignore[operator]
-        return False, f"{v} > max {show(spec.max, unit)}"
+        return False, _breach(v, "> max", spec.max, unit)
     if spec.min is not None and x < exact(spec.min):  # type: ignore[operator]
-        return False, f"{v} < min {show(spec.min, unit)}"
+        return False, _breach(v, "< min", spec.min, unit)
     if spec.between is not None:
         lo, hi = exact(spec.between[0]), exact(spec.between[1])
         if not (lo <= x <= hi):  # type: ignore[operator]
-            return False, f"{v} outside [{show(spec.between[0], unit)}, {show(spec.between[1], unit)}]"
+            from mlchaos.fmt import apart
+
+            below = x < lo  # type: ignore[operator]
+            shown, edge = apart(float(v) if isinstance(v, Fraction) else v, spec.between[0 if below else 1], unit)
+            bounds = (edge, show(spec.between[1], unit)) if below else (show(spec.between[0], unit), edge)
+            return False, f"{shown} outside [{bounds[0]}, {bounds[1]}]"
     return True, ""
 
 
 def tripped(spec: Any, value: Any, unit: str = "", fraction: Fraction | None = None) -> tuple[bool, str]:
     """Does an abort condition trip?  above/below, or any max/min/between/equals not met."""
     x = fraction if fraction is not None else exact(value)
-    v = show(value if fraction is None else fraction, unit)
+    v = value if fraction is None else fraction
     if spec.above is not None and x is not None and x > exact(spec.above):  # type: ignore[operator]
-        return True, f"{v} > {show(spec.above, unit)}"
+        return True, _breach(v, ">", spec.above, unit)
     if spec.below is not None and x is not None and x < exact(spec.below):  # type: ignore[operator]
-        return True, f"{v} < {show(spec.below, unit)}"
+        return True, _breach(v, "<", spec.below, unit)
     if any(getattr(spec, k) is not None for k in ("max", "min", "between", "equals")):
         ok, why = within(spec, value, unit, fraction)
         return (not ok), why
