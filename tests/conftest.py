@@ -184,7 +184,12 @@ def no_orphans() -> Iterator[None]:
     # watchdogs exit on their own within a poll or two after the run ends
     wait_until(lambda: not live_new(), timeout=5)
     left = live_new()
-    for p in left:
+    named = []
+    for p in left:  # named before the kill: a killed child is a zombie, whose cmdline psutil refuses
+        try:
+            named.append((p.pid, " ".join(p.cmdline())[:300]))
+        except psutil.Error:
+            named.append((p.pid, "?"))
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-    assert not left, f"test left processes behind: {[(p.pid, p.cmdline()) for p in left]}"
+    assert not left, f"test left processes behind: {named}"

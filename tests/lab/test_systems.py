@@ -109,6 +109,9 @@ def test_all_systems_start_predict_and_stop(
     np.testing.assert_allclose(out["score"].to_numpy(), current.predict_proba(day[feats]), atol=1e-12)
     assert (out["model_version"] == "fraud-v2").all()
 
+    from tests.lab.conftest import supervisor_lost
+
+    assert lab.is_up(), supervisor_lost(lab)
     pids = list(lab.pids().values())
     pids += [c.pid for c in psutil.Process(lab.pids()["supervisor"]).children(recursive=True)]
     ports = [s.port for s in lab.status() if s.port]
