@@ -95,10 +95,17 @@ def supervisor_lost(lab: Lab) -> str:
     Seen once in a parallel CI run (2026-12-05, two labs at ~02:40, not reproduced alone): the readings
     that tell a reused pid, a torn state file or a start-time mismatch apart.
     """
+    import json
+
     from mlchaos.lab import lifetime
 
-    st = lab.state() if lab.paths.state.exists() else {}
-    sup = (st or {}).get("supervisor") or {}
+    if not lab.paths.state.exists():  # never brought up
+        return ""
+    try:
+        st = json.loads(lab.paths.state.read_text())
+    except (OSError, ValueError) as exc:  # what Lab._state() swallows: say it
+        return f"lab {lab.paths.root}: state.json unreadable: {exc!r} (this process has {psutil.Process().num_fds()} fds)"
+    sup = st.get("supervisor") or {}
     pid = sup.get("pid")
     if not isinstance(pid, int):
         return ""
