@@ -42,11 +42,15 @@ def show(x: Any, unit: str = "") -> str:
     return quantity(float(x) if isinstance(x, Fraction) else x, unit)
 
 
-def _breach(value: Any, op: str, bound: Any, unit: str) -> str:
-    """``1.996/s < min 2/s``: both sides with the digits it takes to tell them apart (:func:`mlchaos.fmt.apart`)."""
+def _apart(value: Any, bound: Any, unit: str) -> tuple[str, str]:
+    """Both sides with the digits it takes to tell them apart (:func:`mlchaos.fmt.apart`): ``1.996/s``, ``2/s``."""
     from mlchaos.fmt import apart
 
-    v, b = apart(float(value) if isinstance(value, Fraction) else value, bound, unit)
+    return apart(float(value) if isinstance(value, Fraction) else value, bound, unit)
+
+
+def _breach(value: Any, op: str, bound: Any, unit: str) -> str:
+    v, b = _apart(value, bound, unit)
     return f"{v} {op} {b}"
 
 
@@ -69,12 +73,12 @@ def within(spec: Any, value: Any, unit: str = "", fraction: Fraction | None = No
     if spec.between is not None:
         lo, hi = exact(spec.between[0]), exact(spec.between[1])
         if not (lo <= x <= hi):  # type: ignore[operator]
-            from mlchaos.fmt import apart
-
-            below = x < lo  # type: ignore[operator]
-            shown, edge = apart(float(v) if isinstance(v, Fraction) else v, spec.between[0 if below else 1], unit)
-            bounds = (edge, show(spec.between[1], unit)) if below else (show(spec.between[0], unit), edge)
-            return False, f"{shown} outside [{bounds[0]}, {bounds[1]}]"
+            lo_s, hi_s = show(spec.between[0], unit), show(spec.between[1], unit)
+            if x < lo:  # type: ignore[operator]
+                shown, lo_s = _apart(v, spec.between[0], unit)
+            else:
+                shown, hi_s = _apart(v, spec.between[1], unit)
+            return False, f"{shown} outside [{lo_s}, {hi_s}]"
     return True, ""
 
 
