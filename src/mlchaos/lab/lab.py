@@ -26,8 +26,8 @@ import psutil
 from mlchaos.lab import auth, lifetime
 from mlchaos.lab.lifetime import reap_if_child as _reap_if_child
 from mlchaos.lab.lifetime import stop_pid as _stop_pid
-from mlchaos.lab.paths import LabPaths, free_port, resolve_lab_dir
-from mlchaos.lab.status import ServiceStatus
+from mlchaos.lab.paths import LabPaths, free_port, port_is_free, resolve_lab_dir
+from mlchaos.lab.status import ServiceStatus, why_not_ready
 from mlchaos.lab.topology import BY_NAME, DEFAULT_SYSTEMS, ENTRYPOINTS, SYSTEMS, VARIANTS
 
 
@@ -278,13 +278,15 @@ class Lab:
         wanted = set(names) if names is not None else None
         deadline = time.monotonic() + timeout
         pending: list[str] = []
+        st: list[ServiceStatus] = []
         while time.monotonic() < deadline:
             st = self.status()
             pending = [s.name for s in st if not s.ready and (wanted is None or s.name in wanted)]
             if st and not pending:
                 return st
             time.sleep(0.1)
-        raise LabError(f"not ready after {timeout:.0f}s: {', '.join(pending)}")
+        why = [why_not_ready(s, self.paths.log_for(s.name), port_is_free) for s in st if s.name in pending]
+        raise LabError(f"not ready after {timeout:.0f}s: {'; '.join(why) or ', '.join(pending)}")
 
     def down(self, timeout: float = 15.0) -> None:
         """Stop every process this lab started; leave no orphan (killed if it does not stop in time)."""

@@ -86,15 +86,26 @@ class LabPaths:
 
 
 def free_port(host: str = HOST) -> int:
-    """Ask the kernel for a free TCP port on ``host``.
+    """A port on ``host`` that the kernel will hand to no one else for a minute.
 
-    There is a window between closing this socket and the service binding it;
-    on loopback with ports handed out by the kernel that race is rare, and the
-    supervisor retries a failed start on a fresh port.
+    The port is chosen by the kernel, then left in TIME_WAIT by a connection to itself that this side
+    closes first.  Until TIME_WAIT ends (60 s on Linux) the kernel picks it neither for another
+    ``bind(0)`` nor as the local port of an outgoing connection, while a server that sets
+    SO_REUSEADDR (uvicorn, the fault proxy, every lab service) can still listen on it.  A port only
+    asked for and closed again is a normal ephemeral port: on a busy host an outgoing connection took
+    one before the service it was meant for bound it, and that service was restarted on it for ever
+    (CI, 2026-12-05: "not ready after 180s: embedding-proxy").
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, 0))
+        srv.listen(1)
+        port = int(srv.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as cli:
+            cli.connect((host, port))
+            conn, _ = srv.accept()
+            conn.close()  # this side first: its end of the connection, host:port, waits in TIME_WAIT
+    return port
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:

@@ -58,7 +58,9 @@ def _child_main(module: str, argv: list[str], log_path: str, env: dict[str, str 
         else:
             os.environ[key] = value
     sys.argv = [module, *argv]
-    importlib.import_module(module).main(argv)
+    code = importlib.import_module(module).main(argv)
+    if isinstance(code, int) and code:  # as `python -m` with sys.exit(main()): the supervisor logs it
+        sys.exit(code)
 
 
 def start(

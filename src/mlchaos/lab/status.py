@@ -6,8 +6,9 @@ Its own module so that readers of a lab's state (the CLI, the lab target, tests)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -47,3 +48,32 @@ class ServiceStatus:
             d.get("model_alias"),
             d.get("control_url"),
         )
+
+
+def why_not_ready(s: ServiceStatus, log: Path, port_free: Callable[[int], bool]) -> str:
+    """One line on a service that did not get ready: is it running, how often it restarted, whether its
+    port is held by someone else, and the last line of its log.
+
+    "not ready after 60s: embedding-proxy" sends a user to read ten log files; the usual causes (a port
+    taken, an import error, a crash loop) are on this line instead.
+    """
+    parts = [f"pid {s.pid}" if s.pid else "not running"]
+    if s.restarts:
+        parts.append(f"restarted {s.restarts} time{'s' * (s.restarts != 1)}")
+    if not s.pid and s.port and not port_free(s.port):
+        parts.append(f"port {s.port} is held by another process")
+    last = _last_line(log)
+    if last:
+        parts.append(f"{log.name}: {last}")
+    return f"{s.name} ({'; '.join(parts)})"
+
+
+def _last_line(path: Path, keep: int = 300) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 8192))
+            lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:keep] if lines else ""
