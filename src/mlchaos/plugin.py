@@ -340,5 +340,18 @@ class Target(abc.ABC):
     def pids(self, selector: str | None = None) -> list[int]:
         raise TargetError(f"target platform {self.spec.platform!r} has no processes")
 
+    def footprint(self) -> list[int]:
+        """This machine's processes whose CPU use is the system's own doing (their descendants count too).
+
+        A breach measured while the host had no idle CPU is evidence only when the system itself, not
+        some other program, used it (:mod:`mlchaos.engine.cpushare`).  Default: :meth:`pids`, or none
+        (a remote system: every local process but mlchaos's counts as someone else's).  Called once a
+        second from a thread: it must be quick and must not raise.
+        """
+        try:
+            return self.pids()
+        except PluginError:
+            return []
+
 
 Hook = Callable[[], Awaitable[None]]

@@ -92,7 +92,7 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("MLCHAOS_STATE_DIR", str(tmp_path / "state"))
     # the host's CPU is an input of the verdict (a saturated host distrusts timing breaches): here it
     # is "unknown", so these runs do not depend on what else the machine is doing
-    monkeypatch.setattr(LoopMonitor, "cpu", lambda self, a, b: (None, None))
+    monkeypatch.setattr(LoopMonitor, "cpu", lambda self, a, b: (None, None, None))
     registry.register("target", "fake-target", FakeTarget)
     registry.register("fault", "fake-fault", FakeFault)
     registry.register("probe", "fake-probe", FakeProbe)

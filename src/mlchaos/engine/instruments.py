@@ -28,12 +28,15 @@ The rule follows what an instrument's lateness can do to a value:
   than planned can pass a system; a starved host can fail it).
 * **A saturated host**: a timing breach (a latency, or any load window's) measured
   while the host's CPU had less than 3 % idle time (in the worst second of the
-  span measured: a tail quantile is made by its slowest moments) *and* an instrument of the run
-  was late beyond its budget (the generator's worst lag in the window, the
-  runner's stall) is evidence of nothing: the system, the generator and every hog
-  were queueing for a CPU, and the breach may be the host's.  A system under test
-  that saturates the host by itself (the lab shares it) keeps the instruments on
-  time, and its breach stays evidence.  A pass measured then still counts.
+  span measured: a tail quantile is made by its slowest moments) *and* either an
+  instrument of the run was late beyond its budget (the generator's worst lag in
+  the window, the runner's stall) or processes other than the system under test
+  and mlchaos used at least 25 % of the host's CPU in a saturated second
+  (:mod:`mlchaos.engine.cpushare`) is evidence of nothing: the system, the
+  generator and every hog were queueing for a CPU, and the breach may be the
+  host's.  A system under test that saturates the host by itself (the lab
+  shares it) keeps the instruments on time and is the one using the CPU, and
+  its breach stays evidence.  A pass measured then still counts.
 * **How late an evaluation fired** is recorded for every evaluation (it shows
   a starved runner in the report) but does not by itself distrust a value:
   the value is attributed to the time it was really measured.
@@ -50,13 +53,18 @@ import asyncio
 import bisect
 import collections
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlchaos.budget import MIN_ACHIEVED, NO_LATENCY_BOUND, lag_budget
+from mlchaos.engine.cpushare import CpuAccount
 
 MIN_IDLE = 0.03
 """Below this idle share of the host's CPU, a timing breach (a latency, a load window's errors) may be the
 host's doing: the system under test, the generator and everything else were queueing for a CPU."""
+MIN_FOREIGN = 0.25
+"""Share of the host's CPU that processes other than the system under test and mlchaos used in a saturated
+second, from which a timing breach measured then may be theirs (:mod:`mlchaos.engine.cpushare`)."""
 MAX_STEAL = 0.10
 """Share of CPU time stolen by the hypervisor above which a timed request is not trusted."""
 _PERIOD = 0.02
@@ -70,7 +78,8 @@ class LoopMonitor:
     is read over the samples that enclose it.
     """
 
-    def __init__(self, keep: int = 30_000) -> None:
+    def __init__(self, keep: int = 30_000, footprint: Callable[[], Iterable[int]] | None = None) -> None:
+        self.account = CpuAccount(lambda: cpu_times(), footprint)
         self._t: collections.deque[float] = collections.deque(maxlen=keep)
         self._lag: collections.deque[float] = collections.deque(maxlen=keep)
         self._cpu: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=keep // 10)
@@ -81,6 +90,8 @@ class LoopMonitor:
         while True:
             if tick % 10 == 0 and (c := cpu_times()) is not None:
                 self._cpu.append((time.time(), *c))
+            if tick % 50 == 0:  # whose CPU it was: a scan of /proc, a few ms, off the loop
+                await asyncio.to_thread(self.account.sample)
             tick += 1
             t0 = loop.time()
             await asyncio.sleep(_PERIOD)
@@ -100,27 +111,31 @@ class LoopMonitor:
                 worst = max(worst, lag)
         return worst
 
-    def cpu(self, a: float, b: float) -> tuple[float | None, float | None]:
-        """(stolen share, idle share) of the host's CPU time over [a, b]; None where unknown.
+    def cpu(self, a: float, b: float) -> tuple[float | None, float | None, float | None]:
+        """(stolen share, idle share, foreign share) of the host's CPU time over [a, b]; None where unknown.
 
         The stolen share is the span's average.  The idle share is its *worst second's*: a window's
         p99 is made by its slowest moments, and a host saturated for one second of a five-second
         window (its average idle well above :data:`MIN_IDLE`) delayed exactly the answers that set
         that p99.  Averaged, a window read after the host had idle time again became evidence made
         of answers timed while it had none (CI, 2026-12-04: a mitigated scenario ``failed`` under
-        CPU hogs, 1.5 s after the fault's removal, on samples from inside the fault).
+        CPU hogs, 1.5 s after the fault's removal, on samples from inside the fault).  The foreign
+        share is the largest share of the host's CPU that neither the system under test nor mlchaos
+        used in a saturated second of the span (:mod:`mlchaos.engine.cpushare`).
         """
+        contended = self.account.contention(a, b, MIN_IDLE)
+        foreign = contended[1] if contended is not None else None
         now = cpu_times()
         samples = [*self._cpu, (time.time(), *now)] if now is not None else list(self._cpu)
         ts = [x[0] for x in samples]
         i = max(0, bisect.bisect_right(ts, a) - 1)
         j = min(len(samples) - 1, bisect.bisect_left(ts, b))
         if j <= i:
-            return None, None
+            return None, None, foreign
         (_, s0, _, t0), (_, s1, _, t1) = samples[i], samples[j]
         if t1 <= t0:
-            return None, None
-        return (s1 - s0) / (t1 - t0), worst_idle(samples[i:j + 1])
+            return None, None, foreign
+        return (s1 - s0) / (t1 - t0), worst_idle(samples[i:j + 1]), foreign
 
 
 def worst_idle(samples: list[tuple[float, int, int, int]], second: float = 1.0) -> float | None:
@@ -159,13 +174,15 @@ def cpu_times() -> tuple[int, int, int] | None:
 
 def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | None, windowed: bool,
            value: Any, ok: bool | None, stall: float, steal: float | None, delay: float,
-           idle: float | None = None) -> tuple[bool, dict[str, Any]]:
+           idle: float | None = None, foreign: float | None = None) -> tuple[bool, dict[str, Any]]:
     """Is one evaluation trustworthy?  Returns (trusted, readings with ``why`` when not)."""
     info: dict[str, Any] = {"delay": round(delay, 6), "stall": round(stall, 6)}
     if steal is not None:
         info["steal"] = round(steal, 4)
     if idle is not None:
         info["idle"] = round(idle, 4)
+    if foreign is not None:
+        info["foreign"] = round(foreign, 4)
     readings = dict(probe_instrument or {})
     info.update({k: v for k, v in readings.items() if k not in ("ok", "why")})
     whys: list[str] = []
@@ -196,10 +213,14 @@ def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | No
     elif windowed and isinstance(readings.get("lag_p99"), int | float) and readings["lag_p99"] > NO_LATENCY_BOUND:
         whys.append(f"the load generator's schedule lag p99 was {readings['lag_p99'] * 1e3:.3g} ms in this window "
                     f"(over {NO_LATENCY_BOUND * 1e3:.0f} ms, arrivals no longer follow the schedule)")
-    # A saturated host matters when it reached the measurement: an instrument of ours was late too. A
-    # system under test that saturates the host by itself (it shares it, as the lab does) keeps its
-    # instruments on time, and its breach stays evidence.
+    # A saturated host matters when it reached the measurement (an instrument of ours was late too) or
+    # when others saturated it (the system under test queued behind them). A system under test that
+    # saturates the host by itself (it shares it, as the lab does) keeps its instruments on time and
+    # uses the CPU itself, and its breach stays evidence.
     strain = _strain(readings, windowed, stall, latency_bound)
+    if foreign is not None and foreign >= MIN_FOREIGN:
+        strain = "; ".join(x for x in (strain, f"{foreign:.0%} of it went to processes other than the system "
+                                       "under test and mlchaos") if x)
     timing = latency_bound is not None or "lag_p99" in readings
     if timing and ok is False and idle is not None and idle < MIN_IDLE and strain:
         whys.append(f"the host's CPU was saturated while this was measured ({idle:.0%} idle) and {strain}: "

@@ -107,11 +107,11 @@ class ProbeLoops:
                 ev.ok = not trip
             else:
                 ev.ok, ev.reason = verdict.within(pr.spec, m.value, unit, m.fraction)
-        steal, idle = self._loop_monitor.cpu(*ev.span)
+        steal, idle, foreign = self._loop_monitor.cpu(*ev.span)
         ev.trusted, ev.instrument = assess(
             probe_instrument=m.instrument if m is not None else None, latency_bound=pr.rec.latency_bound,
             windowed=window > 0, value=ev.value, ok=ev.ok, stall=self._loop_monitor.worst(t, t_end),
-            steal=steal, idle=idle, delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
+            steal=steal, idle=idle, foreign=foreign, delay=max(0.0, t - scheduled) if scheduled is not None else 0.0)
         return ev
 
     def _record(self, pr: ProbeRun, ev: Evaluation, checkpoint: str | None = None) -> None:

@@ -131,7 +131,8 @@ class Runner(ProbeLoops, RunLoad, FaultLifecycle, StepLifecycle):
         self._baseline: tuple[str | None, str] = (None, "")
         self._reached_faults = False
         self._refused: str | None = None
-        self._loop_monitor = LoopMonitor()
+        self._loop_monitor = LoopMonitor(footprint=lambda: [p for t in list(self.targets.values())
+                                                            for p in t.footprint()])
 
     # -- events -------------------------------------------------------------------------------
     def log(self, event: str, **fields: Any) -> None:

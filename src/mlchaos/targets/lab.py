@@ -153,6 +153,13 @@ class LabTarget(Target):
             out.append(int(s.pid))
         return out
 
+    def footprint(self) -> list[int]:
+        """Every process of the lab (supervisor, load balancers, proxies too): the system as deployed."""
+        try:
+            return list(self.lab.pids().values())
+        except Exception:  # a lab going down meanwhile
+            return []
+
     def proxy_control_url(self) -> str | None:
         """The control API of the fault proxy on this system's dependency call."""
         name = _PROXY.get(self.spec.system)
