@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mlchaos.contract.proc import process_start_time
 from tests.conftest import wait_until
 from tests.engine.helpers import events, experiment, is_stopped, summary, write
 
@@ -262,9 +263,9 @@ def test_mlchaos_stop_reverts_intents_as_well_as_leases(tmp_path: Path) -> None:
             p.suspend()
         store = LeaseStore(Path(os.environ["MLCHAOS_STATE_DIR"]))
         store.intend(Lease.new("0-intent", 60.0), run_id="r-dead", plugin="process-pause",
-                     undo={"pids": [[sleepers[0].pid, sleepers[0].create_time()]]}, runner_pid=dead.pid)
+                     undo={"pids": [[sleepers[0].pid, process_start_time(sleepers[0].pid)]]}, runner_pid=dead.pid)
         store.record(Lease.new("1-lease", 60.0), run_id="r-dead", plugin="process-pause",
-                     undo={"pids": [[sleepers[1].pid, sleepers[1].create_time()]]}, runner_pid=dead.pid)
+                     undo={"pids": [[sleepers[1].pid, process_start_time(sleepers[1].pid)]]}, runner_pid=dead.pid)
         r = subprocess.run([sys.executable, "-m", "mlchaos", "stop"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert "2 fault(s) removed (1 of them written ahead" in r.stdout, r.stdout

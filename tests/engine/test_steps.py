@@ -186,7 +186,7 @@ def test_the_next_run_reverts_a_lease_whose_runner_and_watchdog_are_gone(tmp_pat
     dead = subprocess.Popen(["true"])
     dead.wait()  # a runner that is gone (its watchdog too: none was ever started)
     sleeper.suspend()
-    st = psutil.Process(sleeper.pid).create_time()
+    st = psutil.Process(sleeper.pid).create_time()  # a record written before 2026-12-05: a wall-clock stamp
     LeaseStore(state).record(Lease.new("0-stale", 1.0), run_id="old-run", plugin="process-pause",
                              undo={"pids": [[sleeper.pid, st]]}, runner_pid=dead.pid,
                              action={"argv": append(out, "reverted"), "timeout": 10.0})

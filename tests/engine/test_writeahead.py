@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from mlchaos.contract.lease import KILL_AT_ENV, Lease
+from mlchaos.contract.proc import process_start_time
 from mlchaos.engine.lease import LeaseStore
 from tests.conftest import wait_until
 from tests.engine.helpers import events, experiment, is_stopped, write
@@ -128,7 +129,7 @@ def test_watchdog_reverts_a_dead_runners_intent_at_once(tmp_path: Path) -> None:
         store = LeaseStore(base)
         (base / "runs").mkdir(parents=True, exist_ok=True)
         store.intend(Lease.new("0-abc", 60.0), run_id="r1", plugin="process-pause",
-                     undo={"pids": [[sleeper.pid, sleeper.create_time()]]}, runner_pid=dead.pid)
+                     undo={"pids": [[sleeper.pid, process_start_time(sleeper.pid)]]}, runner_pid=dead.pid)
         t0 = time.monotonic()
         assert watch(base, "r1", dead.pid) == 0
         assert time.monotonic() - t0 < 5.0  # not the 60 s TTL

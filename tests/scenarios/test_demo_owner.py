@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mlchaos.contract.proc import process_start_time
 from mlchaos.lab import Lab
 from tests.lab.conftest import _copy_build, built_lab_dir  # noqa: F401 - the lab tests' build, made once
 
@@ -225,12 +226,12 @@ def test_the_supervisor_exits_with_its_owner_and_not_for_a_reused_pid(tmp_path: 
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     sup = _supervisor(tmp_path / "a", owner_arg(owner.pid))
     # this test's own pid with another start time: a process that reused the owner's pid, not the owner
-    reused = _supervisor(tmp_path / "b", f"{os.getpid()}:{psutil.Process().create_time() - 100}")
+    reused = _supervisor(tmp_path / "b", f"{os.getpid()}:{process_start_time(os.getpid()) - 100}")
     try:
         assert reused.wait(timeout=30) == 0  # the owner is gone already: it went down at once
         assert _wait(lambda: Lab(tmp_path / "a").is_up(), 30)
         st = Lab(tmp_path / "a").state()["supervisor"]
-        assert st["owner"] == {"pid": owner.pid, "started_at": psutil.Process(owner.pid).create_time()}
+        assert st["owner"] == {"pid": owner.pid, "started_at": process_start_time(owner.pid)}
         assert sup.poll() is None
         owner.kill()
         owner.wait()

@@ -167,11 +167,11 @@ def _stop_owned(base: Path, run_id: str, run_file: Path) -> None:
     from mlchaos.engine.state import read_json
 
     data = read_json(run_file) or {}
+    from mlchaos.contract.proc import process_alive
+
     for pid, started in data.get("owned", []):
         try:
-            import psutil
-
-            if abs(psutil.Process(int(pid)).create_time() - float(started)) > 0.05:
+            if not process_alive(int(pid), started, zombies=True):  # a zombie leader still names its group
                 continue
             try:
                 os.killpg(int(pid), signal.SIGCONT)

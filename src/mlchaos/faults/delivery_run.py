@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from mlchaos.contract.proc import process_alive, process_start_time
 from mlchaos.lab.delivery.userpipeline import UserPipeline
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Duration
@@ -193,12 +194,10 @@ class DeliveryRun(Fault):
         with open(out, "ab") as fh:
             self._proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
-        import psutil
-
-        started = psutil.Process(self._proc.pid).create_time()
+        started = process_start_time(self._proc.pid, zombies=True)
         return Applied(targets=[f"delivery:{run_dir.parent}"], planned=planned,
                        actual={"run_id": self._run_id, "pid": self._proc.pid, "log": str(out)},
-                       undo={"pid": self._proc.pid, "create_time": started, "run_id": self._run_id})
+                       undo={"pid": self._proc.pid, "start": started, "run_id": self._run_id})
 
     def _manifest(self) -> dict[str, Any]:
         if self._run_dir is None:
@@ -230,8 +229,6 @@ class DeliveryRun(Fault):
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
         """Kill the pipeline run (its process group).  An intent has no PID yet: find it by its run id."""
-        import psutil
-
         pid = undo.get("pid")
         if not pid:
             if undo.get("run_id"):
@@ -239,13 +236,13 @@ class DeliveryRun(Fault):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(found, signal.SIGKILL)
             return
-        try:
-            p = psutil.Process(int(pid))
-            if abs(p.create_time() - float(undo.get("create_time", 0))) > 0.01:
-                return  # another process got this pid
+        # its start stamp (a record written before 2026-12-05: its wall-clock create_time); a zombie
+        # leader still names its group, whose steps may run on
+        started = undo.get("start") or undo.get("create_time") or -1.0
+        if not process_alive(int(pid), started, tolerance=0.01, zombies=True):
+            return  # gone, or another process got this pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(int(pid), signal.SIGKILL)
-        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
-            return
 
 
 def _pipelines_of(run_id: str) -> list[int]:

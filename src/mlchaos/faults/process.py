@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlchaos.contract.blast import BlastRadiusError, select_count
+from mlchaos.contract.proc import process_alive, process_start_time
 from mlchaos.plugin import Applied, Fault, FaultError, FaultSpec
 from mlchaos.spec.types import Percent
 
@@ -30,15 +31,6 @@ class _Selection(FaultSpec):
     seed: int | None = Field(None, description="Seed for choosing which processes (default: random).")
 
 
-def _start_time(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return float(psutil.Process(pid).create_time())
-    except Exception:
-        return None
-
-
 class _ProcessFault(Fault):
     spec: _Selection
 
@@ -48,7 +40,7 @@ class _ProcessFault(Fault):
         return self.ctx.target(self.spec.target).pids(self.spec.select)
 
     def _choose(self) -> tuple[list[int], dict[str, Any]]:
-        pids = [p for p in self._candidates() if _start_time(p) is not None]
+        pids = [p for p in self._candidates() if process_start_time(p) is not None]
         try:
             n = select_count(len(pids), count=self.spec.count, percent=self.spec.percent,
                              keep_healthy=self.spec.keep_healthy)
@@ -93,7 +85,7 @@ class ProcessPause(_ProcessFault):
 
     def _planned(self) -> tuple[list[list[float]], dict[str, Any]]:
         chosen, planned = self._choose()
-        with_start = [[pid, st] for pid in chosen if (st := _start_time(pid)) is not None]
+        with_start = [[pid, st] for pid in chosen if (st := process_start_time(pid)) is not None]
         return with_start, planned
 
     async def intent(self, lease: Any) -> dict[str, Any]:
@@ -124,8 +116,7 @@ class ProcessPause(_ProcessFault):
     @classmethod
     def revert(cls, undo: dict[str, Any]) -> None:
         for pid, st in undo.get("pids", []):
-            now = _start_time(int(pid))
-            if now is None or (st and abs(now - float(st)) > 0.05):
+            if not process_alive(int(pid), st):
                 continue  # gone, or the PID now belongs to someone else
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGCONT)

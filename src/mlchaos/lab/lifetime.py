@@ -45,6 +45,8 @@ from typing import Any
 
 import psutil
 
+from mlchaos.contract.proc import process_alive, process_start_time
+
 PR_SET_PDEATHSIG = 1
 GRACE_S = 1.0
 """Seconds a service gets to shut down gracefully after its supervisor died, before it is killed."""
@@ -91,8 +93,8 @@ def _watch(pid: int, grace: float) -> None:
 def wait_exit(pid: int, started_at: float | None = None) -> None:
     """Block until ``pid`` has exited (a zombie counts as exited).
 
-    With ``started_at`` (epoch s, as ``psutil`` reports it), a process with that pid but another start
-    time is not the one waited for: it has exited already and the pid was reused.
+    With ``started_at`` (its :func:`mlchaos.contract.proc.process_start_time`), a process with that pid
+    but another start is not the one waited for: it has exited already and the pid was reused.
     """
     def gone() -> bool:
         return is_gone(pid) or (started_at is not None and not _same_start(pid, started_at))
@@ -151,7 +153,10 @@ def down_when_gone(owner: tuple[int, float | None], control_url: str, token: str
 def owner_arg(pid: int | None = None) -> str:
     """``PID:START`` of ``pid`` (default: this process), the supervisor's ``--exit-with`` value."""
     pid = os.getpid() if pid is None else pid
-    return f"{pid}:{psutil.Process(pid).create_time()!r}"
+    start = process_start_time(pid)
+    if start is None:
+        raise psutil.NoSuchProcess(pid)
+    return f"{pid}:{start!r}"
 
 
 def parse_owner(value: str) -> tuple[int, float | None]:
@@ -196,7 +201,7 @@ def leftovers(state: Mapping[str, Any]) -> dict[int, str]:
     found: dict[int, str] = {}
     for s in state.get("services") or []:
         pid = s.get("pid")
-        if isinstance(pid, int) and _same_start(pid, s.get("started_at")):
+        if isinstance(pid, int) and _same_start(pid, _stamp(s)):
             with contextlib.suppress(psutil.Error):
                 if _ours(psutil.Process(pid)):
                     found[pid] = str(s.get("name"))
@@ -213,21 +218,30 @@ def leftovers(state: Mapping[str, Any]) -> dict[int, str]:
 
 def supervisor_runs(sup: Mapping[str, Any]) -> bool:
     """The supervisor ``state.json`` records (its ``supervisor`` part) runs, and is not another process
-    that reused its pid (told apart by ``started_at`` when the record has it)."""
+    that reused its pid (told apart by its ``start`` stamp, or an older state's ``started_at``)."""
     pid = sup.get("pid")
     if not isinstance(pid, int) or is_gone(pid):
         return False
-    return sup.get("started_at") is None or _same_start(pid, sup.get("started_at"))
+    start = _stamp(sup)
+    return start is None or _same_start(pid, start)
+
+
+def _stamp(record: Mapping[str, Any]) -> object:
+    """A record's start stamp: ``start``, or an older state's wall-clock ``started_at``."""
+    return record["start"] if record.get("start") is not None else record.get("started_at")
 
 
 def _same_start(pid: int, started_at: object) -> bool:
-    """``pid`` is the process recorded as started at ``started_at`` (epoch seconds), not a reuse of its pid."""
+    """``pid`` is the process whose start stamp is ``started_at``, not a reuse of its pid.
+
+    The stamp is the start in ticks since boot (:func:`mlchaos.contract.proc.process_start_time`): a
+    wall-clock create time, read by two processes that cached the kernel's boot time on either side of
+    a clock step, disagreed by whole seconds (a running lab was then "not up").  A state written before
+    2026-12-05 holds a wall-clock time, compared within 2 s as it was written.
+    """
     if not isinstance(started_at, int | float):
         return False
-    try:
-        return abs(psutil.Process(pid).create_time() - float(started_at)) < 2.0
-    except psutil.Error:
-        return False
+    return process_alive(pid, float(started_at), tolerance=2.0)
 
 
 def reap(pids: Mapping[int, str], timeout: float = 3.0) -> list[int]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
+from mlchaos.contract.proc import process_start_time
 from mlchaos.lab import procs
 from mlchaos.lab.paths import HOST
 from mlchaos.lab.upstream import Upstream
@@ -47,6 +48,8 @@ class Proc:
     restart: bool = True
     popen: BaseProcess | None = None
     started_at: float = 0.0
+    start: float | None = None
+    """Its start stamp (:func:`mlchaos.contract.proc.process_start_time`): who it is, whatever the clock does."""
     restarts: int = 0
     ready: bool = False
     desired: bool = True
@@ -81,6 +84,7 @@ def spawn(p: Proc, argv: list[str], log_path: str, env: dict[str, str | None], l
     """Start ``p`` (``python -m p.module`` in a child that dies with the supervisor)."""
     p.popen = procs.start(p.name, p.module, argv, log_path, env)
     p.started_at, p.ready, p.restart_at = time.time(), False, None
+    p.start = process_start_time(p.popen.pid) if p.popen.pid is not None else None
     log("spawned", service=p.name, pid=p.popen.pid, port=p.port)
 
 

@@ -40,6 +40,7 @@ import httpx
 import psutil
 
 from mlchaos.atomic import write_json_atomic
+from mlchaos.contract.proc import process_start_time
 from mlchaos.lab import auth, featurestore, lifetime, monitor, procs
 from mlchaos.lab import observability as obs
 from mlchaos.lab.autoscaler import Autoscaler, AutoscalerPolicy
@@ -64,7 +65,9 @@ from mlchaos.lab.upstream import Upstream
 __all__ = ["SYSTEMS", "VARIANTS", "Proc", "Supervisor", "main", "system_variant"]
 
 _STARTED_AT = psutil.Process().create_time()
-"""This supervisor's start (epoch s), in state.json: a later reader tells it from a process that reused its pid."""
+"""This supervisor's start (epoch s), in state.json for people to read."""
+_START = process_start_time(os.getpid())
+"""Its start stamp (ticks since boot): a later reader tells it from a process that reused its pid."""
 
 
 @dataclass
@@ -258,7 +261,7 @@ class Supervisor:
                 "ready": p.ready and p.pid is not None, "variant": self.variants.get(p.system),
                 "model_version": self.resolve(p.model_version), "model_alias": p.model_version,
                 "restarts": p.restarts, "alive": p.pid is not None, "started_at": p.started_at,
-                "group": p.group, "control_url": p.control_url}
+                "start": p.start, "group": p.group, "control_url": p.control_url}
                for p in self.procs.values()]
         for job in (e for e in TABLE if e.role == "job" and e.system in self.systems):
             # a job has no process: it is ready once its input, the offline store, is built
@@ -284,6 +287,7 @@ class Supervisor:
                 "pid": os.getpid(),
                 "pgid": os.getpgid(0),
                 "started_at": _STARTED_AT,
+                "start": _START,
                 "port": self.control_port,
                 "url": f"http://{HOST}:{self.control_port}",
                 "owner": {"pid": self.owner[0], "started_at": self.owner[1]} if self.owner else None,

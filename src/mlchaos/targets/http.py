@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
+from mlchaos.contract.proc import process_start_time
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
 
@@ -80,12 +81,8 @@ class HttpTarget(Target):
     def owned(self) -> list[list[float]]:
         if self._proxy is None:
             return []
-        try:
-            import psutil
-
-            return [[self._proxy.pid, float(psutil.Process(self._proxy.pid).create_time())]]
-        except Exception:
-            return []
+        started = process_start_time(self._proxy.pid, zombies=True)
+        return [[self._proxy.pid, started]] if started is not None else []
 
     def proxy_control_url(self) -> str | None:
         return self._proxy.control_url if self._proxy is not None else self.spec.proxy_control

@@ -24,7 +24,7 @@ from pydantic import Field
 if TYPE_CHECKING:
     import asyncio
 
-from mlchaos.contract.proc import pid_alive
+from mlchaos.contract.proc import pid_alive, process_start_time
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
 from mlchaos.targets.http import join_url as _join
@@ -229,12 +229,8 @@ class ProcessTarget(Target):
     def owned(self) -> list[list[float]]:
         if self.proc is None or self.proc.poll() is not None:
             return []
-        try:
-            import psutil
-
-            return [[self.proc.pid, float(psutil.Process(self.proc.pid).create_time())]]
-        except Exception:
-            return []
+        started = process_start_time(self.proc.pid, zombies=True)
+        return [[self.proc.pid, started]] if started is not None else []
 
     def url(self, path: str = "") -> str:
         if not self.spec.url:
