@@ -81,9 +81,9 @@ def test_a_paused_process_is_resumed_after_a_clock_step(sleeper: subprocess.Pope
 
     undo = {"pids": [[sleeper.pid, process_start_time(sleeper.pid)]]}
     os.kill(sleeper.pid, signal.SIGSTOP)
-    assert psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED
+    assert wait_until(lambda: psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED, 5)
     ProcessPause.revert(undo)
-    assert psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED
+    assert wait_until(lambda: psutil.Process(sleeper.pid).status() != psutil.STATUS_STOPPED, 5)
 
 
 def test_a_running_lab_supervisor_is_up_after_a_clock_step(clock_step: float) -> None:

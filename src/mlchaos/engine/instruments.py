@@ -52,12 +52,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mlchaos.budget import MIN_ACHIEVED, NO_LATENCY_BOUND, lag_budget
-from mlchaos.engine.cpushare import CpuAccount
+from mlchaos.engine.cpushare import Sampler, contention, cpu_times
 
 MIN_IDLE = 0.03
 """Below this idle share of the host's CPU, a timing breach (a latency, a load window's errors) may be the
@@ -79,24 +80,28 @@ class LoopMonitor:
     """
 
     def __init__(self, keep: int = 30_000, footprint: Callable[[], Iterable[int]] | None = None) -> None:
-        self.account = CpuAccount(lambda: cpu_times(), footprint)
+        self.sampler = Sampler(footprint)
         self._t: collections.deque[float] = collections.deque(maxlen=keep)
         self._lag: collections.deque[float] = collections.deque(maxlen=keep)
         self._cpu: collections.deque[tuple[float, int, int, int]] = collections.deque(maxlen=keep // 10)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        sampler = asyncio.create_task(self.sampler.run())  # whose CPU it was: a process of its own
         tick = 0
-        while True:
-            if tick % 10 == 0 and (c := cpu_times()) is not None:
-                self._cpu.append((time.time(), *c))
-            if tick % 50 == 0:  # whose CPU it was: a scan of /proc, a few ms, off the loop
-                await asyncio.to_thread(self.account.sample)
-            tick += 1
-            t0 = loop.time()
-            await asyncio.sleep(_PERIOD)
-            self._t.append(time.time())
-            self._lag.append(max(0.0, loop.time() - t0 - _PERIOD))
+        try:
+            while True:
+                if tick % 10 == 0 and (c := cpu_times()) is not None:
+                    self._cpu.append((time.time(), *c))
+                tick += 1
+                t0 = loop.time()
+                await asyncio.sleep(_PERIOD)
+                self._t.append(time.time())
+                self._lag.append(max(0.0, loop.time() - t0 - _PERIOD))
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
 
     def worst(self, a: float, b: float) -> float:
         """The longest stall seen by a sample that ended in [a, b + one period] (a stall ends a sample).
@@ -123,7 +128,7 @@ class LoopMonitor:
         share is the largest share of the host's CPU that neither the system under test nor mlchaos
         used in a saturated second of the span (:mod:`mlchaos.engine.cpushare`).
         """
-        contended = self.account.contention(a, b, MIN_IDLE)
+        contended = contention(self.sampler.seconds, a, b, MIN_IDLE)
         foreign = contended[1] if contended is not None else None
         now = cpu_times()
         samples = [*self._cpu, (time.time(), *now)] if now is not None else list(self._cpu)
@@ -157,19 +162,6 @@ def worst_idle(samples: list[tuple[float, int, int, int]], second: float = 1.0) 
             worst = share if worst is None else min(worst, share)
         k = m
     return worst
-
-
-def cpu_times() -> tuple[int, int, int] | None:
-    """(steal, idle, total) jiffies from /proc/stat (idle includes iowait), or None where unreported."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if len(fields) < 9 or fields[0] != b"cpu":
-        return None
-    nums = [int(x) for x in fields[1:]]
-    return nums[7], nums[3] + nums[4], sum(nums[:8])
 
 
 def assess(*, probe_instrument: dict[str, Any] | None, latency_bound: float | None, windowed: bool,
