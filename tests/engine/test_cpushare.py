@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 
 from mlchaos.engine import cpushare
 from mlchaos.engine.cpushare import CpuAccount, Sampler, Second, contention, descendants, scan
+from tests.conftest import wait_until
 
 OWN = 100
 
@@ -213,3 +216,31 @@ def test_a_new_process_of_the_system_is_the_systems_from_its_second_reading(host
     assert (s := acc.sample()) is not None and s.foreign == pytest.approx(0.5)  # cached parent: still the system's
     host.tick(idle=0, used={12: 100})
     assert (s := acc.sample()) is not None and s.foreign == pytest.approx(1.0)  # refreshed: someone else's
+
+
+def test_an_http_targets_footprint_is_what_listens_on_its_port(tmp_path: Path) -> None:
+    """A service we did not write and did not start (Python's own http.server): its processes are found
+    by the port it listens on, so its CPU use is the system's, not someone else's."""
+    from mlchaos.targets.http import HttpTarget, HttpTargetSpec
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        target = HttpTarget(HttpTargetSpec(url=f"http://127.0.0.1:{port}/"), None)
+
+        def listening() -> bool:
+            target._looked = -1e9  # look again now: the server may still be starting
+            return bool(target.footprint())
+
+        assert wait_until(listening, 10)
+        assert target.footprint() == [server.pid]
+        server.kill()
+        server.wait(5)
+        assert target.footprint() == []  # gone: looked for again (at most every 30 s), nobody listens
+        assert HttpTarget(HttpTargetSpec(url="http://192.0.2.1:8080/"), None).footprint() == []  # remote
+    finally:
+        server.kill()
+        server.wait(5)

@@ -10,12 +10,13 @@ its faults expire with their leases anyway.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from mlchaos.contract.proc import process_start_time
+from mlchaos.contract.proc import pid_alive, process_start_time
 from mlchaos.plugin import Target, TargetError, TargetSpec
 from mlchaos.spec.types import Duration
 
@@ -42,6 +43,24 @@ class HttpTarget(Target):
     def __init__(self, spec: Any, ctx: Any) -> None:
         super().__init__(spec, ctx)
         self._proxy: Any = None
+        self._listeners: list[int] = []
+        self._looked = -float("inf")
+
+    def footprint(self) -> list[int]:
+        """The processes listening on the URL's port when the service runs on this machine (nginx's master
+        and workers, a uvicorn server…), found again only once they are gone; none for a remote service.
+
+        A service we did not start still has its CPU use told apart from other programs' on a saturated
+        host (:mod:`mlchaos.engine.cpushare`).  Finding them reads every process's sockets (~15 ms), so
+        at most every 30 s.
+        """
+        alive = [p for p in self._listeners if pid_alive(p)]
+        if alive and len(alive) == len(self._listeners):
+            return alive
+        if time.monotonic() - self._looked >= 30.0:
+            self._looked = time.monotonic()
+            self._listeners = alive = local_listeners(self.spec.url)
+        return alive
 
     async def start(self) -> None:
         if not self.spec.proxy:
@@ -108,3 +127,24 @@ async def _to_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
     import asyncio  # here, not at the top: validating an experiment imports this module, not an event loop
 
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+LOCAL = ("localhost", "0.0.0.0", "::1", "::")
+
+
+def local_listeners(url: str) -> list[int]:
+    """Pids of the processes listening on ``url``'s port on this machine; [] for a remote host, or when
+    the sockets cannot be read (another user's processes, not Linux)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host not in LOCAL and not host.startswith("127."):
+        return []
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        import psutil
+
+        conns = psutil.net_connections("tcp")
+    except Exception:
+        return []
+    return sorted({c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.pid and c.laddr
+                   and c.laddr.port == port})
