@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -126,11 +125,18 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
+def reserve_port() -> int:
+    """A loopback port for a server a test starts, held in TIME_WAIT until that server binds it (it must set
+    SO_REUSEADDR, as every server here does): a port only asked for and closed again can be handed to
+    another process's outgoing connection first (CI, 2026-12-05: a lab waited 180 s on a taken port)."""
+    from mlchaos.lab.paths import free_port as held
+
+    return held()
+
+
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return reserve_port()
 
 
 def wait_until(cond, timeout: float = 10.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]

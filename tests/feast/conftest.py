@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import reserve_port
 
 feast = pytest.importorskip("feast", reason="the Feast tests need the feast extra")
 
@@ -98,18 +99,12 @@ def build_repo(root: Path) -> FeastRepo:
     return FeastRepo(root, conv)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def feast_serve(repo: Path) -> Iterator[str]:
     """``feast serve`` on a free loopback port; its process group is stopped on the way out."""
     import httpx
 
-    port = _free_port()
+    port = reserve_port()
     log = open(repo / "serve.log", "wb")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         ["feast", "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log", "--max-requests", "1000000"],

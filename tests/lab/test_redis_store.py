@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +22,7 @@ import pytest
 from mlchaos.lab import Lab, LabError
 from mlchaos.lab import featurestore as fs
 from mlchaos.lab.paths import LabPaths
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import reserve_port
 
 
 def ensure_redis() -> str:
@@ -56,7 +50,7 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A throw-away redis-server on 127.0.0.1 (no persistence); returns the process and its URL."""
     server = ensure_redis()
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = reserve_port()
     proc = subprocess.Popen(
         [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
          "--dir", str(workdir), "--protected-mode", "yes"],
@@ -121,7 +115,7 @@ def test_redis_reads_equal_sqlite(built_lab_dir: Path, redis_url: str) -> None:
 
 def test_unreachable_redis_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ensure_redis()
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{reserve_port()}/0"
     with pytest.raises(fs.FeatureStoreError, match="unreachable") as info:
         fs.open_store(url)
     assert url in str(info.value)

@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,14 +32,9 @@ from mlchaos.faults.delivery import DeliveryRun
 from mlchaos.lab.delivery import faultpoints
 from mlchaos.lab.delivery.registry import ChecksumMismatch, open_registry, sha256_file
 from mlchaos.spec.loader import load_dict
+from tests.conftest import reserve_port
 
 from ..delivery.conftest import FakeCtx
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     """A real ``mlflow server`` on 127.0.0.1 (SQLite backend store, served artifacts); its process group is
     stopped at the end, also on failure."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = reserve_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     argv = [str(mlflow) if mlflow.exists() else "mlflow", "server", "--backend-store-uri",
             f"sqlite:///{root / 'backend.sqlite'}", "--artifacts-destination", str(root / "artifacts"),
