@@ -95,3 +95,18 @@ def test_a_running_lab_supervisor_is_up_after_a_clock_step(clock_step: float) ->
     assert not supervisor_runs({**me, "start": None, "started_at": me["started_at"] - clock_step})
     legacy = {"pid": os.getpid(), "started_at": psutil.Process().create_time() - 0.5}  # an older state.json
     assert supervisor_runs(legacy)
+
+
+def test_stop_pid_waits_for_a_lab_helper_caught_mid_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process on its way out has no command line any more (its memory is gone) yet still runs for a
+    moment: `lab down` waits for it instead of skipping it, and never signals it."""
+    import time
+
+    from mlchaos.lab.lifetime import stop_pid
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.4)"])
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])
+    t0 = time.monotonic()
+    stop_pid(p.pid, time.monotonic() + 5)
+    assert time.monotonic() - t0 >= 0.2  # it waited for the exit
+    assert p.wait(5) == 0  # and did not signal it (a SIGTERM would give -15)
