@@ -345,8 +345,8 @@ class Target(abc.ABC):
 
         A breach measured while the host had no idle CPU is evidence only when the system itself, not
         some other program, used it (:mod:`mlchaos.engine.cpushare`).  Default: :meth:`pids`, or none
-        (a remote system: every local process but mlchaos's counts as someone else's).  Called once a
-        second from a thread: it must be quick and must not raise.
+        (a remote system: every local process but mlchaos's counts as someone else's).  Called every
+        few seconds from a thread: it must be quick; what it raises counts as naming nothing.
         """
         try:
             return self.pids()

@@ -43,7 +43,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Reversible
 from dataclasses import dataclass
 
 EVERY = 1.0
@@ -147,7 +147,7 @@ class CpuAccount:
             return None
         t = time.time()
         self._update_tree(pids, t)
-        system = descendants(self._footprint(), self._tree)
+        system = descendants(named(self.footprint), self._tree)
         ours = descendants([self._own], self._tree) - system
         now: dict[int, tuple[int, int]] = {}  # pid -> (start time, jiffies), for the system's and ours
         for pid in system | ours:
@@ -179,20 +179,22 @@ class CpuAccount:
             if (st := _stat(self._proc, pid)) is not None:
                 self._tree[pid] = st[0], st[1]
 
-    def _footprint(self) -> list[int]:
-        if self.footprint is None:
-            return []
-        try:
-            return [int(p) for p in self.footprint()]
-        except Exception:  # a target that cannot name its processes now: all of it counts as foreign
-            return []
+
+def named(footprint: Callable[[], Iterable[int]] | None) -> list[int]:
+    """The pids a footprint names now; none when it cannot say (all of the host then counts as foreign)."""
+    if footprint is None:
+        return []
+    try:
+        return [int(p) for p in footprint()]
+    except Exception:  # a target that cannot name its processes now (a lab going down, say)
+        return []
 
 
-def contention(seconds: Iterable[Second], a: float, b: float, min_idle: float) -> tuple[float, float] | None:
+def contention(seconds: Reversible[Second], a: float, b: float, min_idle: float) -> tuple[float, float] | None:
     """(idle share, foreign share) of the second with the most foreign use among those that overlap
     [a, b] and had less than ``min_idle`` idle; None when none did.  ``seconds`` newest last."""
     saturated = []
-    for s in reversed(list(seconds)):  # the spans asked about are recent: walk back from the newest
+    for s in reversed(seconds):  # the spans asked about are recent: walk back from the newest, copying nothing
         if s.t1 <= a:
             break
         if s.t0 < b and s.idle < min_idle:
@@ -222,7 +224,7 @@ class Sampler:
         reader = asyncio.create_task(self._read(proc))
         try:
             while proc.returncode is None:
-                pids = await asyncio.to_thread(self._pids)
+                pids = await asyncio.to_thread(named, self.footprint)
                 assert proc.stdin is not None
                 proc.stdin.write((" ".join(map(str, pids)) + "\n").encode())
                 with contextlib.suppress(ConnectionError):
@@ -235,14 +237,6 @@ class Sampler:
                     proc.kill()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(proc.wait(), 5)
-
-    def _pids(self) -> list[int]:
-        if self.footprint is None:
-            return []
-        try:
-            return [int(p) for p in self.footprint()]
-        except Exception:  # a target that cannot name its processes now
-            return []
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None

@@ -164,11 +164,10 @@ def _preload(plugin: str, loaded: set[str]) -> None:
 
 def _stop_owned(base: Path, run_id: str, run_file: Path) -> None:
     """The runner died: stop the process groups its targets started (checked by start time)."""
+    from mlchaos.contract.proc import process_alive
     from mlchaos.engine.state import read_json
 
     data = read_json(run_file) or {}
-    from mlchaos.contract.proc import process_alive
-
     for pid, started in data.get("owned", []):
         try:
             if not process_alive(int(pid), started, zombies=True):  # a zombie leader still names its group

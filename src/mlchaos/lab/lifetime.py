@@ -235,8 +235,8 @@ def _same_start(pid: int, started_at: object) -> bool:
     """``pid`` is the process whose start stamp is ``started_at``, not a reuse of its pid.
 
     The stamp is the start in ticks since boot (:func:`mlchaos.contract.proc.process_start_time`): a
-    wall-clock create time, read by two processes that cached the kernel's boot time on either side of
-    a clock step, disagreed by whole seconds (a running lab was then "not up").  A state written before
+    wall-clock create time adds the kernel's boot time, which a clock step moves by whole seconds, so a
+    record written before the step and read after it named "another process" (a running lab "not up").  A state written before
     2026-12-05 holds a wall-clock time, compared within 2 s as it was written.
     """
     if not isinstance(started_at, int | float):
